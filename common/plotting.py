@@ -1,0 +1,80 @@
+"""Matplotlib plots saved as PNG, with a headless backend.
+
+Apps run in terminals and CI with no display, so we select the non-interactive
+``Agg`` backend unless a backend was chosen already (Jupyter chooses its own
+inline backend, so notebooks still show plots).
+"""
+
+import os
+import sys
+
+import matplotlib
+
+if "MPLBACKEND" not in os.environ and "ipykernel" not in sys.modules:
+    matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402  (backend first)
+import numpy as np  # noqa: E402
+
+
+def save_figure(figure, path, dpi=120):
+    """Save ``figure`` as PNG at ``path`` and close it, freeing its memory."""
+    figure.tight_layout()
+    figure.savefig(path, dpi=dpi)
+    plt.close(figure)
+    return path
+
+
+def plot_history(history, path=None, metrics=("loss",), title="Training curves"):
+    """Training and validation curves per epoch, from ``History.history`` or a dict.
+
+    Returns the figure, or saves it and returns ``path`` when ``path`` is given.
+    """
+    history = getattr(history, "history", history)
+    figure, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.5), squeeze=False)
+    for axis, metric in zip(axes[0], metrics):
+        epochs = np.arange(1, len(history[metric]) + 1)
+        axis.plot(epochs, history[metric], marker="o", label="training")
+        if f"val_{metric}" in history:
+            axis.plot(epochs, history[f"val_{metric}"], marker="o", label="validation")
+        axis.set(xlabel="epoch", ylabel=metric, title=f"{title}: {metric}")
+        axis.legend()
+        axis.grid(alpha=0.3)
+    return save_figure(figure, path) if path else figure
+
+
+def plot_forecast(
+    history_dates,
+    history_values,
+    test_dates,
+    test_actual,
+    test_median,
+    test_lower,
+    test_upper,
+    future_dates=None,
+    future_median=None,
+    future_lower=None,
+    future_upper=None,
+    path=None,
+    title="Forecast",
+    ylabel="value",
+    history_to_show=250,
+):
+    """History, test-period predictions against actuals with an interval band, and the future.
+
+    Only the last ``history_to_show`` points before the test period are drawn, so
+    the test period is wide enough to read.
+    """
+    figure, axis = plt.subplots(figsize=(11, 4.5))
+    axis.plot(history_dates[-history_to_show:], history_values[-history_to_show:], color="0.55", lw=1, label="history")
+    axis.plot(test_dates, test_actual, color="black", lw=1, label="actual (test)")
+    axis.plot(test_dates, test_median, color="tab:blue", lw=1, label="forecast, median")
+    axis.fill_between(test_dates, test_lower, test_upper, color="tab:blue", alpha=0.2, label="10-90% interval")
+    if future_dates is not None and len(future_dates):
+        axis.plot(future_dates, future_median, color="tab:red", marker=".", lw=1.5, label="forecast past last date")
+        axis.fill_between(future_dates, future_lower, future_upper, color="tab:red", alpha=0.2)
+    axis.set(title=title, xlabel="date", ylabel=ylabel)
+    axis.legend(loc="upper left", fontsize="small")
+    axis.grid(alpha=0.3)
+    figure.autofmt_xdate()
+    return save_figure(figure, path) if path else figure

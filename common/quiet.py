@@ -1,0 +1,43 @@
+"""Import TensorFlow without its start-up log noise.
+
+TensorFlow's C++ runtime prints oneDNN and CPU-feature notices straight to file
+descriptor 2 while it loads, before Python's logging is in charge, and
+``TF_CPP_MIN_LOG_LEVEL`` does not silence all of them.  We point descriptor 2 at
+a temporary file for the length of the import only, and replay what was caught
+if the import fails, so a broken install still shows its real error.
+
+Importing :mod:`common` does this once; apps and notebooks import ``common``
+before ``keras``.
+"""
+
+import os
+import sys
+import tempfile
+
+# TensorFlow's C++ side logs even harmless fallbacks as errors (e.g. "oneDNN supports
+# DT_BOOL only on platforms with AVX-512"); real failures still raise Python exceptions.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+def import_tensorflow_quietly():
+    """Import ``tensorflow`` with descriptor 2 silenced; return the module."""
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    sys.stderr.flush()
+    saved_fd = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            import tensorflow
+        except BaseException:
+            os.dup2(saved_fd, 2)
+            caught.seek(0)
+            sys.stderr.write(caught.read().decode("utf-8", "replace"))
+            raise
+        finally:
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)
+    # absl's Python logger would repeat warnings about retracing and the like.
+    tensorflow.get_logger().setLevel("ERROR")
+    return tensorflow

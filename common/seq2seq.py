@@ -1,0 +1,211 @@
+"""Encoder-decoder (unaligned many-to-many) with optional attention.
+
+Training uses *teacher forcing*: the decoder reads the true previous target at
+each step (the targets shifted right by one, a start value first), so every
+step learns from correct history.  At inference the true targets are unknown,
+so :func:`predict_autoregressive` feeds each prediction back as the next
+decoder input, one step at a time.
+
+Both paths use the same saved model: a plain functional ``keras.Model`` with two
+inputs, ``[encoder_inputs, decoder_inputs]``, and stock layers only.
+"""
+
+import numpy as np
+import keras
+from keras import layers
+
+from common.models import (
+    CELLS,
+    _sequence_input,
+    as_units_tuple,
+    check_cell,
+    check_fraction,
+)
+
+ATTENTION = {"dot": layers.Attention, "additive": layers.AdditiveAttention}
+
+
+def _run_encoder(sequence, cell, units, bidirectional, dropout, recurrent_dropout):
+    """Stacked encoder; returns (per-step outputs, final states of each layer)."""
+    layer_class = CELLS[cell]
+    states_per_layer = []
+    x = sequence
+    for depth, layer_units in enumerate(units):
+        rnn = layer_class(
+            layer_units,
+            return_sequences=True,
+            return_state=True,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            name=None if bidirectional else f"encoder_{depth + 1}",
+        )
+        if bidirectional:
+            rnn = layers.Bidirectional(rnn, name=f"encoder_{depth + 1}")
+        x, *states = rnn(x)
+        if bidirectional:
+            # [forward h, (forward c), backward h, (backward c)] -> [h, (c)] of width 2 * units,
+            # so a decoder of twice the width can start from both directions at once.
+            half = len(states) // 2
+            states = [
+                layers.Concatenate(name=f"encoder_{depth + 1}_state_{i}")([states[i], states[half + i]])
+                for i in range(half)
+            ]
+        states_per_layer.append(states)
+    return x, states_per_layer
+
+
+def build_encoder_decoder(
+    input_shape,
+    decoder_input_shape,
+    output_units,
+    *,
+    cell="lstm",
+    units=(32,),
+    bidirectional=False,
+    dropout=0.0,
+    recurrent_dropout=0.0,
+    attention=None,
+    output_activation=None,
+    vocab_size=None,
+    target_vocab_size=None,
+    embedding_dim=None,
+    name="encoder_decoder",
+):
+    """Encoder summarises the input sequence; decoder emits ``horizon`` steps.
+
+    Decoder layer ``i`` starts from encoder layer ``i``'s final state.  With
+    ``attention`` the decoder also looks back at every encoder step: at each
+    output step a softmax over encoder steps weighs their outputs into a
+    context vector, concatenated with the decoder output before the head.
+
+    >>> model = build_encoder_decoder((30, 1), (5, 1), output_units=1, attention="dot")
+    >>> encoder_in, decoder_in = keras.ops.zeros((4, 30, 1)), keras.ops.zeros((4, 5, 1))
+    >>> model([encoder_in, decoder_in]).shape
+    (4, 5, 1)
+
+    Args:
+        input_shape: encoder input ``(timesteps, features)``, or ``(timesteps,)``
+            token ids with ``vocab_size``.
+        decoder_input_shape: ``(horizon, target_features)``: the previous targets
+            fed to the decoder (see :func:`teacher_forcing_inputs`), or
+            ``(horizon,)`` token ids with ``target_vocab_size``.
+        output_units: output shape is (batch, horizon, output_units).
+        cell, units, dropout, recurrent_dropout: as in :func:`build_many_to_one`;
+            the decoder has the same depth and widths as the encoder.
+        bidirectional: bidirectional *encoder*; the decoder stays forward-only
+            (it cannot see outputs it has not produced) and is twice as wide.
+        attention: ``None``, ``"dot"`` (Luong, ``keras.layers.Attention``) or
+            ``"additive"`` (Bahdanau, ``keras.layers.AdditiveAttention``).
+        vocab_size / target_vocab_size: embed token-id inputs of the encoder /
+            decoder (``mask_zero=True``, so id 0 is padding).
+    """
+    cell = check_cell(cell)
+    units = as_units_tuple(units)
+    check_fraction("dropout", dropout)
+    check_fraction("recurrent_dropout", recurrent_dropout)
+    if attention is not None and attention not in ATTENTION:
+        raise ValueError(
+            f'Expected attention in {{None, "dot", "additive"}}. Received: attention="{attention}"'
+        )
+
+    encoder_inputs, encoder_sequence = _sequence_input(
+        input_shape, vocab_size, embedding_dim, "encoder_inputs"
+    )
+    decoder_inputs, decoder_sequence = _sequence_input(
+        decoder_input_shape, target_vocab_size, embedding_dim, "decoder_inputs",
+        embedding_name="decoder_embedding",
+    )
+
+    encoder_outputs, encoder_states = _run_encoder(
+        encoder_sequence, cell, units, bidirectional, dropout, recurrent_dropout
+    )
+    directions = 2 if bidirectional else 1
+    x = decoder_sequence
+    for depth, layer_units in enumerate(units):
+        x = CELLS[cell](
+            layer_units * directions,
+            return_sequences=True,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            name=f"decoder_{depth + 1}",
+        )(x, initial_state=encoder_states[depth])
+    if attention is not None:
+        # Scores are returned too, though unused here, so that attention_scores()
+        # can read them off a saved model without rebuilding anything.
+        context, _ = ATTENTION[attention](name="attention")(
+            [x, encoder_outputs], return_attention_scores=True
+        )
+        x = layers.Concatenate(name="decoder_with_context")([x, context])
+    outputs = layers.Dense(output_units, activation=output_activation, name="head")(x)
+    return keras.Model([encoder_inputs, decoder_inputs], outputs, name=name)
+
+
+def teacher_forcing_inputs(targets, start_value=0.0):
+    """Decoder inputs for training: ``targets`` shifted right, ``start_value`` first.
+
+    >>> teacher_forcing_inputs(np.array([[[1.0], [2.0], [3.0]]]), start_value=0.5)[0, :, 0]
+    array([0.5, 1. , 2. ])
+
+    Args:
+        targets: (batch, horizon, target_features) or (batch, horizon) token ids.
+        start_value: what the decoder reads at step 0, a scalar (e.g. the last
+            observed value, or a start-token id) or an array of shape (batch, ...).
+    """
+    targets = np.asarray(targets)
+    decoder_inputs = np.empty_like(targets)
+    decoder_inputs[:, 0] = start_value
+    decoder_inputs[:, 1:] = targets[:, :-1]
+    return decoder_inputs
+
+
+def predict_autoregressive(model, encoder_inputs, start_value, horizon=None, feedback=None):
+    """Step-by-step inference: feed each predicted step back as the next input.
+
+    Step ``t`` of the decoder depends only on decoder inputs ``0..t`` (the
+    decoder RNN runs forward and attention looks only at the encoder), so after
+    ``t`` feedback rounds the model's step-``t`` output is exactly what a
+    one-step-at-a-time decoder would produce.  Each round re-runs the model
+    over the whole horizon: simple and exact, and cheap for short horizons.
+
+    Args:
+        model: from :func:`build_encoder_decoder`, possibly reloaded from ``.keras``.
+        encoder_inputs: (batch, timesteps, features) or token ids.
+        start_value: first decoder input, as in :func:`teacher_forcing_inputs`.
+        horizon: output steps; defaults to the model's decoder length.
+        feedback: maps one step's output, (batch, output_units), to the next decoder
+            input, (batch, target_features) or (batch,) ids. Defaults to the output
+            itself; use ``lambda out: out.argmax(-1)`` for tokens, or pick the median
+            column for quantile outputs.
+
+    Returns:
+        NumPy array of shape (batch, horizon, output_units).
+    """
+    encoder_inputs = np.asarray(encoder_inputs)
+    decoder_spec = model.inputs[1]
+    horizon = horizon or decoder_spec.shape[1]
+    if horizon is None:
+        raise ValueError("Expected horizon for a model whose decoder length is None.")
+    batch = encoder_inputs.shape[0]
+    decoder_inputs = np.zeros((batch, horizon) + tuple(decoder_spec.shape[2:]), dtype=decoder_spec.dtype)
+    decoder_inputs[:, 0] = start_value
+    feedback = feedback or (lambda step_output: step_output)
+    for step in range(horizon):
+        outputs = keras.ops.convert_to_numpy(model([encoder_inputs, decoder_inputs], training=False))
+        if step + 1 < horizon:
+            decoder_inputs[:, step + 1] = feedback(outputs[:, step])
+    return outputs
+
+
+def attention_scores(model, encoder_inputs, decoder_inputs):
+    """Attention weights of a model built with ``attention=...``.
+
+    Returns:
+        (batch, horizon, encoder_timesteps): row ``t`` says how much output step
+        ``t`` drew on each input step; each row sums to 1.
+    """
+    try:
+        layer = model.get_layer("attention")
+    except ValueError:
+        raise ValueError("Expected a model built with attention='dot' or 'additive'.") from None
+    scores_model = keras.Model(model.inputs, layer.output[1])
+    return keras.ops.convert_to_numpy(scores_model([np.asarray(encoder_inputs), np.asarray(decoder_inputs)]))

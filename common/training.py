@@ -1,0 +1,110 @@
+"""Seeding, the shared ``fit`` call, and the quantile (pinball) loss."""
+
+import time
+
+import keras
+import numpy as np
+
+
+def set_seed(seed, deterministic=False):
+    """Seed Python, NumPy and the backend so a run can be repeated.
+
+    Args:
+        seed: any int.
+        deterministic: also make TensorFlow pick deterministic kernels. Slower,
+            and only needed when two runs must agree to the last bit.
+    """
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stop training after ``seconds`` of wall-clock time (checked after each batch)."""
+
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds = seconds
+
+    def on_train_begin(self, logs=None):
+        self.started = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.perf_counter() - self.started > self.seconds:
+            self.model.stop_training = True
+
+
+def fit(
+    model,
+    train,
+    validation,
+    *,
+    epochs=20,
+    batch_size=64,
+    patience=3,
+    monitor="val_loss",
+    max_seconds=None,
+    callbacks=(),
+    verbose=0,
+):
+    """``model.fit`` with early stopping that restores the best weights.
+
+    Training stops once ``monitor`` has not improved for ``patience`` epochs,
+    and the model keeps the weights of its best epoch, not its last.
+
+    Args:
+        model: a compiled ``keras.Model``.
+        train / validation: an ``(inputs, targets)`` tuple, or a ``tf.data.Dataset``
+            that already yields batches (``batch_size`` is then ignored).
+        epochs: upper bound on passes over ``train``.
+        max_seconds: optional wall-clock budget; training stops after the batch
+            that exceeds it (the best weights are still restored).
+        verbose: 0 silent, 2 one line per epoch.
+
+    Returns:
+        The ``History`` object; ``history.history`` has per-epoch metrics.
+    """
+    callbacks = [
+        keras.callbacks.EarlyStopping(
+            monitor=monitor, patience=patience, restore_best_weights=True
+        ),
+        *callbacks,
+    ]
+    if max_seconds is not None:
+        callbacks.append(TimeBudget(max_seconds))
+    fit_kwargs = dict(epochs=epochs, callbacks=callbacks, verbose=verbose)
+    if isinstance(train, tuple):
+        inputs, targets = train
+        return model.fit(
+            inputs, targets, validation_data=validation, batch_size=batch_size, **fit_kwargs
+        )
+    return model.fit(train, validation_data=validation, **fit_kwargs)
+
+
+@keras.saving.register_keras_serializable(package="common")
+class QuantileLoss(keras.losses.Loss):
+    """Pinball loss averaged over several quantiles.
+
+    For quantile ``q``, error ``e = y - prediction``, the loss is ``max(q e, (q - 1) e)``:
+    under-predicting costs ``q`` per unit and over-predicting ``1 - q``, so the
+    minimiser is the ``q``-th quantile of ``y``.  The model's last axis holds one
+    output per quantile; ``y_true``'s last axis has size 1 and is broadcast.
+
+    Registered with Keras, so a model compiled with it reloads with plain
+    ``keras.models.load_model`` once ``common`` is imported.
+    """
+
+    def __init__(self, quantiles=(0.1, 0.5, 0.9), name="quantile_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.quantiles = tuple(float(q) for q in quantiles)
+
+    def call(self, y_true, y_pred):
+        quantiles = keras.ops.convert_to_tensor(np.array(self.quantiles, dtype="float32"))
+        error = keras.ops.cast(y_true, y_pred.dtype) - y_pred
+        loss = keras.ops.maximum(quantiles * error, (quantiles - 1.0) * error)
+        return keras.ops.mean(loss, axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "quantiles": list(self.quantiles)}
