@@ -12,6 +12,7 @@ import functools
 import os
 import sys
 import tempfile
+import zipfile
 from datetime import datetime
 from pathlib import Path
 
@@ -105,6 +106,8 @@ def load_model_from_dir(directory, filename="model.keras"):
         raise UserError(f"--load {directory}: no such folder")
     if not path.is_file():
         raise UserError(f"--load {directory}: no {filename} in that folder")
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"--load {directory}: {filename} is damaged (not a .keras zip archive)")
     try:
         return keras.models.load_model(path)
     except Exception as error:  # Keras raises many types for a damaged zip/h5/config

@@ -59,22 +59,31 @@ def plot_forecast(
     title="Forecast",
     ylabel="value",
     history_to_show=250,
+    zoom_last=90,
 ):
     """History, test-period predictions against actuals with an interval band, and the future.
 
-    Only the last ``history_to_show`` points before the test period are drawn, so
-    the test period is wide enough to read.
+    Top panel: the last ``history_to_show`` points before the test period, then
+    the whole test period. Bottom panel: the last ``zoom_last`` test points and
+    the forecast past the last date, where the band is wide enough to see.
     """
-    figure, axis = plt.subplots(figsize=(11, 4.5))
-    axis.plot(history_dates[-history_to_show:], history_values[-history_to_show:], color="0.55", lw=1, label="history")
-    axis.plot(test_dates, test_actual, color="black", lw=1, label="actual (test)")
-    axis.plot(test_dates, test_median, color="tab:blue", lw=1, label="forecast, median")
-    axis.fill_between(test_dates, test_lower, test_upper, color="tab:blue", alpha=0.2, label="10-90% interval")
-    if future_dates is not None and len(future_dates):
-        axis.plot(future_dates, future_median, color="tab:red", marker=".", lw=1.5, label="forecast past last date")
-        axis.fill_between(future_dates, future_lower, future_upper, color="tab:red", alpha=0.2)
-    axis.set(title=title, xlabel="date", ylabel=ylabel)
-    axis.legend(loc="upper left", fontsize="small")
-    axis.grid(alpha=0.3)
-    figure.autofmt_xdate()
+    figure, axes = plt.subplots(2, 1, figsize=(11, 7.5), height_ratios=(1, 1))
+    zoom = slice(-zoom_last, None)
+    panels = (
+        (axes[0], slice(None), title, True),
+        (axes[1], zoom, f"Last {zoom_last} test days and the forecast past the last date", False),
+    )
+    for axis, part, panel_title, show_history in panels:
+        if show_history:
+            axis.plot(history_dates[-history_to_show:], history_values[-history_to_show:], color="0.55", lw=1, label="history")
+        axis.plot(test_dates[part], test_actual[part], color="black", lw=1, label="actual (test)")
+        axis.plot(test_dates[part], test_median[part], color="tab:blue", lw=1, label="forecast, median")
+        axis.fill_between(test_dates[part], test_lower[part], test_upper[part], color="tab:blue", alpha=0.2, label="10-90% interval")
+        if future_dates is not None and len(future_dates):
+            axis.plot(future_dates, future_median, color="tab:red", marker=".", lw=1.5, label="forecast past last date")
+            axis.fill_between(future_dates, future_lower, future_upper, color="tab:red", alpha=0.2)
+        axis.set(title=panel_title, xlabel="date", ylabel=ylabel)
+        axis.legend(loc="upper left", fontsize="small")
+        axis.grid(alpha=0.3)
+        axis.tick_params(axis="x", labelrotation=20)
     return save_figure(figure, path) if path else figure
