@@ -36,7 +36,8 @@ CELLS = {"rnn": layers.SimpleRNN, "gru": layers.GRU, "lstm": layers.LSTM}
 def check_cell(cell):
     """Return ``cell`` lower-cased, or raise ``ValueError`` if it is unknown."""
     if not isinstance(cell, str) or cell.lower() not in CELLS:
-        raise ValueError(f'Expected cell in {set(CELLS)}. Received: cell="{cell}"')
+        expected = ", ".join(f'"{name}"' for name in CELLS)
+        raise ValueError(f'Expected cell in {{{expected}}}. Received: cell="{cell}"')
     return cell.lower()
 
 

@@ -1,0 +1,379 @@
+"""Tests for the shared ``common`` package: builders, data helpers, metrics, CLI helpers."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+import common
+from common import cli, data, evaluation, models, seq2seq, training
+
+import keras
+
+CELLS = ["rnn", "gru", "lstm"]
+
+
+# --- builders: output shapes for every topology and cell -------------------------------
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_many_to_one_shape(cell, bidirectional):
+    model = common.build_many_to_one((7, 3), output_units=2, cell=cell, units=(8,), bidirectional=bidirectional)
+    assert model(np.zeros((4, 7, 3), "float32")).shape == (4, 2)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_many_to_many_shape(cell, bidirectional):
+    model = common.build_many_to_many((7, 3), output_units=5, cell=cell, units=8, bidirectional=bidirectional)
+    assert model(np.zeros((4, 7, 3), "float32")).shape == (4, 7, 5)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_one_to_many_feeds_the_same_vector_at_every_step(cell):
+    model = common.build_one_to_many(input_dim=3, timesteps=6, output_units=2, cell=cell, units=(8,))
+    assert model(np.zeros((4, 3), "float32")).shape == (4, 6, 2)
+    assert model.get_layer("repeat").output.shape == (None, 6, 3)
+
+
+def test_one_to_one_is_dense_only():
+    model = common.build_one_to_one(input_dim=10, output_units=1, hidden_units=(16, 8))
+    assert model(np.zeros((4, 10), "float32")).shape == (4, 1)
+    assert not any(isinstance(layer, keras.layers.RNN) for layer in model.layers)
+    # 10*16+16 + 16*8+8 + 8*1+1 parameters, counted by hand.
+    assert model.count_params() == 176 + 136 + 9
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("attention", [None, "dot", "additive"])
+def test_encoder_decoder_shape(cell, attention):
+    model = common.build_encoder_decoder((9, 2), (4, 1), output_units=3, cell=cell, units=(8,), attention=attention)
+    assert model([np.zeros((5, 9, 2), "float32"), np.zeros((5, 4, 1), "float32")]).shape == (5, 4, 3)
+
+
+def test_stacking_builds_one_recurrent_layer_per_entry_of_units():
+    model = common.build_many_to_one((7, 1), output_units=1, cell="gru", units=(16, 8, 4))
+    recurrent = [layer for layer in model.layers if isinstance(layer, keras.layers.GRU)]
+    assert [layer.units for layer in recurrent] == [16, 8, 4]
+    # Every layer but the last hands a full sequence to the next one.
+    assert [layer.return_sequences for layer in recurrent] == [True, True, False]
+
+
+def test_bidirectional_doubles_the_width():
+    model = common.build_many_to_many((7, 1), output_units=1, cell="lstm", units=(6,), bidirectional=True)
+    wrapper = next(layer for layer in model.layers if isinstance(layer, keras.layers.Bidirectional))
+    assert wrapper.output.shape == (None, 7, 12)
+
+
+def test_parameter_count_matches_the_lstm_formula():
+    # LSTM: 4 gates, each with input weights, recurrent weights and a bias.
+    features, units = 3, 5
+    model = common.build_many_to_one((None, features), output_units=1, cell="lstm", units=units)
+    lstm = next(layer for layer in model.layers if isinstance(layer, keras.layers.LSTM))
+    assert lstm.count_params() == 4 * (features * units + units * units + units)
+
+
+def test_embedding_input_masks_padding():
+    model = common.build_many_to_one((None,), output_units=1, vocab_size=20, embedding_dim=4, units=(8,))
+    tokens = np.array([[3, 5, 7, 0, 0], [3, 5, 7, 9, 0]])
+    padded_more = np.array([[3, 5, 7, 0, 0, 0, 0, 0]])
+    outputs = keras.ops.convert_to_numpy(model(tokens))
+    # Padding (id 0) is skipped, so extra padding cannot change the result.
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(padded_more)), outputs[:1], atol=1e-6)
+    assert not np.allclose(outputs[0], outputs[1])
+
+
+def test_defaults_keep_the_cudnn_kernel_eligible():
+    model = common.build_many_to_one((7, 1), output_units=1, cell="lstm", units=(8, 8), dropout=0.2)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.LSTM):
+            assert layer.cell.recurrent_dropout == 0
+            assert layer.cell.activation is keras.activations.tanh
+            assert layer.cell.recurrent_activation is keras.activations.sigmoid
+            assert not layer.unroll
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"cell": "lstn"}, 'Expected cell in {"rnn", "gru", "lstm"}. Received: cell="lstn"'),
+        ({"units": (8, 0)}, "units"),
+        ({"dropout": 1.5}, "dropout"),
+        ({"units": ()}, "units"),
+    ],
+)
+def test_builder_mistakes_raise_value_error(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("{", r"\{").replace("}", r"\}").replace("(", r"\(")):
+        common.build_many_to_one((7, 1), output_units=1, **kwargs)
+
+
+def test_unknown_attention_is_refused():
+    with pytest.raises(ValueError, match="attention"):
+        common.build_encoder_decoder((9, 1), (3, 1), 1, attention="cosine")
+
+
+# --- save and reload: identical predictions, no custom objects --------------------------
+
+
+def _round_trip(model, inputs, tmp_path):
+    path = tmp_path / "model.keras"
+    model.save(path)
+    reloaded = keras.models.load_model(path)
+    expected = keras.ops.convert_to_numpy(model(inputs))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(reloaded(inputs)), expected)
+    return reloaded
+
+
+def test_every_topology_reloads_to_identical_predictions(tmp_path):
+    rng = np.random.default_rng(0)
+    sequence = rng.normal(size=(3, 7, 2)).astype("float32")
+    vector = rng.normal(size=(3, 4)).astype("float32")
+    _round_trip(common.build_one_to_one(4, 2), vector, tmp_path)
+    _round_trip(common.build_one_to_many(4, 5, 2, cell="gru"), vector, tmp_path)
+    _round_trip(common.build_many_to_one((7, 2), 1, cell="rnn", units=(4, 4), bidirectional=True), sequence, tmp_path)
+    _round_trip(common.build_many_to_many((None,), 11, vocab_size=11, embedding_dim=3), np.array([[1, 2, 3, 0]]), tmp_path)
+    reloaded = _round_trip(
+        common.build_encoder_decoder((7, 2), (3, 1), 1, attention="additive", bidirectional=True),
+        [sequence, rng.normal(size=(3, 3, 1)).astype("float32")],
+        tmp_path,
+    )
+    assert reloaded.get_layer("attention") is not None
+
+
+def test_quantile_loss_reloads_with_a_compiled_model(tmp_path):
+    model = common.build_many_to_one((5, 1), output_units=3, units=4)
+    model.compile(optimizer="adam", loss=common.QuantileLoss((0.1, 0.5, 0.9)))
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.models.load_model(tmp_path / "model.keras")
+    assert isinstance(reloaded.loss, common.QuantileLoss)
+    assert reloaded.loss.quantiles == (0.1, 0.5, 0.9)
+
+
+# --- encoder-decoder helpers --------------------------------------------------------------
+
+
+def test_teacher_forcing_shifts_targets_right():
+    targets = np.array([[[1.0], [2.0], [3.0]], [[4.0], [5.0], [6.0]]])
+    decoder_inputs = common.teacher_forcing_inputs(targets, start_value=np.array([[0.5], [0.7]]))
+    np.testing.assert_array_equal(decoder_inputs[:, :, 0], [[0.5, 1.0, 2.0], [0.7, 4.0, 5.0]])
+
+
+def test_autoregressive_prediction_matches_feeding_outputs_back_by_hand():
+    keras.utils.set_random_seed(1)
+    model = common.build_encoder_decoder((6, 1), (3, 1), 1, cell="gru", units=(5,), attention="dot")
+    encoder_inputs = np.random.default_rng(1).normal(size=(2, 6, 1)).astype("float32")
+    predicted = common.predict_autoregressive(model, encoder_inputs, start_value=0.25)
+    # By hand: step t reads the outputs of steps < t.
+    decoder_inputs = np.zeros((2, 3, 1), "float32")
+    decoder_inputs[:, 0] = 0.25
+    for step in range(1, 3):
+        outputs = keras.ops.convert_to_numpy(model([encoder_inputs, decoder_inputs]))
+        decoder_inputs[:, step] = outputs[:, step - 1]
+    outputs = keras.ops.convert_to_numpy(model([encoder_inputs, decoder_inputs]))
+    np.testing.assert_allclose(predicted, outputs, rtol=1e-5, atol=1e-6)
+
+
+def test_attention_scores_are_a_distribution_over_encoder_steps():
+    model = common.build_encoder_decoder((6, 1), (3, 1), 1, units=(4,), attention="additive")
+    scores = common.attention_scores(model, np.ones((2, 6, 1)), np.ones((2, 3, 1)))
+    assert scores.shape == (2, 3, 6)
+    np.testing.assert_allclose(scores.sum(axis=-1), 1.0, rtol=1e-5)
+    with pytest.raises(ValueError, match="attention"):
+        common.attention_scores(common.build_encoder_decoder((6, 1), (3, 1), 1, units=(4,)), np.ones((1, 6, 1)), np.ones((1, 3, 1)))
+
+
+# --- windowing and splits, against hand-worked examples ----------------------------------
+
+
+def test_make_windows_by_hand():
+    inputs, targets = common.make_windows(np.arange(10.0), window=3, horizon=2, stride=3)
+    # Starts 0, 3 (a start at 6 would need steps 6..10, one past the end).
+    np.testing.assert_array_equal(inputs[:, :, 0], [[0, 1, 2], [3, 4, 5]])
+    np.testing.assert_array_equal(targets[:, :, 0], [[3, 4], [6, 7]])
+
+
+def test_make_windows_takes_targets_from_another_series():
+    features = np.stack([np.arange(6.0), -np.arange(6.0)], axis=1)
+    inputs, targets = common.make_windows(features, window=2, horizon=1, targets=np.arange(6.0) * 10)
+    assert inputs.shape == (4, 2, 2) and targets.shape == (4, 1, 1)
+    np.testing.assert_array_equal(targets[:, 0, 0], [20, 30, 40, 50])
+
+
+def test_windows_dataset_matches_make_windows():
+    series = np.arange(40.0).reshape(20, 2)
+    expected_inputs, expected_targets = common.make_windows(series, window=4, horizon=3, stride=2)
+    batches = list(common.windows_dataset(series, window=4, horizon=3, stride=2, batch_size=3))
+    np.testing.assert_array_equal(np.concatenate([b[0].numpy() for b in batches]), expected_inputs)
+    np.testing.assert_array_equal(np.concatenate([b[1].numpy() for b in batches]), expected_targets)
+
+
+def test_too_short_series_is_refused_with_the_numbers():
+    with pytest.raises(ValueError, match="at least window \\+ horizon = 5 steps. Received: 4 steps"):
+        common.make_windows(np.arange(4.0), window=3, horizon=2)
+
+
+def test_chronological_split_by_hand():
+    train, validation, test = common.chronological_split(20, validation_fraction=0.25, test_fraction=0.25)
+    assert (train, validation, test) == (slice(0, 10), slice(10, 15), slice(15, 20))
+    with pytest.raises(ValueError):
+        common.chronological_split(20, validation_fraction=0.5, test_fraction=0.5)
+
+
+def test_no_training_target_lies_in_validation_or_test():
+    length, window, horizon = 50, 5, 3
+    split = common.chronological_split(length, 0.2, 0.2)  # train 0..29, val 30..39, test 40..49
+    starts = common.window_starts(length, window, horizon)
+    train, validation, test = common.assign_windows(starts, window, horizon, split)
+    last_train_target = (starts[train] + window + horizon - 1).max()
+    assert last_train_target == 29
+    assert (starts[validation] + window).min() == 30 and (starts[validation] + window + horizon - 1).max() == 39
+    assert (starts[test] + window).min() == 40
+    # Windows whose targets straddle a boundary belong to no part.
+    assert not np.any(train & validation) and not np.any(validation & test)
+    assert (train | validation | test).sum() == len(starts) - 2 * (horizon - 1)
+
+
+def test_scaler_learns_from_training_data_only():
+    series = np.concatenate([np.full(80, 1.0), np.full(20, 100.0)])  # a jump in the test part
+    train, _, test = common.chronological_split(len(series), 0.0 + 1e-9, 0.2)
+    scaler = common.StandardScaler().fit(series[train])
+    assert scaler.mean.tolist() == [1.0]  # the 100s never reach the statistics
+    assert scaler.scale.tolist() == [1.0]  # a constant feature is left unscaled, not divided by 0
+    np.testing.assert_allclose(scaler.transform(series[test][:, None]), 99.0)
+
+
+def test_scaler_by_hand_and_round_trips(tmp_path):
+    values = np.array([[1.0, 10.0], [3.0, 30.0]])
+    scaler = common.StandardScaler().fit(values)
+    np.testing.assert_allclose(scaler.transform(values), [[-1, -1], [1, 1]])
+    np.testing.assert_allclose(scaler.inverse_transform(scaler.transform(values)), values)
+    scaler.save(tmp_path / "scaler.json")
+    reloaded = common.StandardScaler.load(tmp_path / "scaler.json")
+    np.testing.assert_array_equal(reloaded.transform(values), scaler.transform(values))
+    with pytest.raises(ValueError, match="fitted"):
+        common.StandardScaler().transform(values)
+
+
+# --- metrics, against hand computations ---------------------------------------------------
+
+
+def test_point_metrics_by_hand():
+    actual, predicted = np.array([10.0, 20.0, 40.0]), np.array([12.0, 18.0, 44.0])
+    assert common.mae(actual, predicted) == pytest.approx((2 + 2 + 4) / 3)
+    assert common.rmse(actual, predicted) == pytest.approx(math.sqrt((4 + 4 + 16) / 3))
+    assert common.mape(actual, predicted) == pytest.approx(100 * (0.2 + 0.1 + 0.1) / 3)
+    assert math.isnan(common.mape([0.0, 1.0], [1.0, 1.0]))
+    # Training naive MAE: |2-1| + |4-2| = 1.5 on average.
+    assert common.mase(actual, predicted, training_series=[1.0, 2.0, 4.0]) == pytest.approx((8 / 3) / 1.5)
+
+
+def test_directional_accuracy_by_hand():
+    assert common.directional_accuracy([1, -1, 2, -3], [1, 1, 1, -1]) == pytest.approx(0.75)
+    assert common.directional_accuracy([1, 0, -1], [1, 5, 1]) == pytest.approx(0.5)  # a flat day is left out
+    assert math.isnan(common.directional_accuracy([1, -1], [0, 0]))  # persistence calls no direction
+
+
+def test_pinball_loss_and_coverage_by_hand():
+    # q = 0.9: under-predicting by 2 costs 0.9 * 2; over-predicting by 1 costs 0.1 * 1.
+    assert common.pinball_loss([5.0, 5.0], [3.0, 6.0], 0.9) == pytest.approx((1.8 + 0.1) / 2)
+    assert common.coverage([1, 2, 3, 4], lower=[0, 2.5, 2, 5], upper=[2, 3, 3, 6]) == pytest.approx(0.5)
+
+
+def test_quantile_loss_matches_the_numpy_pinball_loss():
+    y_true = np.array([[1.0], [4.0], [-2.0]], "float32")
+    y_pred = np.array([[0.0, 1.0, 2.0], [3.0, 3.5, 5.0], [-1.0, 0.0, 1.0]], "float32")
+    quantiles = (0.1, 0.5, 0.9)
+    expected = np.mean([common.pinball_loss(y_true[:, 0], y_pred[:, i], q) for i, q in enumerate(quantiles)])
+    loss = common.QuantileLoss(quantiles)(y_true, y_pred)
+    assert float(loss) == pytest.approx(expected, rel=1e-6)
+
+
+def test_format_table_aligns_columns_and_marks_missing_values():
+    text = common.format_table({"model": {"MAE": 1.25, "MAPE": math.nan}, "persistence": {"MAE": 12345.678}})
+    lines = text.splitlines()
+    assert lines[0] == "|             | MAE      | MAPE |"
+    assert lines[2] == "| model       | 1.25     | n/a  |"
+    assert lines[3] == "| persistence | 12,345.7 | n/a  |"
+    assert len({len(line) for line in lines}) == 1
+
+
+# --- training helpers ----------------------------------------------------------------------
+
+
+def test_fit_restores_the_best_weights():
+    common.set_seed(0)
+    rng = np.random.default_rng(0)
+    inputs = rng.normal(size=(64, 4)).astype("float32")
+    targets = inputs @ np.array([[1.0], [-2.0], [0.5], [0.0]], "float32")
+    model = common.build_one_to_one(4, 1, hidden_units=())
+    # A learning rate this large makes validation loss bounce, so the last epoch is not the best.
+    model.compile(optimizer=keras.optimizers.SGD(0.9), loss="mse")
+    history = common.fit(model, (inputs, targets), (inputs[:16], targets[:16]), epochs=8, patience=3, batch_size=16)
+    best = min(history.history["val_loss"])
+    assert model.evaluate(inputs[:16], targets[:16], verbose=0) == pytest.approx(best, rel=1e-4)
+
+
+def test_set_seed_makes_weights_repeatable():
+    common.set_seed(7)
+    first = common.build_many_to_one((5, 1), 1, units=4).get_weights()
+    common.set_seed(7)
+    second = common.build_many_to_one((5, 1), 1, units=4).get_weights()
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_time_budget_stops_training():
+    model = common.build_one_to_one(4, 1)
+    model.compile(optimizer="adam", loss="mse")
+    history = model.fit(np.zeros((64, 4)), np.zeros((64, 1)), epochs=50, batch_size=8, verbose=0,
+                        callbacks=[common.TimeBudget(0.0)])
+    assert len(history.history["loss"]) == 1
+
+
+# --- command-line helpers ---------------------------------------------------------------------
+
+
+def test_report_user_errors_prints_one_line_and_returns_2(capsys):
+    @cli.report_user_errors
+    def main(argv=None):
+        raise cli.UserError("no such column 'Close'")
+
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().endswith("error: no such column 'Close'") and err.count("\n") == 1
+
+
+def test_common_parser_defaults_and_validation():
+    import argparse
+
+    parser = argparse.ArgumentParser(parents=[cli.common_parser(epochs=7, batch_size=16, app="demo")])
+    args = parser.parse_args(["--quick", "--seed", "3"])
+    assert (args.epochs, args.batch_size, args.seed, args.quick, args.out) == (7, 16, 3, True, None)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--epochs", "0"])
+
+
+def test_load_model_from_dir_reports_missing_and_damaged_models(tmp_path):
+    with pytest.raises(cli.UserError, match="no such folder"):
+        cli.load_model_from_dir(tmp_path / "nowhere")
+    with pytest.raises(cli.UserError, match="no model.keras"):
+        cli.load_model_from_dir(tmp_path)
+    (tmp_path / "model.keras").write_bytes(b"not a zip file")
+    with pytest.raises(cli.UserError, match="damaged"):
+        cli.load_model_from_dir(tmp_path)
+
+
+def test_save_model_atomically_keeps_the_old_model_when_saving_fails(tmp_path):
+    path = tmp_path / "model.keras"
+    path.write_bytes(b"the user's previous model")
+
+    class Broken:
+        def save(self, filename):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        cli.save_model_atomically(Broken(), path)
+    assert path.read_bytes() == b"the user's previous model"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.keras"]  # no temporary left behind

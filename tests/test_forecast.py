@@ -1,0 +1,250 @@
+"""End-to-end tests of apps/forecast.py: a seeded quick run, reloading, yfinance offline, bad input."""
+
+import json
+import sys
+import types
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import REPO, load_app
+
+forecast = load_app("forecast")
+MSFT = pd.read_csv(REPO / "data" / "msft.csv")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """One seeded --quick run shared by the tests that read its outputs."""
+    import io
+    from contextlib import redirect_stdout
+
+    out = tmp_path_factory.mktemp("forecast_run")
+    stdout = io.StringIO()
+    with redirect_stdout(stdout):
+        status = forecast.main(["--quick", "--seed", "3", "--out", str(out)])
+    return status, stdout.getvalue(), out
+
+
+def test_quick_run_writes_every_output(quick_run):
+    status, stdout, out = quick_run
+    assert status == 0
+    for name in ("model.keras", "config.json", "metrics.json", "forecast.csv", "forecast.png", "training.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert "persistence" in stdout and "drift" in stdout and "Verdict:" in stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["test"]) == {"model (median)", "persistence", "drift"}
+    assert set(metrics["test"]["persistence"]) == {"MAE", "RMSE", "MAPE %", "MASE", "direction %"}
+    assert set(metrics["quantiles"]["model"]) == {"pinball q10", "pinball q50", "pinball q90", "coverage 10-90 %"}
+
+
+def test_metrics_agree_with_the_forecast_csv(quick_run):
+    _, _, out = quick_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    rows = pd.read_csv(out / "forecast.csv")
+    test = rows[rows["split"] == "test"]
+    assert len(test) == metrics["examples"]["test"]
+    # Recompute the table's MAEs by hand from the saved forecasts.
+    assert np.mean(np.abs(test["actual"] - test["persistence"])) == pytest.approx(metrics["test"]["persistence"]["MAE"], rel=1e-4)
+    assert np.mean(np.abs(test["actual"] - test["median"])) == pytest.approx(metrics["test"]["model (median)"]["MAE"], rel=1e-4)
+    inside = (test["actual"] >= test["q10"]) & (test["actual"] <= test["q90"])
+    # The CSV rounds to 6 significant figures, which may move one boundary case.
+    assert 100 * inside.mean() == pytest.approx(metrics["quantiles"]["model"]["coverage 10-90 %"], abs=100 / len(test) + 1e-9)
+    assert (test["q10"] <= test["median"]).all() and (test["median"] <= test["q90"]).all()
+    # Persistence is "tomorrow = today": each test row's persistence is the previous row's actual.
+    np.testing.assert_allclose(test["persistence"].to_numpy()[1:], test["actual"].to_numpy()[:-1], rtol=1e-5)
+
+
+def test_test_split_is_the_last_part_and_the_scaler_saw_training_data_only(quick_run):
+    _, _, out = quick_run
+    config = json.loads((out / "config.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    prices = MSFT.set_index("Date")["Close"].iloc[-1200:]  # what --quick uses
+    assert metrics["test_period"][1] == prices.index[-1]
+    # The saved scaler equals statistics of returns before the validation part, by hand.
+    returns = np.diff(np.log(prices.to_numpy()))
+    train_end = 1200 - round(1200 * 0.15) - round(1200 * 0.15)
+    assert config["scaler"]["mean"][0] == pytest.approx(returns[: train_end - 1].mean())
+    assert config["scaler"]["scale"][0] == pytest.approx(returns[: train_end - 1].std())
+
+
+def test_saved_model_reloads_to_identical_forecasts(quick_run, run_app, tmp_path):
+    _, _, out = quick_run
+    model = keras.models.load_model(out / "model.keras")
+    assert model.output.shape[-1] == 3  # three quantiles
+    status, stdout, _ = run_app("forecast", "--load", out, "--out", tmp_path)
+    assert status == 0 and "median" in stdout
+    trained = pd.read_csv(out / "forecast.csv").query("split == 'future'")
+    reloaded = pd.read_csv(tmp_path / "forecast.csv")
+    np.testing.assert_array_equal(reloaded[["q10", "median", "q90"]].to_numpy(), trained[["q10", "median", "q90"]].to_numpy())
+
+
+def test_encoder_decoder_horizon_with_attention(run_app, tmp_path):
+    status, stdout, err = run_app("forecast", "--quick", "--horizon", "3", "--attention", "dot", "--out", tmp_path)
+    assert status == 0, err
+    rows = pd.read_csv(tmp_path / "forecast.csv")
+    assert sorted(rows["step"].unique()) == [1, 2, 3]
+    assert (rows["split"] == "future").sum() == 3
+    assert keras.models.load_model(tmp_path / "model.keras").get_layer("attention") is not None
+
+
+# --- yfinance, with its real return shape standing in for the network ----------------------
+
+
+def fake_history(rows=700):
+    """What ``yfinance.Ticker(...).history(auto_adjust=True)`` returns: a tz-aware 'Date' index."""
+    recent = MSFT.iloc[-rows:]
+    index = pd.DatetimeIndex(pd.to_datetime(recent["Date"]), name="Date").tz_localize("America/New_York")
+    frame = recent[["Open", "High", "Low", "Close", "Volume"]].set_axis(index)
+    return frame.assign(Dividends=0.0, **{"Stock Splits": 0.0})
+
+
+def install_fake_yfinance(monkeypatch, history):
+    calls = []
+
+    class Ticker:
+        def __init__(self, symbol):
+            self.symbol = symbol
+
+        def history(self, **kwargs):
+            calls.append((self.symbol, kwargs))
+            return history() if callable(history) else history
+
+    module = types.ModuleType("yfinance")
+    module.Ticker = Ticker
+    monkeypatch.setitem(sys.modules, "yfinance", module)
+    return calls
+
+
+def test_ticker_downloads_once_then_reads_the_cache(monkeypatch, tmp_path):
+    calls = install_fake_yfinance(monkeypatch, fake_history())
+    prices = forecast.download_prices("msft", "2015-01-01", None, tmp_path)
+    assert len(calls) == 1 and calls[0][1]["auto_adjust"] is True
+    # Calendar dates survive the time zone: the first row is the exchange's date.
+    assert prices.index[0] == pd.Timestamp(MSFT["Date"].iloc[-700])
+    np.testing.assert_allclose(prices.to_numpy(), MSFT["Close"].iloc[-700:].to_numpy())
+    again = forecast.download_prices("MSFT", "2015-01-01", None, tmp_path)
+    assert len(calls) == 1  # served from the cache
+    pd.testing.assert_series_equal(again, prices)
+
+
+def test_ticker_run_end_to_end(monkeypatch, run_app, tmp_path):
+    install_fake_yfinance(monkeypatch, fake_history(900))
+    status, stdout, err = run_app("forecast", "--ticker", "MSFT", "--quick", "--cache-dir", tmp_path / "cache", "--out", tmp_path / "run")
+    assert status == 0, err
+    assert "yfinance MSFT" in stdout
+    assert (tmp_path / "run" / "model.keras").is_file()
+
+
+def raise_(error):
+    def history():
+        raise error
+
+    return history
+
+
+class YFTickerMissingError(Exception):
+    """Named like yfinance's own error for an unknown symbol."""
+
+
+@pytest.mark.parametrize(
+    "history, message",
+    [
+        (raise_(OSError("Could not resolve host: query2.finance.yahoo.com")), "could not reach Yahoo Finance (no network?)"),
+        (raise_(YFTickerMissingError("$NOPE: possibly delisted")), "Yahoo Finance has no prices for it"),
+        (pd.DataFrame(), "Yahoo Finance has no prices for it"),
+    ],
+)
+def test_ticker_failures_are_one_line(monkeypatch, run_app, tmp_path, history, message):
+    install_fake_yfinance(monkeypatch, history)
+    status, _, err = run_app("forecast", "--ticker", "NOPE", "--cache-dir", tmp_path)
+    assert status == 2
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # nothing cached from a failed download
+
+
+# --- CSV input ----------------------------------------------------------------------------------
+
+
+def test_reads_yfinance_multi_row_header_export(tmp_path):
+    recent = MSFT.iloc[-5:]
+    lines = ["Price,Close,High,Low,Open,Volume", "Ticker,MSFT,MSFT,MSFT,MSFT,MSFT", "Date,,,,,"]
+    lines += [f"{r.Date},{r.Close},{r.High},{r.Low},{r.Open},{r.Volume}" for r in recent.itertuples()]
+    path = tmp_path / "msft_download.csv"
+    path.write_text("\n".join(lines) + "\n")
+    prices = forecast.read_price_csv(path, "Date", "Close")
+    np.testing.assert_allclose(prices.to_numpy(), recent["Close"].to_numpy())
+    assert prices.index[-1] == pd.Timestamp(recent["Date"].iloc[-1])
+
+
+def test_reads_a_plain_csv_with_other_column_names(tmp_path):
+    path = tmp_path / "prices.csv"
+    pd.DataFrame({"day": ["2020-01-03", "2020-01-02"], "price": [2.0, 1.0]}).to_csv(path, index=False)
+    prices = forecast.read_price_csv(path, "day", "price")
+    assert prices.tolist() == [1.0, 2.0]  # sorted by date
+
+
+# --- bad input: one line on stderr, exit status 2, nothing overwritten -------------------------
+
+
+def write_prices(path, closes):
+    dates = pd.bdate_range("2000-01-03", periods=len(closes)).strftime("%Y-%m-%d")
+    pd.DataFrame({"Date": dates, "Close": closes}).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize(
+    "make_args, message",
+    [
+        (lambda tmp: ["--csv", tmp / "missing.csv"], "no such file"),
+        (lambda tmp: ["--csv", write_prices(tmp / "p.csv", np.linspace(10, 20, 50)), "--target-col", "Adj Close"],
+         "no column 'Adj Close'; columns are Date, Close"),
+        (lambda tmp: ["--csv", write_prices(tmp / "p.csv", [10.0, np.nan, 11.0, "n/a", 12.0] * 200)],
+         "400 of 1000 rows in 'Close' are empty, NaN or not numbers"),
+        (lambda tmp: ["--csv", write_prices(tmp / "p.csv", np.linspace(10, 20, 60))], "too little data: 60 days"),
+        (lambda tmp: ["--csv", write_prices(tmp / "p.csv", [10.0, -1.0] * 300)], "zero or negative"),
+        (lambda tmp: ["--load", tmp / "no_run"], "no such folder"),
+        (lambda tmp: ["--load", tmp], "no model.keras"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(run_app, tmp_path, make_args, message):
+    status, out, err = run_app("forecast", *make_args(tmp_path))
+    assert status == 2
+    assert message in err, err
+    assert err.startswith("forecast: error: ") and err.count("\n") == 1
+
+
+def test_empty_csv_is_reported(run_app, tmp_path):
+    (tmp_path / "empty.csv").write_text("")
+    status, _, err = run_app("forecast", "--csv", tmp_path / "empty.csv")
+    assert status == 2 and "not a readable CSV" in err
+
+
+def test_corrupt_model_is_reported_and_left_alone(quick_run, run_app, tmp_path):
+    _, _, out = quick_run
+    damaged = tmp_path / "run"
+    damaged.mkdir()
+    (damaged / "config.json").write_text((out / "config.json").read_text())
+    (damaged / "model.keras").write_bytes((out / "model.keras").read_bytes()[:2000])  # a truncated download
+    status, _, err = run_app("forecast", "--load", damaged)
+    assert status == 2 and "model.keras" in err and err.count("\n") == 1
+    assert (damaged / "model.keras").stat().st_size == 2000
+
+
+def test_a_failed_run_leaves_an_earlier_run_untouched(quick_run, run_app, tmp_path):
+    _, _, out = quick_run
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    bad_csv = write_prices(tmp_path / "short.csv", np.linspace(10, 20, 60))
+    status, _, _ = run_app("forecast", "--csv", bad_csv, "--out", out)
+    assert status == 2
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+
+
+def test_help_explains_why_returns(run_app, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        forecast.main(["--help"])
+    text = capsys.readouterr().out
+    assert exit_info.value.code == 0
+    assert "Why returns, not prices" in text and "--ticker" in text and "--horizon" in text
