@@ -1,0 +1,374 @@
+"""Character-level language models: a vocabulary saved inside the model, and a fast sampler.
+
+A character model reads character ids and predicts, at every position, the
+logits of the next character (an aligned many-to-many network)::
+
+    import common.generation as generation
+    vocabulary = generation.CharacterVocabulary.from_text(training_text)
+    model = generation.build_char_model(vocabulary, cell="lstm", units=(256,))
+    train = generation.sequence_dataset(vocabulary.encode(training_text), 100, 64, seed=0)
+    model.fit(train, steps_per_epoch=100, ...)
+    sampler = generation.CharSampler(model)
+    texts = sampler.generate("Romeo.\\n", length=500, samples=4, temperature=0.8, top_k=20)
+
+Why a sampler of its own: the usual tutorial loop calls ``model.predict`` on a
+sliding window for every new character, so each character costs a full pass
+over the window (plus ``predict``'s set-up). :class:`CharSampler` instead
+reads the prompt once, keeps each recurrent layer's state, and then runs one
+step of each cell per new character, all inside one compiled TensorFlow
+function. That is hundreds of times faster, and it produces the same
+characters as the full re-run (see ``tests/test_textgen.py``).
+
+The vocabulary travels in the ``.keras`` file as the configuration of a
+pass-through layer named ``"vocabulary"``, so ``keras.models.load_model``
+alone restores a model that can encode prompts and decode samples, once this
+module is imported (it registers the layer with Keras, package
+``rnn_workshop``).
+"""
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from common.models import build_many_to_many
+
+PADDING_ID = 0  # reserved: the Embedding masks id 0 (mask_zero=True), so no character uses it
+UNKNOWN_ID = 1  # any character the training text did not contain
+FIRST_CHARACTER_ID = 2
+CHUNK = 128  # characters per call of the compiled generator
+
+
+@keras.saving.register_keras_serializable(package="rnn_workshop")
+class CharacterVocabulary(keras.layers.Layer):
+    """The character set of a text, carried in a model as a pass-through layer.
+
+    Id 0 is padding, id 1 stands for any unknown character, and the characters
+    of the training text, sorted, take ids 2, 3, ... The layer returns its
+    input unchanged; it is in the model only so that ``model.save`` stores the
+    characters in the ``.keras`` file.
+
+    >>> vocabulary = CharacterVocabulary.from_text("abca")
+    >>> vocabulary.size, vocabulary.encode("cab").tolist(), vocabulary.decode([4, 2])
+    (5, [4, 2, 3], 'ca')
+
+    Args:
+        characters: a string of distinct characters, in id order.
+    """
+
+    def __init__(self, characters, **kwargs):
+        kwargs.setdefault("name", "vocabulary")
+        super().__init__(**kwargs)
+        characters = str(characters)
+        if len(set(characters)) != len(characters) or not characters:
+            raise ValueError(f"Expected a non-empty string of distinct characters. Received: characters={characters!r}")
+        self.characters = characters
+        self.supports_masking = True
+        self.id_of = {character: index + FIRST_CHARACTER_ID for index, character in enumerate(characters)}
+        self.lookup = np.array(["", ""] + list(characters))
+
+    @classmethod
+    def from_text(cls, text, **kwargs):
+        """Every distinct character of ``text`` (pass the training text only)."""
+        return cls("".join(sorted(set(text))), **kwargs)
+
+    @property
+    def size(self):
+        """Number of ids, padding and unknown included: the model's output width."""
+        return len(self.characters) + FIRST_CHARACTER_ID
+
+    def unknown_characters(self, text):
+        """The distinct characters of ``text`` outside the vocabulary, sorted."""
+        return sorted(set(text) - set(self.id_of))
+
+    def encode(self, text):
+        """A string as an int32 array of ids; unknown characters become ``UNKNOWN_ID``."""
+        return np.array([self.id_of.get(character, UNKNOWN_ID) for character in text], dtype="int32")
+
+    def decode(self, ids):
+        """Ids back to a string (padding and unknown ids give nothing)."""
+        return "".join(self.lookup[np.asarray(ids, dtype="int64")])
+
+    def call(self, inputs):
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "characters": self.characters}
+
+
+def build_char_model(vocabulary, *, cell="lstm", units=(256,), embedding_dim=64, dropout=0.0, name="char_model"):
+    """Embedding, stacked LSTM/GRU, dense logits per position; the vocabulary rides along.
+
+    The network is :func:`common.build_many_to_many` with ``vocab_size``; the
+    :class:`CharacterVocabulary` layer is appended after its logits.
+
+    >>> vocabulary = CharacterVocabulary.from_text("to be or not to be")
+    >>> model = build_char_model(vocabulary, units=(16,), embedding_dim=8)
+    >>> model(np.ones((2, 7), dtype="int32")).shape
+    (2, 7, 9)
+
+    Args:
+        vocabulary: a :class:`CharacterVocabulary`.
+        cell: ``"lstm"`` or ``"gru"`` (both keep the cuDNN kernel on a GPU), or ``"rnn"``.
+        units: units per recurrent layer, e.g. ``(512,)`` or ``(256, 256)``.
+        embedding_dim: size of each character's learned vector.
+        dropout: dropout on each recurrent layer's inputs and before the head.
+    """
+    if not isinstance(vocabulary, CharacterVocabulary):
+        raise ValueError(f"Expected a CharacterVocabulary. Received: vocabulary={type(vocabulary).__name__}")
+    network = build_many_to_many(
+        (None,), vocabulary.size, cell=cell, units=units, dropout=dropout,
+        vocab_size=vocabulary.size, embedding_dim=embedding_dim, name=name,
+    )
+    logits = vocabulary(network.output)
+    return keras.Model(network.input, logits, name=name)
+
+
+def vocabulary_of(model):
+    """The :class:`CharacterVocabulary` inside ``model``; ``ValueError`` if it has none."""
+    for layer in model.layers:
+        if isinstance(layer, CharacterVocabulary):
+            return layer
+    raise ValueError(f"Expected a model built by build_char_model (with a 'vocabulary' layer). Received: model {model.name!r}")
+
+
+# ---------------------------------------------------------------- training data
+
+
+def sequence_dataset(ids, seq_length, batch_size, seed=None):
+    """Batches of (inputs, targets): contiguous slices of ``ids``, targets shifted by one character.
+
+    With a ``seed`` (training), each slice starts at a random offset within its
+    stretch of the text and the slices are shuffled, and the stream repeats
+    forever; without (validation), the slices tile the text once, in order.
+    A text with fewer slices than ``batch_size`` gives smaller batches.
+    """
+    ids = tf.constant(ids, dtype=tf.int32)
+    positions = int(ids.shape[0]) - 1  # positions that have a next character
+    count = positions // seq_length
+    if count < 1:
+        raise ValueError(f"Expected at least seq_length + 1 = {seq_length + 1} ids. Received: {positions + 1} ids")
+    if seed is None:
+        starts = tf.data.Dataset.range(0, count * seq_length, seq_length)
+    else:
+        if count > 1:
+            count -= 1  # leave room for the random offset
+        offset_range = min(seq_length, positions - count * seq_length + 1)
+        offsets = tf.data.Dataset.random(seed=seed).map(lambda value: value % offset_range)
+        # Shuffle all slice positions (a few hundred KB of int64), afresh on every pass.
+        starts = tf.data.Dataset.range(count).shuffle(count, seed=seed, reshuffle_each_iteration=True).repeat()
+        starts = tf.data.Dataset.zip(starts, offsets).map(lambda start, offset: start * seq_length + offset)
+
+    def slice_pair(start):
+        window = ids[start : start + seq_length + 1]
+        return window[:-1], window[1:]
+
+    batches = starts.map(slice_pair, num_parallel_calls=tf.data.AUTOTUNE).batch(min(batch_size, count), drop_remainder=True)
+    return batches.prefetch(tf.data.AUTOTUNE)
+
+
+def ngram_baselines(train_ids, val_ids, vocabulary_size):
+    """Validation nats/char of models that only count: uniform, unigram and bigram (add-one smoothing)."""
+    unigram = np.bincount(train_ids, minlength=vocabulary_size) + 1.0
+    unigram /= unigram.sum()
+    bigram = np.ones((vocabulary_size, vocabulary_size))
+    np.add.at(bigram, (train_ids[:-1], train_ids[1:]), 1.0)
+    bigram /= bigram.sum(axis=1, keepdims=True)
+    usable = vocabulary_size - FIRST_CHARACTER_ID + 1  # characters plus "unknown"
+    return {
+        "uniform": math.log(usable),
+        "unigram (character frequencies)": float(-np.log(unigram[val_ids[1:]]).mean()),
+        "bigram (previous character)": float(-np.log(bigram[val_ids[:-1], val_ids[1:]]).mean()),
+    }
+
+
+# ---------------------------------------------------------------- sampling
+
+
+def choose_next(logits, temperature, top_k, seed):
+    """Pick one id per row of ``logits`` (batch, vocabulary size).
+
+    - Padding and unknown ids are never chosen.
+    - ``temperature == 0``: greedy, the most likely id.
+    - ``temperature > 0``: sample from ``softmax(logits / temperature)``; below 1
+      sharpens the distribution (safer, more repetitive text), above 1 flattens it.
+    - ``top_k > 0``: sample only among the ``top_k`` most likely ids (ties with
+      the k-th may add a few); ``top_k == 1`` is greedy. 0 means no limit.
+    - ``seed``: shape (2,) int32; the same seed gives the same choice.
+    """
+    logits = tf.cast(logits, "float32")
+    vocabulary_size = tf.shape(logits)[-1]
+    never = tf.one_hot(PADDING_ID, vocabulary_size, on_value=True, off_value=False) | tf.one_hot(
+        UNKNOWN_ID, vocabulary_size, on_value=True, off_value=False
+    )
+    logits = tf.where(never[None, :], tf.constant(-np.inf, "float32"), logits)
+    greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
+    scaled = logits / tf.maximum(temperature, 1e-6)
+
+    def keep_top_k():
+        k = tf.clip_by_value(top_k, 1, vocabulary_size)
+        kth_largest = tf.gather(tf.sort(scaled, axis=-1, direction="DESCENDING"), [k - 1], axis=-1)
+        return tf.where(scaled < kth_largest, tf.constant(-np.inf, "float32"), scaled)
+
+    scaled = tf.cond(top_k > 0, keep_top_k, lambda: scaled)  # the sort costs time: only when asked
+    sampled = tf.cast(tf.random.stateless_categorical(scaled, 1, seed)[:, 0], tf.int32)
+    return tf.where(temperature > 0, sampled, greedy)
+
+
+class CharSampler:
+    """Generate text from a character model, one recurrent step per new character.
+
+    The model's layers are reused as they are: its ``Embedding``, each
+    recurrent layer's cell (``LSTMCell``/``GRUCell``/``SimpleRNNCell``), and its
+    dense head. The prompt is read once, one step per character, and each layer's
+    state is carried forward; then every new character costs one more step. The
+    steps run in a ``tf.function`` compiled with XLA, 128 characters per call,
+    so Python is not involved per character.
+
+    Several samples run as one batch: the same prompt, independent draws.
+
+    Args:
+        model: a model from :func:`build_char_model` (trained, or reloaded with
+            ``keras.models.load_model``).
+        jit_compile: compile the generation loop with XLA (faster per character,
+            a second or two to compile for each new batch size).
+    """
+
+    def __init__(self, model, jit_compile=True):
+        self.model = model
+        self.vocabulary = vocabulary_of(model)
+        self.embedding = model.get_layer("embedding")
+        self.recurrent_layers = [layer for layer in model.layers if isinstance(layer, keras.layers.RNN)]
+        if not self.recurrent_layers:
+            raise ValueError(f"Expected a model with recurrent layers. Received: model {model.name!r}")
+        self.head = model.get_layer("head")
+        # Compiled once per batch size: the prompt reader for any prompt length, the
+        # generator with XLA for a fixed chunk of characters (any length is whole chunks).
+        self._read_prompt_compiled = tf.function(self._read_prompt, reduce_retracing=True)
+        self._generate_chunk_compiled = tf.function(self._generate_chunk, jit_compile=jit_compile)
+
+    def initial_states(self, batch_size):
+        """Zero states, one list per recurrent layer (LSTM: [h, c]; GRU and RNN: [h])."""
+        states = []
+        for layer in self.recurrent_layers:
+            state_size = layer.cell.state_size
+            sizes = state_size if isinstance(state_size, (list, tuple)) else [state_size]
+            states.append([tf.zeros((batch_size, size)) for size in sizes])
+        return states
+
+    def step(self, char_ids, states):
+        """One character per row in, next-character logits and the new states out."""
+        x = tf.gather(self.embedding.embeddings, char_ids)  # the Embedding's lookup, without its padding mask
+        new_states = []
+        for layer, state in zip(self.recurrent_layers, states):
+            x, state = layer.cell(x, state, training=False)
+            new_states.append(list(state) if isinstance(state, (list, tuple)) else [state])
+        return self.head(x), new_states
+
+    def _read_prompt(self, prompt_ids, samples):
+        """Run the prompt through the network once; return the last logits and the states."""
+        states = self.initial_states(samples)
+        logits = tf.zeros((samples, self.vocabulary.size))
+
+        def read_one(position, logits, states):
+            logits, states = self.step(tf.fill([samples], prompt_ids[position]), states)
+            return position + 1, logits, states
+
+        _, logits, states = tf.while_loop(
+            lambda position, logits, states: position < tf.shape(prompt_ids)[0], read_one, (0, logits, states)
+        )
+        return logits, states
+
+    def _generate_chunk(self, logits, states, temperature, top_k, seed, offset):
+        """``CHUNK`` new characters per row, then the logits and states to carry on from."""
+        generated = tf.TensorArray(tf.int32, size=CHUNK)
+
+        def write_one(position, logits, states, generated):
+            char_ids = choose_next(logits, temperature, top_k, tf.stack([seed, offset + position]))
+            logits, states = self.step(char_ids, states)
+            return position + 1, logits, states, generated.write(position, char_ids)
+
+        _, logits, states, generated = tf.while_loop(
+            lambda position, *_: position < CHUNK, write_one, (0, logits, states, generated)
+        )
+        return tf.transpose(generated.stack()), logits, states
+
+    def generate_ids(self, prompt, length, *, samples=1, temperature=1.0, top_k=0, seed=0):
+        """Ids of ``samples`` continuations of ``prompt``, shape (samples, length)."""
+        if not prompt:
+            raise ValueError('Expected a prompt of at least one character. Received: prompt=""')
+        unknown = self.vocabulary.unknown_characters(prompt)
+        if unknown:
+            raise ValueError(f"Expected prompt characters from the training text. Received unknown characters: {unknown}")
+        if temperature < 0:
+            raise ValueError(f"Expected temperature >= 0 (0 is greedy). Received: temperature={temperature}")
+        if top_k < 0:
+            raise ValueError(f"Expected top_k >= 0 (0 means no limit). Received: top_k={top_k}")
+        # samples stays a Python int: the batch size is fixed per compiled function.
+        logits, states = self._read_prompt_compiled(tf.constant(self.vocabulary.encode(prompt)), int(samples))
+        settings = (
+            tf.constant(float(temperature), tf.float32),
+            tf.constant(int(top_k), tf.int32),
+            tf.constant(int(seed) % (2**31 - 1), tf.int32),
+        )
+        chunks = []
+        for offset in range(0, length, CHUNK):
+            ids, logits, states = self._generate_chunk_compiled(logits, states, *settings, tf.constant(offset, tf.int32))
+            chunks.append(ids.numpy())
+        return np.concatenate(chunks, axis=1)[:, :length] if chunks else np.zeros((samples, 0), "int32")
+
+    def generate(self, prompt, length, *, samples=1, temperature=1.0, top_k=0, seed=0):
+        """``samples`` continuations of ``prompt``, each ``length`` characters (prompt not included).
+
+        Args:
+            prompt: text to start from; every character must be in the vocabulary.
+            length: characters to generate after the prompt.
+            samples: continuations generated together, as one batch.
+            temperature: 0 for greedy, else the softmax temperature (see :func:`choose_next`).
+            top_k: sample among the ``top_k`` most likely characters only; 0 for all.
+            seed: the same seed, prompt and settings give the same text.
+        """
+        ids = self.generate_ids(prompt, length, samples=samples, temperature=temperature, top_k=top_k, seed=seed)
+        return [self.vocabulary.decode(row) for row in ids]
+
+
+def generate_by_rerunning(model, prompt, length):
+    """Greedy text the slow way: re-run the whole model over the growing text for each character.
+
+    The reference that :class:`CharSampler` must agree with at temperature 0.
+    The text is padded on the right to one fixed length, so the model is
+    compiled once; the network reads left to right, so what follows position
+    ``t`` cannot change the logits at ``t``.
+    """
+    vocabulary = vocabulary_of(model)
+    ids = np.full((1, len(prompt) + length), FIRST_CHARACTER_ID, dtype="int32")
+    ids[0, : len(prompt)] = vocabulary.encode(prompt)
+    run_model = tf.function(lambda inputs: model(inputs, training=False))
+    for position in range(len(prompt), len(prompt) + length):
+        logits = run_model(tf.constant(ids))[:, position - 1]
+        ids[0, position] = int(choose_next(logits, 0.0, 0, tf.constant([0, 0]))[0])
+    return vocabulary.decode(ids[0, len(prompt):])
+
+
+def predict_window_loop(model, prompt, length, window=100, temperature=1.0, seed=0):
+    """The keras.io-style loop: ``model.predict`` on the last ``window`` characters, once per character.
+
+    Kept as the baseline for ``bench/textgen.py``: each new character re-reads
+    the whole window and pays ``predict``'s set-up cost. A short text is padded
+    on the left with the padding id, which the embedding masks out, so every
+    call has the same shape and ``predict`` compiles once, as with keras.io's
+    fixed-length windows.
+    """
+    vocabulary = vocabulary_of(model)
+    rng = np.random.default_rng(seed)
+    ids = [PADDING_ID] * window + list(vocabulary.encode(prompt))
+    for _ in range(length):
+        logits = model.predict(np.array([ids[-window:]], dtype="int32"), verbose=0)[0, -1].astype("float64")
+        logits[[PADDING_ID, UNKNOWN_ID]] = -np.inf
+        probabilities = np.exp((logits - logits.max()) / temperature)
+        ids.append(int(rng.choice(len(probabilities), p=probabilities / probabilities.sum())))
+    return vocabulary.decode(ids[window + len(prompt):])

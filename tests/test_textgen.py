@@ -1,0 +1,298 @@
+"""apps/textgen.py and common/generation.py: data, training run, sampler, bad input."""
+
+import contextlib
+import io
+import json
+import math
+import urllib.error
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import common
+import common.generation as generation
+from common.cli import UserError
+from conftest import load_app
+
+textgen = load_app("textgen")
+
+# A short text with a clear structure, so a tiny model learns it in seconds.
+VERSE = (
+    "To be, or not to be, that is the question:\n"
+    "Whether 'tis nobler in the mind to suffer\n"
+    "The slings and arrows of outrageous fortune,\n"
+    "Or to take arms against a sea of troubles\n"
+)
+
+
+def train_tiny_model(cell="lstm", units=(32, 32), epochs=15, seed=0):
+    """A small stacked model fitted to VERSE, repeated: its greedy text is far from trivial."""
+    common.set_seed(seed)
+    text = VERSE * 20
+    vocabulary = generation.CharacterVocabulary.from_text(text)
+    ids = vocabulary.encode(text)
+    length = 40
+    count = (len(ids) - 1) // length
+    inputs = ids[: count * length].reshape(count, length)
+    targets = ids[1 : count * length + 1].reshape(count, length)
+    model = generation.build_char_model(vocabulary, cell=cell, units=units, embedding_dim=16)
+    # No XLA here: compiling would take longer than these few hundred small steps.
+    model.compile(optimizer=keras.optimizers.Adam(2e-2), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False)
+    model.fit(inputs, targets, batch_size=16, epochs=epochs, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def lstm_model():
+    return train_tiny_model("lstm")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """One seeded --quick run of the app, shared by the tests that read its outputs."""
+    out = tmp_path_factory.mktemp("textgen_quick")
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        status = textgen.main(["--quick", "--seed", "3", "--out", str(out)])
+    return status, stdout.getvalue(), stderr.getvalue(), out
+
+
+# ---------------------------------------------------------------- vocabulary and data
+
+
+def test_vocabulary_encodes_decodes_and_marks_unknown_characters():
+    vocabulary = generation.CharacterVocabulary.from_text("banana")
+    assert vocabulary.characters == "abn"
+    assert vocabulary.size == 5  # padding, unknown, a, b, n
+    assert vocabulary.encode("nab").tolist() == [4, 2, 3]
+    assert vocabulary.encode("bat").tolist() == [3, 2, generation.UNKNOWN_ID]
+    assert vocabulary.decode([3, 2, 4, 2]) == "bana"
+    assert vocabulary.unknown_characters("bandit") == ["d", "i", "t"]
+
+
+def test_sequences_are_contiguous_slices_with_targets_shifted_by_one():
+    ids = np.arange(2, 1002, dtype="int32")  # id i sits at position i - 2
+    validation = list(generation.sequence_dataset(ids, seq_length=10, batch_size=4))
+    inputs = np.concatenate([batch[0].numpy() for batch in validation])
+    targets = np.concatenate([batch[1].numpy() for batch in validation])
+    assert inputs.shape == (96, 10)  # (1000 - 1) // 10 = 99 slices, 24 whole batches of 4
+    np.testing.assert_array_equal(inputs[:, 0], 2 + 10 * np.arange(96))  # tiles the text, in order
+    np.testing.assert_array_equal(targets, inputs + 1)
+
+    train = generation.sequence_dataset(ids, seq_length=10, batch_size=4, seed=7)
+    first, again = [[batch[0].numpy() for batch in dataset.take(5)] for dataset in (train, generation.sequence_dataset(ids, 10, 4, seed=7))]
+    np.testing.assert_array_equal(np.concatenate(first), np.concatenate(again))  # seeded: repeatable
+    slices = np.concatenate(first)
+    np.testing.assert_array_equal(np.diff(slices, axis=1), 1)  # each slice is contiguous text
+    assert len(set(slices[:, 0] % 10)) > 1  # and starts at varying offsets
+
+    # A text with room for one slice only still streams (batches of one), it does not hang.
+    tiny = generation.sequence_dataset(ids[:15], seq_length=10, batch_size=4, seed=1)
+    assert [batch[0].shape for batch in tiny.take(3)] == [(1, 10)] * 3
+
+
+def test_split_holds_out_the_last_tenth_and_rejects_short_text():
+    train_text, val_text = textgen.split_text("x" * 900 + "y" * 100, seq_length=50)
+    assert (train_text, val_text) == ("x" * 900, "y" * 100)
+    with pytest.raises(UserError, match="too short"):
+        textgen.split_text("x" * 500, seq_length=100)
+
+
+def test_bigram_baseline_is_near_zero_on_a_text_it_can_predict():
+    vocabulary = generation.CharacterVocabulary.from_text("ab")
+    ids = vocabulary.encode("ab" * 500)
+    baselines = generation.ngram_baselines(ids, ids, vocabulary.size)
+    assert baselines["uniform"] == pytest.approx(math.log(3))  # a, b and "unknown"
+    assert baselines["unigram (character frequencies)"] == pytest.approx(math.log(2), abs=0.01)
+    assert baselines["bigram (previous character)"] < 0.01
+
+
+# ---------------------------------------------------------------- sampling
+
+
+def test_choose_next_greedy_top_k_and_temperature_behave_as_documented():
+    logits = tf.constant([[9.0, 9.0, 3.0, 2.0, 1.0, 0.0]])  # padding and unknown lead, but may never be chosen
+    rows = tf.tile(logits, [4000, 1])
+    seed = tf.constant([1, 2])
+    assert generation.choose_next(logits, 0.0, 0, seed).numpy().tolist() == [2]  # greedy
+    assert set(generation.choose_next(rows, 1.0, 1, seed).numpy()) == {2}  # top-k 1 is greedy
+
+    top_two = generation.choose_next(rows, 1.0, 2, seed).numpy()
+    assert set(top_two) == {2, 3}  # only the 2 most likely characters
+    share = np.mean(top_two == 2)
+    assert share == pytest.approx(math.e / (math.e + 1), abs=0.03)  # softmax of (3, 2) restricted to the pair
+
+    all_ids = generation.choose_next(rows, 1.0, 0, seed).numpy()
+    assert set(all_ids) == {2, 3, 4, 5}
+    expected = np.exp([3.0, 2.0, 1.0, 0.0]) / np.exp([3.0, 2.0, 1.0, 0.0]).sum()
+    np.testing.assert_allclose(np.bincount(all_ids, minlength=6)[2:] / len(all_ids), expected, atol=0.03)
+
+    cold = generation.choose_next(rows, 0.2, 0, seed).numpy()  # low temperature: nearly always the top character
+    hot = generation.choose_next(rows, 5.0, 0, seed).numpy()  # high temperature: nearly uniform
+    assert np.mean(cold == 2) > 0.99
+    assert np.mean(hot == 2) < 0.35 and np.mean(hot == 5) > 0.15
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_stateful_sampler_matches_rerunning_the_model_at_greedy(cell, lstm_model):
+    model = lstm_model if cell == "lstm" else train_tiny_model("gru", units=(32,))
+    sampler = generation.CharSampler(model)
+    prompt = "To be, or"
+    fast = sampler.generate(prompt, 150, temperature=0.0)[0]
+    slow = generation.generate_by_rerunning(model, prompt, 150)
+    assert len(fast) == 150
+    assert fast == slow
+    assert len(set(fast)) > 8  # real text, not one repeated character
+    # Top-k 1 at any temperature is the same greedy text.
+    assert sampler.generate(prompt, 150, temperature=1.5, top_k=1, seed=5)[0] == fast
+    # So is the bench's model.predict loop over a sliding window, when it is nearly greedy.
+    assert generation.predict_window_loop(model, prompt, 12, window=30, temperature=1e-4) == fast[:12]
+
+
+def test_batched_samples_are_independent_and_repeatable(lstm_model):
+    sampler = generation.CharSampler(lstm_model)
+    texts = sampler.generate("The ", 200, samples=4, temperature=1.5, seed=11)
+    assert len(texts) == 4 and all(len(text) == 200 for text in texts)
+    assert len(set(texts)) == 4  # different draws per row
+    assert sampler.generate("The ", 200, samples=4, temperature=1.5, seed=11) == texts  # same seed, same text
+    assert sampler.generate("The ", 200, samples=4, temperature=1.5, seed=12) != texts
+    with pytest.raises(ValueError, match=r"unknown characters: \['Z', '~'\]"):
+        sampler.generate("Z~", 10)
+
+
+def test_reloaded_model_gives_identical_logits_and_keeps_its_vocabulary(lstm_model, tmp_path):
+    path = tmp_path / "model.keras"
+    lstm_model.save(path)
+    reloaded = keras.models.load_model(path)  # plain Keras: no custom_objects
+    vocabulary = generation.vocabulary_of(reloaded)
+    assert vocabulary.characters == generation.vocabulary_of(lstm_model).characters
+    ids = vocabulary.encode(VERSE)[None]
+    np.testing.assert_array_equal(reloaded(ids).numpy(), lstm_model(ids).numpy())
+    prompt = "Whether"
+    assert generation.CharSampler(reloaded).generate(prompt, 80, temperature=0.0) == generation.CharSampler(lstm_model).generate(prompt, 80, temperature=0.0)
+
+
+# ---------------------------------------------------------------- the app
+
+
+def test_quick_run_trains_reports_and_saves(quick_run):
+    status, out, err, folder = quick_run
+    assert status == 0, err
+    for name in ("model.keras", "metrics.json", "loss.png", "samples.txt"):
+        assert (folder / name).is_file(), name
+    metrics = json.loads((folder / "metrics.json").read_text())
+    epochs = metrics["epochs"]
+    assert len(epochs) >= 1
+    for row in epochs:
+        assert row["val_bits_per_char"] == pytest.approx(row["val_loss_nats"] / math.log(2))
+    assert metrics["val_loss_nats"] == min(row["val_loss_nats"] for row in epochs)  # best epoch kept
+    assert metrics["training"]["chars_per_second"] > 0
+    # Even a few seconds of training beat guessing characters by frequency.
+    assert metrics["val_loss_nats"] < metrics["baselines_nats"]["unigram (character frequencies)"]
+    samples = (folder / "samples.txt").read_text()
+    assert samples.count("after epoch") == len(epochs)
+    assert "bits/char" in out and "bigram" in out
+
+
+def test_quick_run_repeats_with_the_same_seed(quick_run, tmp_path):
+    with contextlib.redirect_stdout(io.StringIO()):
+        status = textgen.main(["--quick", "--seed", "3", "--out", str(tmp_path)])
+    assert status == 0
+    first, second = (json.loads((folder / "metrics.json").read_text()) for folder in (quick_run[3], tmp_path))
+    assert [row["val_loss_nats"] for row in second["epochs"]] == pytest.approx([row["val_loss_nats"] for row in first["epochs"]], rel=1e-5)
+    samples = [
+        [line for line in (folder / "samples.txt").read_text().splitlines() if not line.startswith("=====")]  # headers hold times
+        for folder in (quick_run[3], tmp_path)
+    ]
+    assert samples[0] == samples[1]
+
+
+def test_load_generates_batched_samples_from_the_saved_run(quick_run, run_app):
+    folder = quick_run[3]
+    status, out, err = run_app("textgen", "--load", folder, "--generate", "40", "--samples", "3", "--prompt", "Enter", "--top-k", "5")
+    assert status == 0, err
+    assert out.count("----- sample") == 3
+    assert out.count("Enter") >= 3
+
+
+def test_url_download_is_cached_and_offline_is_a_clear_error(monkeypatch, tmp_path):
+    calls = []
+
+    class FakeResponse(io.BytesIO):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    def fake_urlopen(url, timeout):
+        calls.append(url)
+        return FakeResponse(VERSE.encode("utf-8"))
+
+    monkeypatch.setattr(textgen.urllib.request, "urlopen", fake_urlopen)
+    url = "https://example.org/books/verse.txt"
+    assert textgen.download_text(url, tmp_path) == VERSE
+    assert textgen.download_text(url, tmp_path) == VERSE
+    assert calls == [url]  # the second read came from the cache
+
+    def offline(url, timeout):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(textgen.urllib.request, "urlopen", offline)
+    with pytest.raises(UserError, match="could not download"):
+        textgen.download_text("https://example.org/other.txt", tmp_path)
+
+
+def bad_inputs(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("  \n")
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("Fran\xe7ois ".encode("latin-1") * 100)
+    short = tmp_path / "short.txt"
+    short.write_text(VERSE)
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "model.keras").write_bytes(b"not a zip file")
+    no_model = tmp_path / "no_model"
+    no_model.mkdir()
+    return {
+        "missing file": (["--text", tmp_path / "nope.txt"], "no such file"),
+        "empty file": (["--text", empty], "empty"),
+        "not UTF-8": (["--text", latin1], "not UTF-8"),
+        "too short": (["--text", short], "too short"),
+        "temperature 0": (["--temperature", "0"], "--temperature must be above 0"),
+        "negative temperature": (["--temperature", "-1"], "--temperature must be above 0"),
+        "negative top-k": (["--top-k", "-2"], "--top-k"),
+        "missing model folder": (["--load", tmp_path / "nowhere"], "no such folder"),
+        "folder without model": (["--load", no_model], "no model.keras"),
+        "corrupt model": (["--load", corrupt], "damaged"),
+        "offline url": (["--url", "http://localhost:9/none.txt", "--cache-dir", tmp_path / "cache"], "could not download"),
+    }
+
+
+BAD_INPUT_CASES = [
+    "missing file", "empty file", "not UTF-8", "too short", "temperature 0", "negative temperature",
+    "negative top-k", "missing model folder", "folder without model", "corrupt model", "offline url",
+]
+
+
+@pytest.mark.parametrize("case", BAD_INPUT_CASES)
+def test_bad_input_is_one_line_and_exit_status_2(case, run_app, tmp_path, monkeypatch):
+    def offline(url, timeout):
+        raise urllib.error.URLError("no network in tests")
+
+    monkeypatch.setattr(textgen.urllib.request, "urlopen", offline)
+    argv, message = bad_inputs(tmp_path)[case]
+    status, out, err = run_app("textgen", *argv, "--quick", "--out", tmp_path / "run")
+    assert status == 2
+    assert err.startswith("textgen: error:") and message in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "run").exists()  # nothing written
+
+
+def test_unknown_prompt_characters_are_named(quick_run, run_app):
+    status, out, err = run_app("textgen", "--load", quick_run[3], "--prompt", "Hi \u00e9\u263a")
+    assert status == 2
+    assert "'\u00e9'" in err and "'\u263a'" in err
