@@ -322,21 +322,16 @@ def main(argv=None):
           f"{args.steps_per_epoch} batches per epoch, for up to {args.minutes:g} minutes or {args.epochs} epochs ...")
     report = EpochReport(batch_size * args.seq_length, args.prompt, 200, args.temperature, args.top_k, args.seed)
     train_started = time.perf_counter()
-    # common.fit's recipe (early stopping that restores the best epoch's weights, a time
-    # budget), with steps_per_epoch because the training stream repeats forever.
-    model.fit(
+    # Early stopping restores the best epoch's weights; the time budget ends a run on schedule.
+    common.fit(
+        model,
         train,
-        validation_data=validation,
+        validation,
         epochs=args.epochs,
-        steps_per_epoch=args.steps_per_epoch,
-        callbacks=[
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True),
-            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=1, min_lr=1e-4),
-            common.TimeBudget(60 * args.minutes),
-            report,
-        ],
-        shuffle=False,  # the stream is shuffled already
-        verbose=0,
+        steps_per_epoch=args.steps_per_epoch,  # the training stream repeats forever
+        patience=3,
+        max_seconds=60 * args.minutes,
+        callbacks=[keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=1, min_lr=1e-4), report],
     )
     train_seconds = time.perf_counter() - train_started
     best = min(report.epochs, key=lambda row: row["val_loss_nats"])

@@ -25,6 +25,12 @@ def save_figure(figure, path, dpi=120):
     return path
 
 
+def _laid_out(figure):
+    """A figure shown inline (in a notebook) needs the same layout pass a saved one gets."""
+    figure.tight_layout()
+    return figure
+
+
 def plot_history(history, path=None, metrics=("loss",), title="Training curves"):
     """Training and validation curves per epoch, from ``History.history`` or a dict.
 
@@ -40,7 +46,7 @@ def plot_history(history, path=None, metrics=("loss",), title="Training curves")
         axis.set(xlabel="epoch", ylabel=metric, title=f"{title}: {metric}")
         axis.legend()
         axis.grid(alpha=0.3)
-    return save_figure(figure, path) if path else figure
+    return save_figure(figure, path) if path else _laid_out(figure)
 
 
 def plot_forecast(
@@ -86,4 +92,4 @@ def plot_forecast(
         axis.legend(loc="upper left", fontsize="small")
         axis.grid(alpha=0.3)
         axis.tick_params(axis="x", labelrotation=20)
-    return save_figure(figure, path) if path else figure
+    return save_figure(figure, path) if path else _laid_out(figure)

@@ -46,6 +46,7 @@ def fit(
     patience=3,
     monitor="val_loss",
     max_seconds=None,
+    steps_per_epoch=None,
     callbacks=(),
     verbose=0,
 ):
@@ -61,6 +62,8 @@ def fit(
         epochs: upper bound on passes over ``train``.
         max_seconds: optional wall-clock budget; training stops after the batch
             that exceeds it (the best weights are still restored).
+        steps_per_epoch: batches per epoch, for a ``train`` dataset that repeats
+            forever (e.g. random slices of a long text). Defaults to one pass.
         verbose: 0 silent, 2 one line per epoch.
 
     Returns:
@@ -74,7 +77,7 @@ def fit(
     ]
     if max_seconds is not None:
         callbacks.append(TimeBudget(max_seconds))
-    fit_kwargs = dict(epochs=epochs, callbacks=callbacks, verbose=verbose)
+    fit_kwargs = dict(epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose)
     if isinstance(train, tuple):
         inputs, targets = train
         return model.fit(

@@ -1,0 +1,93 @@
+"""Every notebook runs top to bottom in quick mode, and none is committed with outputs.
+
+Each notebook is executed on a fresh kernel with nbclient, from ``notebooks/`` as
+the working directory, with ``RNN_WORKSHOP_QUICK=1`` (tiny data, one or two
+epochs) and the headless ``Agg`` plotting backend. Notebooks assert their own
+facts (a NumPy cell equal to Keras, hand gradients equal to finite differences,
+...), so a failed assertion in a notebook fails its test here.
+
+Outputs stay out of git so diffs show code, not numbers and images; run
+``jupyter nbconvert --clear-output --inplace notebooks/*.ipynb`` before committing.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import nbclient
+import nbformat
+import pytest
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+TIMEOUT_PER_CELL = 300  # seconds; a whole notebook takes about 10-30 s in quick mode
+
+
+def notebook_id(path):
+    return path.stem
+
+
+def test_the_track_is_there():
+    assert len(NOTEBOOKS) >= 8, f"Expected the teaching notebooks in {NOTEBOOK_DIR}. Found: {[p.name for p in NOTEBOOKS]}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=notebook_id)
+def test_notebook_has_no_outputs(path):
+    notebook = nbformat.read(path, as_version=4)
+    dirty = [
+        index
+        for index, cell in enumerate(notebook.cells)
+        if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count") is not None)
+    ]
+    assert not dirty, f"{path.name}: cells {dirty} have outputs or execution counts; clear them before committing"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=notebook_id)
+def test_notebook_solutions_are_folded(path):
+    """The exercises' solutions are hidden until the learner unfolds them."""
+    notebook = nbformat.read(path, as_version=4)
+    solutions = [cell for cell in notebook.cells if cell.cell_type == "code" and cell.source.startswith("# Solution")]
+    assert solutions, f"{path.name}: expected solution cells starting with '# Solution'"
+    for cell in solutions:
+        assert cell.metadata.get("jupyter", {}).get("source_hidden") is True, f"{path.name}: unfolded solution {cell.source[:40]!r}"
+        assert "solution" in cell.metadata.get("tags", []), f"{path.name}: solution without the 'solution' tag"
+
+
+@pytest.fixture(scope="module")
+def kernel_environment():
+    """Quick mode, headless plots, and this interpreter's directory first on PATH.
+
+    jupyter_client starts the ``python3`` kernel with ``sys.executable`` (the
+    interpreter running pytest, so the kernel sees the same ``common`` and
+    TensorFlow); the PATH entry covers anything the kernel itself spawns.
+    """
+    saved = dict(os.environ)
+    os.environ["RNN_WORKSHOP_QUICK"] = "1"
+    os.environ["MPLBACKEND"] = "Agg"
+    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=notebook_id)
+def test_notebook_runs_in_quick_mode(path, kernel_environment):
+    notebook = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(
+        notebook,
+        timeout=TIMEOUT_PER_CELL,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOK_DIR)}},  # cwd of the kernel
+    )
+    try:
+        client.execute()
+    except nbclient.exceptions.CellExecutionError as error:
+        pytest.fail(f"{path.name} failed in quick mode:\n{error}", pytrace=False)
+    errors = [
+        output
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if output.output_type == "error"
+    ]
+    assert not errors, f"{path.name}: {errors[0].ename}: {errors[0].evalue}"
