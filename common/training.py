@@ -83,7 +83,8 @@ def fit(
         return model.fit(
             inputs, targets, validation_data=validation, batch_size=batch_size, **fit_kwargs
         )
-    return model.fit(train, validation_data=validation, **fit_kwargs)
+    # A dataset shuffles itself (or must not be shuffled, like time-ordered windows).
+    return model.fit(train, validation_data=validation, shuffle=False, **fit_kwargs)
 
 
 @keras.saving.register_keras_serializable(package="common")

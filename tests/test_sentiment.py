@@ -1,0 +1,226 @@
+"""apps/sentiment.py and common/text.py: a seeded quick run end to end, reload, no leakage, bad input."""
+
+import contextlib
+import io
+import json
+import socket
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import REPO, load_app
+
+import common  # noqa: F401  (quiet TensorFlow import)
+import common.text as text
+import keras
+
+BUNDLED = REPO / "data" / "rotten_tomatoes.csv.gz"
+
+
+# ---------------------------------------------------------------- common.text
+
+
+def test_parse_labels_accepts_every_spelling():
+    assert text.parse_labels(["fresh", "Rotten", " 1", 0, "POS", "negative", "1.0"]).tolist() == [1, 0, 1, 0, 1, 0, 1]
+
+
+def test_parse_labels_rejects_non_binary_and_single_class():
+    with pytest.raises(common.cli.UserError, match="binary"):
+        text.parse_labels(["pos", "neg", "neutral"])
+    with pytest.raises(common.cli.UserError, match="both classes"):
+        text.parse_labels(["pos", "positive"])
+    assert text.parse_labels(["pos", "positive"], need_both=False).tolist() == [1, 1]
+
+
+def test_tokenize_keeps_sentiment_punctuation_and_negation():
+    assert text.tokenize("Isn't it GREAT?! It's a 'film'<br />") == ["is", "n't", "it", "great", "?", "!", "it", "'s", "a", "film"]
+
+
+def test_truncate_tokens_layer():
+    assert text.TruncateTokens(3)(np.array([[5, 6, 7, 8], [1, 0, 0, 0]])).shape == (2, 3)
+
+
+def test_bucketed_batches_pad_less_and_keep_every_text():
+    rng = np.random.default_rng(0)
+    token_ids = [rng.integers(2, 50, size=rng.integers(1, 60)) for _ in range(500)]
+    labels = rng.integers(0, 2, size=500)
+    bucketed = text.bucketed_batches(token_ids, labels, batch_size=32, seed=0)
+    assert sum(int(ids.shape[0]) for ids, _ in bucketed) == 500
+    assert bucketed.cardinality().numpy() == sum(1 for _ in bucketed)
+    assert text.padding_share(bucketed) < 0.15 < 0.4 < text.padding_share(text.padded_batches(token_ids, labels, 32, 60))
+
+
+def test_pretrained_embeddings_put_words_with_shared_contexts_together():
+    # "good" and "fine" share their neighbours; "xylophone" never meets them.
+    sentences = [[2, 3, 4, 5], [2, 6, 4, 5], [7, 8, 9, 10]] * 50
+    vectors = text.pretrain_embeddings([np.array(s) for s in sentences], vocab_size=12, embedding_dim=4, window=1)
+    assert vectors.shape == (12, 4)
+    cosine = lambda a, b: a @ b / np.linalg.norm(a) / np.linalg.norm(b)  # noqa: E731
+    assert cosine(vectors[3], vectors[6]) > 0.9
+    assert cosine(vectors[3], vectors[8]) < 0.5
+
+
+# ---------------------------------------------------------------- one quick run, shared
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sentiment_run")
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        status = load_app("sentiment").main(["--quick", "--seed", "3", "--out", str(out)])
+    assert status == 0, stderr.getvalue()
+    return out, stdout.getvalue()
+
+
+def test_quick_run_writes_outputs_and_learns(quick_run):
+    out, stdout = quick_run
+    for name in ("model.keras", "metrics.json", "confusion_matrix.png", "training.png"):
+        assert (out / name).stat().st_size > 0, name
+    metrics = json.loads((out / "metrics.json").read_text())
+    rnn, baseline = metrics["test"]["RNN"], metrics["test"]["TF-IDF + logistic regression"]
+    assert set(rnn) == set(baseline) == {"accuracy", "F1", "ROC AUC"}
+    assert "Verdict: the RNN" in stdout and "TF-IDF + logistic regression" in stdout
+    # Even the tiny quick model ranks reviews clearly better than chance (0.5).
+    assert rnn["ROC AUC"] > 0.65
+    assert 0.55 < baseline["accuracy"] < 1
+
+
+def test_reload_gives_identical_probabilities(quick_run):
+    out, _ = quick_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    examples = metrics["example_predictions"]
+    model = keras.models.load_model(out / "model.keras")  # plain Keras: no custom_objects
+    texts = np.array([example["text"] for example in examples], dtype=object)
+    reloaded = load_app("sentiment").predict_texts(model, texts)
+    np.testing.assert_allclose(reloaded, [example["probability"] for example in examples], rtol=0, atol=1e-6)
+    assert np.all((reloaded > 0) & (reloaded < 1))
+
+
+def test_vocabulary_never_sees_test_text(quick_run):
+    out, _ = quick_run
+    model = keras.models.load_model(out / "model.keras")
+    vectorizer = model.get_layer("vectorizer")
+    vocabulary = set(vectorizer.get_vocabulary()[2:])  # after padding and [UNK]
+    frame = pd.read_csv(BUNDLED, keep_default_na=False)
+    train_words = set(text.word_counts(frame.loc[frame["split"] == "train", "text"]))
+    test_words = set(text.word_counts(frame.loc[frame["split"] == "test", "text"]))
+    assert vocabulary <= train_words
+    test_only = sorted(test_words - train_words)
+    assert len(test_only) > 100
+    assert not vocabulary & set(test_only)
+    plain_word = next(word for word in test_only if word.isalpha())
+    ids = vectorizer(np.array([f"a {plain_word} film"], dtype=object)).numpy()
+    assert ids[0, 1] == 1 and ids[0, 0] > 1 and ids[0, 2] > 1  # the test-only word is [UNK]
+
+
+def test_predict_prints_label_and_probability_and_skips_empty_text(quick_run, run_app):
+    out, _ = quick_run
+    status, stdout, stderr = run_app("sentiment", "--load", out, "--predict", "A triumph.", "   ", "Dull and overlong.")
+    assert status == 0
+    lines = stdout.strip().splitlines()
+    assert len(lines) == 2 and lines[0].endswith("A triumph.") and lines[1].endswith("Dull and overlong.")
+    assert all(line.split()[0] in ("positive", "negative") and "P(positive)=" in line for line in lines)
+    assert "skipping text 2 of 3" in stderr
+
+
+def test_predict_reads_stdin(quick_run, run_app, monkeypatch):
+    out, _ = quick_run
+    monkeypatch.setattr("sys.stdin", io.StringIO("Loved it.\n\nHated it.\n"))
+    status, stdout, stderr = run_app("sentiment", "--load", out, "--predict", "-")
+    assert status == 0 and len(stdout.strip().splitlines()) == 2 and "skipping text 2 of 3" in stderr
+
+
+def test_evaluate_gives_the_hand_counted_accuracy(quick_run, run_app, tmp_path):
+    out, _ = quick_run
+    app = load_app("sentiment")
+    model = keras.models.load_model(out / "model.keras")
+    texts = ["A triumph.", "Dull and overlong.", "Not bad at all.", "I want my money back.", "Charming, witty and warm."]
+    predicted = (app.predict_texts(model, np.array(texts, dtype=object)) >= 0.5).astype(int)
+    # Label the first three as the model predicts and the last two the other way: 3 of 5 right.
+    truth = np.concatenate([predicted[:3], 1 - predicted[3:]])
+    spelled = {1: "fresh", 0: "rotten"}
+    path = tmp_path / "hand.tsv"
+    pd.DataFrame({"review": texts, "verdict": [spelled[label] for label in truth]}).to_csv(path, sep="\t", index=False)
+    status, stdout, _ = run_app("sentiment", "--load", out, "--evaluate", path, "--text-col", "review", "--label-col", "verdict")
+    assert status == 0
+    assert "Accuracy 0.6000 (3 of 5 correct)" in stdout
+
+
+def test_imdb_reviews_are_rebuilt_as_text_from_the_word_index(monkeypatch, tmp_path):
+    # keras.datasets.imdb shifts word ids by 3: 1 starts a review, 2 is an out-of-vocabulary word.
+    word_index = {"the": 1, "film": 2, "was": 3, "great": 4, "awful": 5}
+    train = (np.array([[1, 4, 5, 6, 7], [1, 4, 5, 6, 8]] * 10, dtype=object), np.array([1, 0] * 10))
+    test = (np.array([[1, 5, 2, 7]], dtype=object), np.array([1]))
+    imdb = keras.datasets.imdb
+    monkeypatch.setattr(imdb, "load_data", lambda path: (train, test))
+    monkeypatch.setattr(imdb, "get_word_index", lambda path: word_index)
+    splits, unlabelled, source, _ = load_app("sentiment").load_imdb(tmp_path)
+    assert splits["test"][0].tolist() == ["film great"]
+    assert sorted(set(splits["train"][0]) | set(splits["validation"][0])) == ["the film was awful", "the film was great"]
+    assert len(splits["train"][0]) == 18 and len(splits["validation"][0]) == 2 and "IMDB" in source
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def assert_one_line_error(status, stderr, expected):
+    assert status == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sentiment: error:"), stderr
+    assert expected in lines[0]
+
+
+@pytest.fixture
+def labelled_csv(tmp_path):
+    def write(rows, name="reviews.csv"):
+        path = tmp_path / name
+        pd.DataFrame(rows).to_csv(path, index=False)
+        return path
+
+    return write
+
+
+def test_missing_data_file(run_app, tmp_path):
+    assert_one_line_error(*run_app("sentiment", "--data", tmp_path / "nope.csv", "--out", tmp_path / "run")[::2], "no such file")
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_column(run_app, labelled_csv, tmp_path):
+    path = labelled_csv({"review": ["good", "bad"] * 20, "label": [1, 0] * 20})
+    status, _, stderr = run_app("sentiment", "--data", path, "--out", tmp_path / "run")
+    assert_one_line_error(status, stderr, "no column 'text'")
+
+
+def test_labels_that_are_not_binary(run_app, labelled_csv, tmp_path):
+    path = labelled_csv({"text": ["good", "bad", "meh"] * 10, "label": ["pos", "neg", "neutral"] * 10})
+    status, _, stderr = run_app("sentiment", "--data", path, "--out", tmp_path / "run")
+    assert_one_line_error(status, stderr, "'neutral'")
+
+
+def test_empty_text_to_predict(quick_run, run_app):
+    out, _ = quick_run
+    status, _, stderr = run_app("sentiment", "--load", out, "--predict", "   ")
+    assert_one_line_error(status, stderr, "empty")
+
+
+def test_missing_and_corrupt_model_directory(run_app, tmp_path):
+    status, _, stderr = run_app("sentiment", "--load", tmp_path / "no_run", "--predict", "fine")
+    assert_one_line_error(status, stderr, "no such folder")
+    (tmp_path / "model.keras").write_bytes(b"not a zip archive")
+    status, _, stderr = run_app("sentiment", "--load", tmp_path, "--predict", "fine")
+    assert_one_line_error(status, stderr, "damaged")
+
+
+def test_offline_imdb_names_the_default(run_app, tmp_path, monkeypatch):
+    def no_network(*args, **kwargs):
+        raise OSError("network is unreachable (test)")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.json").write_text("keep me")
+    status, _, stderr = run_app("sentiment", "--dataset", "imdb", "--cache-dir", tmp_path / "cache", "--out", out)
+    assert_one_line_error(status, stderr, "bundled Rotten Tomatoes")
+    assert (out / "metrics.json").read_text() == "keep me"  # nothing overwritten
