@@ -48,3 +48,7 @@ from common.seq2seq import (  # noqa: E402
     teacher_forcing_inputs,
 )
 from common.training import QuantileLoss, TimeBudget, fit, set_seed  # noqa: E402
+
+# Topic modules. Importing them here registers their custom Keras layers, so a
+# saved sentiment or text-generation model reloads after a plain ``import common``.
+from common import anomaly, generation, lessons, text  # noqa: E402, F401
