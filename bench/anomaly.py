@@ -15,7 +15,6 @@ applies to every CSV (``--time-col``, ``--value-col``, ``--label-col``,
 """
 
 import argparse
-import importlib.util
 import json
 import platform
 import sys
@@ -23,13 +22,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "apps"))  # the apps are scripts; import one as a module
 
-
-def load_app():
-    spec = importlib.util.spec_from_file_location("app_anomaly", REPO / "apps" / "anomaly.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+import anomaly as anomaly_app  # noqa: E402
 
 
 def main(argv=None):
@@ -41,7 +36,7 @@ def main(argv=None):
     parser.add_argument("--json", type=Path, help="also write the table to this JSON file")
     own, app_argv = parser.parse_known_args(argv[first_option:])
     own.csvs = [Path(path) for path in argv[:first_option]]
-    app = load_app()
+    app = anomaly_app
     from common.cli import UserError
 
     args = app.parse_args(app_argv + ["--compare"])

@@ -33,7 +33,6 @@ default averages three such networks (test accuracy 0.785, ROC AUC 0.864).
 """
 
 import argparse
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -45,13 +44,9 @@ import keras
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "apps"))  # the apps are scripts; import one as a module
 
-
-def load_app():
-    spec = importlib.util.spec_from_file_location("sentiment_app", REPO / "apps" / "sentiment.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+import sentiment as sentiment_app  # noqa: E402
 
 
 def keras_io_model(vocab_size):
@@ -91,7 +86,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="a small sample and one epoch: checks the script runs")
     args = parser.parse_args(argv)
 
-    app = load_app()
+    app = sentiment_app
     splits, unlabelled, source, _ = app.load_rotten_tomatoes()
     if args.quick:
         splits, unlabelled = app.shrink_for_quick_run(splits, unlabelled, seed=0)

@@ -26,7 +26,6 @@ Timings on a shared machine are noisy; run on an idle one for figures to quote.
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import sys
 import tempfile
@@ -35,17 +34,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "apps"))  # the apps are scripts; import one as a module
 
 import common  # noqa: E402  first: quiet TensorFlow start-up
 import common.generation as generation  # noqa: E402
 from common.cli import load_model_from_dir  # noqa: E402
-
-
-def load_textgen_app():
-    spec = importlib.util.spec_from_file_location("textgen_app", REPO / "apps" / "textgen.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+import textgen as textgen_app  # noqa: E402
 
 
 def parse_args(argv):
@@ -75,7 +69,7 @@ def train(args, out):
         if value is not None:
             app_argv += [option, *map(str, value if isinstance(value, list) else [value])]
     print(f"Training: python apps/textgen.py {' '.join(app_argv)}", flush=True)
-    status = load_textgen_app().main(app_argv)
+    status = textgen_app.main(app_argv)
     if status != 0:
         raise SystemExit(status)
     metrics = json.loads((out / "metrics.json").read_text())
