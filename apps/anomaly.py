@@ -38,7 +38,6 @@ daphnet-s06r02e0 (nine accelerometer channels; this excerpt has no labelled
 episode, so it counts false alarms only).
 """
 
-import argparse
 import json
 import math
 import sys
@@ -47,7 +46,7 @@ from pathlib import Path
 
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal
 from common import anomaly
-from common.cli import UserError, common_parser, load_model_from_dir, positive_int, positive_float, report_user_errors, run_dir, save_model_atomically
+from common.cli import UserError, app_parser, load_model_from_dir, positive_int, positive_float, report_user_errors, run_dir, save_model_atomically
 
 import numpy as np
 import pandas as pd
@@ -67,13 +66,7 @@ UCR_TOLERANCE = 100
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(
-        prog="anomaly.py",
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 2)[2],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[common_parser(epochs=30, batch_size=64, app="anomaly")],
-    )
+    parser = app_parser(__doc__, "anomaly", epochs=30, batch_size=64)
     data = parser.add_argument_group("data (default: the bundled internal-bleeding16 series)")
     data.add_argument("--series", choices=sorted(BUNDLED), help="bundled series to use (default: internal-bleeding16; with --compare: all of them)")
     data.add_argument("--csv", type=Path, help="CSV with a time column and one or more value columns")

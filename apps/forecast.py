@@ -22,14 +22,13 @@ Daily stock prices are close to a random walk, so beating persistence is hard;
 the table says plainly whether this run did.
 """
 
-import argparse
 import json
 import sys
 import time
 from pathlib import Path
 
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal
-from common.cli import UserError, common_parser, load_model_from_dir, positive_int, report_user_errors, run_dir, save_model_atomically
+from common.cli import UserError, app_parser, load_model_from_dir, positive_int, report_user_errors, run_dir, save_model_atomically
 
 import keras
 import numpy as np
@@ -41,13 +40,7 @@ QUANTILES = (0.1, 0.5, 0.9)
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(
-        prog="forecast.py",
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 2)[2],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[common_parser(epochs=30, batch_size=64, app="forecast")],
-    )
+    parser = app_parser(__doc__, "forecast", epochs=30, batch_size=64)
     data = parser.add_argument_group("data (default: bundled daily MSFT prices, 1986-2017)")
     source = data.add_mutually_exclusive_group()
     source.add_argument("--csv", type=Path, help="CSV with a date column and a price column (yfinance exports welcome)")

@@ -50,7 +50,6 @@ line one run, and one run's accuracy wobbles by about a point):
     TF-IDF + logistic regression (C=30)            0.769 / 0.787
 """
 
-import argparse
 import json
 import sys
 import time
@@ -58,7 +57,7 @@ from pathlib import Path
 
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal
 import common.text as text
-from common.cli import UserError, common_parser, load_model_from_dir, positive_int, report_user_errors, run_dir, save_model_atomically
+from common.cli import UserError, app_parser, load_model_from_dir, positive_int, report_user_errors, run_dir, save_model_atomically
 
 import keras
 import numpy as np
@@ -70,13 +69,7 @@ SPLIT_SEED = 20240  # the fixed split for --data files without a split column
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(
-        prog="sentiment.py",
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 2)[2],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[common_parser(epochs=8, batch_size=32, app="sentiment")],
-    )
+    parser = app_parser(__doc__, "sentiment", epochs=8, batch_size=32)
     data = parser.add_argument_group("data (default: bundled Rotten Tomatoes snippets with a fixed train/validation/test split)")
     source = data.add_mutually_exclusive_group()
     source.add_argument("--dataset", choices=["rotten_tomatoes", "imdb"], default="rotten_tomatoes", help="bundled snippets, or IMDB reviews through keras.datasets.imdb (needs the network once; cached) (default: %(default)s)")

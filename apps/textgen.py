@@ -32,7 +32,6 @@ Prompt characters that never occur in the training text are an error that
 names them (they are not dropped). In --prompt, \\n stands for a new line.
 """
 
-import argparse
 import gzip
 import hashlib
 import json
@@ -45,7 +44,7 @@ from pathlib import Path
 
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal
 import common.generation as generation
-from common.cli import UserError, common_parser, load_model_from_dir, positive_float, positive_int, report_user_errors, run_dir, save_model_atomically
+from common.cli import UserError, app_parser, load_model_from_dir, positive_float, positive_int, report_user_errors, run_dir, save_model_atomically
 from common.plotting import plt, save_figure
 
 import keras
@@ -58,13 +57,7 @@ VALIDATION_FRACTION = 0.1  # the last 10% of the text
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(
-        prog="textgen.py",
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 2)[2],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[common_parser(epochs=100, batch_size=32, app="textgen")],
-    )
+    parser = app_parser(__doc__, "textgen", epochs=100, batch_size=32)
     data = parser.add_argument_group("data (default: Shakespeare's plays, bundled in data/shakespeare.txt.gz)")
     source = data.add_mutually_exclusive_group()
     source.add_argument("--text", type=Path, metavar="PATH", help="train on this UTF-8 text file")

@@ -56,6 +56,21 @@ def common_parser(epochs=20, batch_size=64, app="app"):
     return parser
 
 
+def app_parser(doc, app, epochs, batch_size):
+    """An app's argument parser: its docstring as help, plus the options every app takes.
+
+    The docstring's first paragraph is the description; everything after the
+    second paragraph (the usage examples) is the epilog, kept as written.
+    """
+    return argparse.ArgumentParser(
+        prog=f"{app}.py",
+        description=doc.split("\n\n")[0],
+        epilog=doc.split("\n\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common_parser(epochs=epochs, batch_size=batch_size, app=app)],
+    )
+
+
 def positive_int(text):
     value = int(text)
     if value < 1:

@@ -377,3 +377,11 @@ def test_save_model_atomically_keeps_the_old_model_when_saving_fails(tmp_path):
         cli.save_model_atomically(Broken(), path)
     assert path.read_bytes() == b"the user's previous model"
     assert [p.name for p in tmp_path.iterdir()] == ["model.keras"]  # no temporary left behind
+
+
+def test_app_parser_takes_description_and_examples_from_the_docstring():
+    doc = "Do one thing well.\n\n    python apps/demo.py --quick\n\nWhy: because.\n\nMore detail."
+    parser = cli.app_parser(doc, "demo", epochs=5, batch_size=8)
+    assert parser.prog == "demo.py" and parser.description == "Do one thing well."
+    assert parser.epilog == "Why: because.\n\nMore detail."
+    assert parser.parse_args([]).epochs == 5 and parser.parse_args([]).batch_size == 8
