@@ -211,7 +211,7 @@ def shrink_for_quick_run(splits, unlabelled, seed):
 
 def build_classifier(args, vocab_size, seed, embedding_weights):
     """Token ids (batch, timesteps) -> P(positive), shape (batch, 1)."""
-    keras.utils.set_random_seed(seed)
+    common.set_seed(seed)
     classifier = common.build_many_to_one(
         (None,),
         1,
