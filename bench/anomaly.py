@@ -1,21 +1,20 @@
-"""Benchmark the anomaly detectors: all four on every bundled series and any CSVs given, one table.
+"""Benchmark the anomaly app on a NAB-layout folder: overlap event scores per folder and pooled.
 
-    python bench/anomaly.py                         # the three bundled series, about 4-5 minutes on 2 CPU cores
-    python bench/anomaly.py machine.csv --label-col is_anomaly --train-fraction 0.3
-    python bench/anomaly.py --quick                 # a smoke test of the benchmark itself
+    python bench/anomaly.py --nab ../shared/nab-dev        # every detector, about 6 minutes on 2 CPU cores
+    python bench/anomaly.py --nab ../shared/nab-dev --detectors forecaster
+    python bench/anomaly.py --nab ../shared/nab-dev --quick  # a smoke test of the benchmark itself
 
-Prints, per series and detector, event-level precision, recall and F1 (and F1
-with no tolerance), false alarms, point ROC AUC, the UCR top-1 rule and the
-fitting time; then the mean over series, a plain verdict on whether each
-recurrent detector beats both baselines, the scoring throughput in points per
-second of each detector (after fitting, on this machine) and the wall time.
-Every option after the CSV paths is an option of ``apps/anomaly.py`` and
-applies to every CSV (``--time-col``, ``--value-col``, ``--label-col``,
-``--labels``, ``--fill``, ``--train-fraction``, ``--window``, ``--epochs``...).
+A NAB-layout folder holds data/<folder>/<file>.csv and combined_windows.json,
+which maps "folder/file.csv" to [start, end] windows. Every file is audited
+with the app's default settings (fit on the whole series, threshold from the
+scores, alarm intervals). A labelled window is found when an alarm interval
+overlaps it; an interval overlapping no window is a false positive; counts are
+pooled over files. The table prints per-folder F1, pooled precision, recall
+and F1 over the folders that have windows, the alarms raised on folders with
+no anomaly, the wall time, and the published figures for the same rule.
 """
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -24,41 +23,72 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "apps"))  # the apps are scripts; import one as a module
 
-import anomaly as anomaly_app  # noqa: E402
+import anomaly as app  # noqa: E402
+from common import alarms  # noqa: E402
+from common import anomaly, evaluation  # noqa: E402
+
+# sintel-dev/Orion benchmark results, release 0.7.1: overlap F1 per NAB folder (the issue's figures).
+PUBLISHED = {
+    "AER (Orion)": {"artificialWithAnomaly": 0.750, "realAWSCloudwatch": 0.702},
+    "LSTM autoencoder (Orion)": {"artificialWithAnomaly": 0.545, "realAWSCloudwatch": 0.750},
+    "LSTM dynamic threshold (Orion)": {"artificialWithAnomaly": 0.400, "realAWSCloudwatch": 0.537},
+    "matrix profile (Orion)": {"artificialWithAnomaly": 0.571, "realAWSCloudwatch": 0.440},
+}
+SCORED = ("artificialWithAnomaly", "realAWSCloudwatch", "realKnownCause")
+
+
+def run_detector(name, files, config):
+    """Audit every file with one detector; return {folder: [overlap rows]} and the seconds taken."""
+    by_folder, started = {}, time.perf_counter()
+    for found in files:
+        _, window = app.plan(found, config)
+        detection = app.detect(found, name, config, None, window)
+        row = alarms.overlap_scores(detection.alarms, found.label_windows or [])
+        by_folder.setdefault(found.name.split("/")[0], []).append(row)
+        print(f"  {app.NAMES[name]:16} {found.name}: {len(detection.alarms)} alarm(s), "
+              f"TP {row['tp']} FP {row['fp']} FN {row['fn']}", flush=True)
+    return by_folder, time.perf_counter() - started
 
 
 def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    # CSV paths come first; everything from the first option on belongs to apps/anomaly.py (or --json).
-    first_option = next((i for i, arg in enumerate(argv) if arg.startswith("-")), len(argv))
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog="Other options: see python apps/anomaly.py --help")
-    parser.add_argument("csvs", nargs="*", type=Path, help="extra CSV series to add to the bundled ones, before any option")
-    parser.add_argument("--json", type=Path, help="also write the table to this JSON file")
-    own, app_argv = parser.parse_known_args(argv[first_option:])
-    own.csvs = [Path(path) for path in argv[:first_option]]
-    app = anomaly_app
-    from common.cli import UserError
-
-    args = app.parse_args(app_argv + ["--compare"])
-    if args.quick:
-        args.epochs, args.window, args.units = min(args.epochs, 3), min(args.window, 32), min(args.units, 8)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nab", type=Path, required=True, help="NAB-layout folder (data/ and combined_windows.json)")
+    parser.add_argument("--detectors", nargs="+", choices=list(app.NAMES),
+                        default=["forecaster", "zscore", "discord"], help="detectors to run (default: %(default)s)")
+    parser.add_argument("--quick", action="store_true", help="the app's --quick settings, two files per folder")
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args(argv)
+    config = app.read_config(["--csv", str(args.nab / "data"), "--labels", str(args.nab / "combined_windows.json"),
+                              "--seed", str(args.seed)] + (["--quick"] if args.quick else []))
     started = time.perf_counter()
     try:
-        all_series = app.load_series(args)  # every bundled series, since --compare is set and no --csv
-        for path in own.csvs:
-            all_series.append(app.read_series_csv(path, args.time_col, args.value_cols, args.label_col, args.labels, args.fill))
-        for series in all_series:
-            app.choose_parts(series, args)
-    except UserError as error:
+        files = app.load_series(config)
+    except app.UserError as error:
         print(f"anomaly bench: error: {error}", file=sys.stderr)
         return 2
-    rows, verdict_lines, points_per_second = app.compare(args, all_series)
-    app.print_compare(rows, verdict_lines, points_per_second, args)
-    wall = time.perf_counter() - started
-    print(f"Wall time {wall:.0f} s on {platform.processor() or platform.machine()} ({__import__('os').cpu_count()} CPUs), "
-          f"--epochs {args.epochs} --window {args.window} --units {args.units} --seed {args.seed}")
-    if own.json:
-        own.json.write_text(json.dumps({"table": rows, "verdicts": verdict_lines, "points_per_second": points_per_second, "wall_seconds": wall}, indent=2, default=str))
+    if args.quick:
+        files = [f for f in files if sum(g.name.split("/")[0] == f.name.split("/")[0] for g in files[: files.index(f)]) < 2]
+    print(f"{len(files)} files from {args.nab}; detectors: {', '.join(args.detectors)}")
+
+    rows = {}
+    for name in args.detectors:
+        by_folder, seconds = run_detector(name, files, config)
+        row = {folder: alarms.pooled_scores(by_folder[folder])["f1"] for folder in SCORED if folder in by_folder}
+        pooled = alarms.pooled_scores([r for folder in SCORED for r in by_folder.get(folder, [])])
+        row |= {"P": pooled["precision"], "R": pooled["recall"], "F1": pooled["f1"]}
+        row["alarms, no-anomaly files"] = sum(r["fp"] for r in by_folder.get("artificialNoAnomaly", []))
+        row["wall s"] = round(seconds)
+        rows[app.NAMES[name] + " (ours)"] = row
+    rows |= PUBLISHED
+    print()
+    evaluation.print_table(
+        rows, digits=3, columns=[*SCORED, "P", "R", "F1", "alarms, no-anomaly files", "wall s"],
+        title="Overlap event scores; P, R, F1 pooled over " + ", ".join(SCORED) + " (published: Orion 0.7.1, n/a: not reported)",
+    )
+    window = config.window
+    print(f"\nWall time {time.perf_counter() - started:.0f} s on {platform.machine()} ({__import__('os').cpu_count()} CPUs); "
+          f"app defaults: audit, --window {window} --units {config.units} --epochs {config.epochs} --seed {config.seed}"
+          f"{' (--quick)' if args.quick else ''}; detectors: {', '.join(sorted(anomaly.DETECTORS))}")
     return 0
 
 

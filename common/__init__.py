@@ -40,7 +40,7 @@ from common.models import (  # noqa: E402
     recurrent_layer,
     recurrent_stack,
 )
-from common.plotting import plot_forecast, plot_history, save_figure  # noqa: E402
+from common.plotting import plot_alarms, plot_forecast, plot_history, save_figure  # noqa: E402
 from common.seq2seq import (  # noqa: E402
     attention_scores,
     build_encoder_decoder,

@@ -1,20 +1,29 @@
-"""Time-series anomaly detection: four detectors, one threshold rule, and honest scoring.
+"""Time-series anomaly detection: four detectors behind one registry, and two ways to use them.
 
-Every detector turns a series (timesteps, channels), already scaled by
-statistics of its normal training part, into one score per point: higher
-means stranger. None of them ever sees a label.
+Every detector turns a series (timesteps, channels), already scaled, into one
+score per point: higher means stranger. None of them ever sees a label. Each
+has ``fit(values)`` and ``score(values) -> (timesteps,)``; :data:`DETECTORS`
+names them and :func:`make_detector` builds one by name.
 
-| detector                    | a point's score                                                        |
-|-----------------------------|------------------------------------------------------------------------|
-| ``RollingZScore``           | distance from the median of the previous ``window`` points, in MADs    |
-| ``MatrixProfileDiscord``    | distance from each window covering it to its nearest normal window     |
-| ``LSTMAutoencoder``         | its reconstruction error, averaged over the windows covering it        |
-| ``LSTMForecaster``          | the error of predicting it from the ``window`` points before it        |
+| name            | class                    | a point's score                                          |
+|-----------------|--------------------------|----------------------------------------------------------|
+| ``forecaster``  | ``LSTMForecaster``       | the error of predicting it from the ``window`` before it |
+| ``autoencoder`` | ``LSTMAutoencoder``      | its reconstruction error, averaged over covering windows |
+| ``zscore``      | ``RollingZScore``        | distance from the median of the previous ``window``, MADs|
+| ``discord``     | ``MatrixProfileDiscord`` | distance from its windows to their nearest other window  |
 
-The threshold is chosen on normal data the detector was not fitted on
-(:func:`threshold_from_normal`); labels are used only by the scoring functions:
-event-level precision, recall and F1 (:func:`event_scores`), point-level ROC
-AUC (:func:`roc_auc`) and the UCR archive's top-1 rule (:func:`ucr_top1`).
+Two ways to use a detector, each returning a :class:`Detection`:
+
+- :func:`audit` a recorded series: fit on all of it and mark what stands out,
+  with a threshold chosen from the scores (:mod:`common.alarms`).
+- :func:`monitor`: fit on a normal prefix, set the threshold on a held-out part
+  of it, and alarm only after it. :func:`rescore` applies a fitted detector,
+  its scaler and its threshold to new data.
+
+Labels are used only by the scoring functions: alarm intervals by overlap
+(:func:`common.alarms.overlap_scores`), and, point by point, event-level
+precision, recall and F1 with a tolerance (:func:`event_scores`), ROC AUC
+(:func:`roc_auc`) and the UCR archive's top-1 rule (:func:`ucr_top1`).
 
 >>> windows = label_windows([0, 1, 1, 0, 0, 0, 1, 0])
 >>> windows
@@ -24,13 +33,17 @@ AUC (:func:`roc_auc`) and the UCR archive's top-1 rule (:func:`ucr_top1`).
 """
 
 import math
+import time
+from dataclasses import dataclass
 
 import keras
 import numpy as np
 
+from common.alarms import find_alarms, intervals_to_mask, runs_of_true, smooth
+from common.data import StandardScaler
 from common.models import build_many_to_one
 from common.seq2seq import build_encoder_decoder
-from common.training import fit
+from common.training import fit, set_seed
 
 # ---------------------------------------------------------------- events and windows
 
@@ -41,18 +54,7 @@ def label_windows(is_anomaly):
     >>> label_windows([1, 1, 0, 1])
     [(0, 1), (3, 3)]
     """
-    flags = np.asarray(is_anomaly).astype(bool).astype(int)
-    edges = np.diff(np.concatenate([[0], flags, [0]]))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
-    return [(int(start), int(end)) for start, end in zip(starts, ends)]
-
-
-def windows_to_mask(windows, length):
-    """The inverse of :func:`label_windows`: a boolean mask with each inclusive window set."""
-    mask = np.zeros(length, dtype=bool)
-    for start, end in windows:
-        mask[start : end + 1] = True
-    return mask
+    return runs_of_true(is_anomaly)
 
 
 def event_scores(flags, windows):
@@ -76,7 +78,7 @@ def event_scores(flags, windows):
         if not 0 <= start <= end < len(flags):
             raise ValueError(f"Expected windows inside 0..{len(flags) - 1} with start <= end. Received: ({start}, {end})")
     found = sum(bool(flags[start : end + 1].any()) for start, end in windows)
-    outside = flags & ~windows_to_mask(windows, len(flags))
+    outside = flags & ~intervals_to_mask(windows, len(flags))
     false_alarms = len(label_windows(outside))
     precision = found / (found + false_alarms) if found + false_alarms else math.nan
     recall = found / len(windows) if windows else math.nan
@@ -125,15 +127,6 @@ def ucr_top1(scores, windows, tolerance=100):
     peak = int(np.nanargmax(scores))
     start, end = windows[0]
     return bool(start - tolerance <= peak <= end + tolerance)
-
-
-def flagged_events(flags, scores, offset=0):
-    """Each contiguous run of flags as ``{"start", "end", "peak_score"}`` (indices shifted by ``offset``)."""
-    scores = np.asarray(scores, dtype="float64")
-    return [
-        {"start": start + offset, "end": end + offset, "peak_score": float(np.nanmax(scores[start : end + 1]))}
-        for start, end in label_windows(flags)
-    ]
 
 
 # ---------------------------------------------------------------- from window errors to point scores
@@ -205,6 +198,7 @@ class RollingZScore:
     """
 
     name = "rolling z-score"
+    quiet_below = 3.0  # robust standard deviations: closer than this to the recent median is never news
 
     def __init__(self, window=64):
         self.window = int(window)
@@ -243,6 +237,7 @@ class MatrixProfileDiscord:
     """
 
     name = "matrix-profile discord"
+    quiet_below = 1.0  # about a correlation of 0.99 with the nearest window at window 64: a repeat
 
     def __init__(self, window=64, block_size=2048):
         self.window = int(window)
@@ -286,6 +281,8 @@ class MatrixProfileDiscord:
         return distances / series.shape[1]
 
     def score(self, series, exclude_offset=None):
+        if exclude_offset is None and np.array_equal(_as_2d(series), self.reference):
+            exclude_offset = 0  # an audit: the series is its own reference, so skip self-matches
         window_scores = self.window_scores(series, exclude_offset)
         errors = np.repeat(window_scores[:, None], self.window, axis=1)
         return point_scores_from_window_errors(errors, np.arange(len(window_scores)), len(_as_2d(series)))
@@ -319,18 +316,19 @@ def build_lstm_forecaster(window, channels, units=32, cell="lstm"):
     return build_many_to_one((window, channels), channels, cell=cell, units=units, name="lstm_forecaster")
 
 
+def _select(examples, keep):
+    """Rows ``keep`` (a boolean mask or indices) of ``(inputs, targets)``; inputs may be a list."""
+    inputs, targets = examples
+    inputs = [array[keep] for array in inputs] if isinstance(inputs, list) else inputs[keep]
+    return inputs, targets[keep]
+
+
 def evenly_spaced(examples, max_count):
     """At most ``max_count`` examples, evenly spaced in time, from ``(inputs, targets)`` arrays or lists of arrays."""
-    inputs, targets = examples
-    count = len(targets)
+    count = len(examples[1])
     if count <= max_count:
         return examples
-    keep = np.linspace(0, count - 1, max_count).round().astype(int)
-
-    def pick(arrays):
-        return [array[keep] for array in arrays] if isinstance(arrays, list) else arrays[keep]
-
-    return pick(inputs), pick(targets)
+    return _select(examples, np.linspace(0, count - 1, max_count).round().astype(int))
 
 
 class _RecurrentDetector:
@@ -342,6 +340,7 @@ class _RecurrentDetector:
     """
 
     max_windows = 2000
+    quiet_below = 0.1  # standard deviations of the scaled series: an error this small is not news
 
     def __init__(self, window=64, units=32, epochs=30, batch_size=64, model=None):
         self.window, self.units, self.epochs, self.batch_size = int(window), units, epochs, batch_size
@@ -349,16 +348,24 @@ class _RecurrentDetector:
         self.epochs_run = 0
 
     def fit(self, normal_series, validation_series=None, max_seconds=None):
+        """Fit on windows of ``normal_series`` (timesteps, channels).
+
+        Early stopping watches ``validation_series`` when given (a monitor's
+        held-out normal tail); otherwise every tenth window is held out (an audit).
+        """
         normal_series = _as_2d(normal_series)
         if self.model is None:
             self.model = self.build(normal_series.shape[1])
             self.model.compile(optimizer=keras.optimizers.Adam(2e-3, clipnorm=1.0), loss="mse")
-        train = evenly_spaced(self.examples(normal_series), self.max_windows)
-        validation = None
+        examples = evenly_spaced(self.examples(normal_series), self.max_windows)
         if validation_series is not None:
+            train = examples
             validation = evenly_spaced(self.examples(_as_2d(validation_series)), self.max_windows // 2)
-        history = fit(self.model, train, validation, epochs=self.epochs, batch_size=self.batch_size, patience=5,
-                      monitor="val_loss" if validation is not None else "loss", max_seconds=max_seconds)
+        else:
+            every_tenth = np.arange(len(examples[1])) % 10 == 9
+            train, validation = _select(examples, ~every_tenth), _select(examples, every_tenth)
+        history = fit(self.model, train, validation, epochs=self.epochs, batch_size=self.batch_size,
+                      patience=5, max_seconds=max_seconds)
         self.epochs_run = len(history.history["loss"])
         self.history = history
         return self
@@ -392,17 +399,13 @@ class LSTMAutoencoder(_RecurrentDetector):
 
 
 class LSTMForecaster(_RecurrentDetector):
-    """Scores each point by the squared error of predicting it from the ``window`` points before it.
+    """Scores each point by the absolute error of predicting it from the ``window`` points before it.
 
-    ``smooth``: average the error over this many points (this one and those
-    before it), so one unlucky prediction in noisy data is not yet an event.
+    With several channels, the error is averaged over channels. The first
+    ``window`` points have no prediction and score NaN.
     """
 
     name = "LSTM forecaster"
-
-    def __init__(self, window=64, units=32, epochs=30, batch_size=64, model=None, smooth=1):
-        super().__init__(window, units, epochs, batch_size, model)
-        self.smooth = int(smooth)
 
     def build(self, channels):
         return build_lstm_forecaster(self.window, channels, self.units)
@@ -415,12 +418,229 @@ class LSTMForecaster(_RecurrentDetector):
         series = _as_2d(series)
         inputs, targets = self.examples(series)
         predicted = self.model.predict(inputs, batch_size=batch_size, verbose=0)
-        errors = ((predicted - targets) ** 2).mean(axis=1)
-        # Trailing mean over `smooth` points; the first few average over fewer.
-        cumulative = np.concatenate([[0.0], np.cumsum(errors, dtype="float64")])
-        ends = np.arange(1, len(errors) + 1)
-        begins = np.maximum(ends - self.smooth, 0)
         scores = np.full(len(series), np.nan)
-        scores[self.window :] = (cumulative[ends] - cumulative[begins]) / (ends - begins)
+        scores[self.window :] = np.abs(predicted - targets).mean(axis=1)
         return scores
 
+
+# ---------------------------------------------------------------- one registry, one pipeline
+
+DETECTORS = {
+    "forecaster": LSTMForecaster,
+    "autoencoder": LSTMAutoencoder,
+    "zscore": RollingZScore,
+    "discord": MatrixProfileDiscord,
+}
+RECURRENT = ("forecaster", "autoencoder")
+
+
+def make_detector(name, window=64, units=32, epochs=30, batch_size=64, model=None):
+    """A detector from :data:`DETECTORS` by name; the recurrent ones also take training settings.
+
+    >>> make_detector("zscore", window=16).window
+    16
+    """
+    if name not in DETECTORS:
+        raise ValueError(f"Expected a detector in {sorted(DETECTORS)}. Received: {name!r}")
+    if name in RECURRENT:
+        return DETECTORS[name](window, units, epochs, batch_size, model=model)
+    return DETECTORS[name](window)
+
+
+def dominant_period(values, max_lag=None, min_correlation=0.3):
+    """The lag of the strongest repeating pattern (autocorrelation peak), or None.
+
+    Args:
+        values: (timesteps,) or (timesteps, channels); the first channel is used.
+        max_lag: longest period considered (default: a third of the series).
+        min_correlation: a peak weaker than this is no season.
+
+    >>> day = np.sin(2 * np.pi * np.arange(960) / 48)
+    >>> dominant_period(day)
+    48
+    """
+    values = _as_2d(values)[:, 0].astype("float64")
+    values = values - values.mean()
+    if not values.any():
+        return None
+    max_lag = int(max_lag or len(values) // 3)
+    spectrum = np.fft.rfft(values, 2 * len(values))
+    correlation = np.fft.irfft(spectrum * np.conj(spectrum))[: max_lag + 1]
+    correlation /= correlation[0]
+    peaks = [
+        lag
+        for lag in range(2, max_lag)
+        if correlation[lag] >= correlation[lag - 1] and correlation[lag] > correlation[lag + 1]
+    ]
+    peaks = [lag for lag in peaks if correlation[lag] >= min_correlation]
+    return max(peaks, key=lambda lag: correlation[lag]) if peaks else None
+
+
+def choose_window(length, default=64, period=None, min_window=4):
+    """Window length for a series of ``length`` points: ``default`` when it fits, else shorter.
+
+    A detector needs several windows to learn from, so a window is at most an
+    eighth of the series; inside that limit a seasonal ``period`` is preferred
+    (one whole cycle is the natural unit of normal behaviour).
+
+    >>> choose_window(4000), choose_window(200), choose_window(200, period=24)
+    (64, 25, 24)
+    """
+    longest = length // 8
+    if longest < min_window:
+        raise ValueError(
+            f"Expected a series of at least {8 * min_window} points, enough for windows of "
+            f"{min_window}. Received: {length} points"
+        )
+    if default <= longest:
+        return default
+    if period is not None and min_window <= period <= longest:
+        return int(period)
+    return int(longest)
+
+
+@dataclass(frozen=True)
+class AlarmSettings:
+    """How scores become alarm intervals; stored with a saved run so new data is treated alike.
+
+    Attributes:
+        span: points in the exponentially weighted mean that smooths the scores.
+        gap: alarms at most this many points apart merge into one.
+        min_drop: pruning strength (see :func:`common.alarms.prune_intervals`).
+        floor: no threshold below this; a score this small (in the scaled
+            series' standard deviations) is never anomalous, however flat the rest.
+    """
+
+    span: int = 20
+    gap: int = 40
+    min_drop: float = 0.05
+    floor: float = 0.1
+
+    @classmethod
+    def for_length(cls, length, **overrides):
+        """Settings scaled to a series' length: smoothing over 0.5% of it, merging within 1%."""
+        return cls(span=max(1, round(0.005 * length)), gap=max(1, round(0.01 * length)), **overrides)
+
+
+@dataclass
+class Detection:
+    """What one detector found in one series.
+
+    Attributes:
+        scores: (timesteps,) raw scores; NaN where the detector cannot score.
+        smoothed: (timesteps,) the scores after smoothing; alarms come from these.
+        threshold: the smoothed score above which a point alarms.
+        alarms: inclusive ``(start, end)`` index pairs of alarm intervals.
+        scored_from: first index that counts: 0 in an audit, the end of the
+            normal prefix when monitoring (points before it were fitted on).
+        fitted_on: points the detector was fitted on (0 when reloaded).
+    """
+
+    name: str
+    detector: object
+    scaler: StandardScaler
+    settings: AlarmSettings
+    scores: np.ndarray
+    smoothed: np.ndarray
+    threshold: float
+    alarms: list
+    scored_from: int = 0
+    fitted_on: int = 0
+    fit_seconds: float = 0.0
+    score_seconds: float = 0.0
+
+    @property
+    def flagged(self):
+        """(timesteps,) booleans: True inside an alarm interval."""
+        return intervals_to_mask(self.alarms, len(self.scores))
+
+
+def audit(values, name="forecaster", window=64, settings=None, seed=42, **training):
+    """Audit a recorded series: fit on all of it, unsupervised, and mark what stands out.
+
+    This is how the published pipelines (Hundman et al. 2018; sintel-dev/Orion)
+    score a recorded series: the detector learns the series' usual behaviour
+    from the whole of it (anomalies are rare, so they barely shape it), and the
+    threshold comes from the scores themselves (:func:`common.alarms.dynamic_threshold`).
+
+    Args:
+        values: (timesteps, channels) raw values.
+        name: a key of :data:`DETECTORS`.
+        window: points per window.
+        settings: an :class:`AlarmSettings`; default scaled to the series' length.
+        training: ``units``, ``epochs``, ``batch_size`` for the recurrent detectors.
+    """
+    values = _as_2d(values).astype("float64")
+    detector = make_detector(name, window, **training)
+    settings = settings or AlarmSettings.for_length(len(values), floor=detector.quiet_below)
+    scaler = StandardScaler().fit(values)
+    scaled = scaler.transform(values).astype("float32")
+    set_seed(seed)
+    started = time.perf_counter()
+    detector.fit(scaled)
+    fit_seconds = time.perf_counter() - started
+    detection = rescore(values, name, detector, scaler, settings, threshold=None)
+    detection.fitted_on, detection.fit_seconds = len(values), fit_seconds
+    return detection
+
+
+def monitor(values, normal_end, name="forecaster", window=64, settings=None, seed=42,
+            holdout_fraction=0.25, threshold_factor=1.5, **training):
+    """Monitor: fit on a normal prefix, then alarm only on the points after it.
+
+    The prefix ``[0, normal_end)`` is assumed free of anomalies. The detector is
+    fitted on its first part; its last ``holdout_fraction`` is held out, and the
+    threshold is ``threshold_factor`` times the highest smoothed score there:
+    a margin above the strangest normal behaviour the detector has not fitted.
+
+    Returns:
+        A :class:`Detection` whose alarms all lie at or after ``normal_end``.
+    """
+    values = _as_2d(values).astype("float64")
+    detector = make_detector(name, window, **training)
+    settings = settings or AlarmSettings.for_length(normal_end, floor=detector.quiet_below)
+    fit_end = normal_end - int(round(normal_end * holdout_fraction))
+    if fit_end < 2 * window or normal_end - fit_end < window or len(values) - normal_end < 1:
+        raise ValueError(
+            f"Expected a normal prefix of at least 3 windows of {window} points (2 to fit, 1 held "
+            f"out) and points after it. Received: a prefix of {normal_end} of {len(values)} points"
+        )
+    scaler = StandardScaler().fit(values[:fit_end])
+    scaled = scaler.transform(values).astype("float32")
+    set_seed(seed)
+    started = time.perf_counter()
+    detector.fit(scaled[:fit_end], validation_series=scaled[fit_end:normal_end])
+    fit_seconds = time.perf_counter() - started
+    # Score the prefix on its own, so no window reaching past it shapes the threshold.
+    held_out = smooth(detector.score(scaled[:normal_end]), settings.span)[fit_end:]
+    held_out = held_out[~np.isnan(held_out)]
+    if held_out.size == 0:
+        raise ValueError("Expected scored points in the held-out normal part. Received: none")
+    threshold = max(threshold_factor * float(held_out.max()), settings.floor)
+    detection = rescore(values, name, detector, scaler, settings, threshold, scored_from=normal_end)
+    detection.fitted_on, detection.fit_seconds = fit_end, fit_seconds
+    return detection
+
+
+def rescore(values, name, detector, scaler, settings, threshold, scored_from=0):
+    """Score ``values`` with a fitted detector and scaler; alarm above ``threshold``.
+
+    ``threshold=None`` chooses one from the scores (an audit). Alarms before
+    ``scored_from`` are dropped: those points were the detector's training data.
+    """
+    values = _as_2d(values).astype("float64")
+    scaled = scaler.transform(values).astype("float32")
+    started = time.perf_counter()
+    scores = detector.score(scaled)
+    score_seconds = time.perf_counter() - started
+    smoothed = smooth(scores, settings.span)
+    counted = smoothed.copy()
+    counted[:scored_from] = np.nan
+    if threshold is None:
+        alarms, threshold = find_alarms(counted, None, settings.gap, settings.min_drop)
+        if threshold < settings.floor:  # a near-perfect fit: its tiny errors are not anomalies
+            alarms, threshold = find_alarms(counted, settings.floor, settings.gap, settings.min_drop)
+    else:  # a fixed threshold was set on normal data: every interval above it alarms
+        alarms, threshold = find_alarms(counted, threshold, settings.gap, min_drop=None)
+    return Detection(name, detector, scaler, settings, scores, smoothed, threshold, alarms,
+                     scored_from=scored_from, score_seconds=score_seconds)

@@ -8,8 +8,14 @@ still shows its traceback, because that is what a bug report needs.
 """
 
 import argparse
+import contextlib
 import functools
+import itertools
+import json
+import math
 import os
+import shutil
+import signal
 import sys
 import tempfile
 import zipfile
@@ -128,3 +134,117 @@ def load_model_from_dir(directory, filename="model.keras"):
     except Exception as error:  # Keras raises many types for a damaged zip/h5/config
         reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
         raise UserError(f"--load {directory}: {filename} could not be read ({reason})") from None
+
+
+def write_json(path, data):
+    """Write ``data`` as strict JSON: NaN or infinity (an undefined figure) becomes null.
+
+    Python's ``json`` writes ``NaN``, which no strict JSON parser reads.
+
+    >>> import tempfile; path = Path(tempfile.mkdtemp()) / "m.json"
+    >>> _ = write_json(path, {"f1": float("nan"), "n": 3}); path.read_text()
+    '{\\n  "f1": null,\\n  "n": 3\\n}'
+    """
+    def clean(value):
+        if isinstance(value, dict):
+            return {key: clean(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(item) for item in value]
+        if isinstance(value, float) or type(value).__name__.startswith("float"):
+            return float(value) if math.isfinite(value) else None
+        if type(value).__name__.startswith(("int", "uint")):
+            return int(value)
+        return value
+
+    Path(path).write_text(json.dumps(clean(data), indent=2, default=str, allow_nan=False))
+    return path
+
+
+_run_counter = itertools.count()
+
+
+def default_run_path(app):
+    """``runs/<app>/<date>-<time>.<microseconds>-<process id>-<counter>``: two runs never share one."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S.%f")
+    return Path("runs") / app / f"{stamp}-{os.getpid()}-{next(_run_counter)}"
+
+
+def check_out_folder(out, overwrite=False, load=None):
+    """Check, before any work, that a run can be saved at ``out``; raise ``ValueError`` if not.
+
+    A run is never written into an existing non-empty folder (unless
+    ``overwrite``), into a file, into the folder it was loaded from, or where
+    the nearest existing parent cannot be written.
+    """
+    out = Path(out)
+    if load is not None and out.resolve() == Path(load).resolve():
+        raise ValueError(f"Expected an output folder other than the loaded run. Received: {out}")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"Expected a folder to write the run into. Received: {out}, an existing file")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ValueError(f"Expected a new or empty folder. Received: {out}, which holds files")
+    parent = out.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"Expected a writable place for {out}. Received: {parent}, which cannot be written")
+
+
+@contextlib.contextmanager
+def run_folder(target, overwrite=False):
+    """Write a run whole or not at all: yield a hidden temporary folder, rename it into place at the end.
+
+    If the block raises (or is interrupted: Ctrl-C, or SIGTERM, turned into an
+    exception here), the temporary folder is removed and whatever was at ``out``
+    is untouched. With ``overwrite``, an existing ``out`` is replaced only once
+    the new run is complete. Files get the usual permissions (0644 under a
+    default umask), the model too.
+
+    >>> target = Path(tempfile.mkdtemp()) / "run"
+    >>> with run_folder(target) as folder:
+    ...     _ = (folder / "metrics.json").write_text("{}")
+    >>> sorted(path.name for path in target.iterdir())
+    ['metrics.json']
+    """
+    target = Path(target)
+    check_out_folder(target, overwrite)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    previous = _raise_on_sigterm()
+    try:
+        yield temporary
+        _share_permissions(temporary)
+        if target.exists():  # empty, or --overwrite: set the old one aside until the new is in place
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.replace(target, old / "run")
+            os.replace(temporary, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(temporary, target)
+        temporary = None
+    finally:
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_on_sigterm():
+    """Turn SIGTERM into an exception so ``finally`` blocks clean up; None off the main thread."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt("terminated")
+
+    return signal.signal(signal.SIGTERM, stop)
+
+
+def _share_permissions(folder):
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)
+    for path in folder.rglob("*"):
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)

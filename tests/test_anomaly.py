@@ -1,4 +1,4 @@
-"""apps/anomaly.py and common/anomaly.py: scoring by hand, detection on a clean sine, reload, bad input."""
+"""apps/anomaly.py and common/anomaly.py: scoring by hand, detectors, audit and monitor, the app end to end, bad input."""
 
 import json
 import math
@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import load_app
 
 # ---------------------------------------------------------------- event-level scoring, worked by hand
 
@@ -112,91 +113,175 @@ def test_rolling_zscore_flags_a_spike():
     assert np.all(np.isnan(scores[:50])) and np.nanargmax(scores) == 400
 
 
+# ---------------------------------------------------------------- audit and monitor, in common
+
+
+def seasonal_series(length=2400, period=48, seed=0):
+    """A clean daily-like cycle with a little noise."""
+    rng = np.random.default_rng(seed)
+    steps = np.arange(length)
+    return np.sin(2 * np.pi * steps / period) + 0.5 * np.sin(4 * np.pi * steps / period) + rng.normal(0, 0.05, length)
+
+
+def test_window_choice_and_period():
+    assert anomaly.dominant_period(seasonal_series()) == 48
+    assert anomaly.dominant_period(np.random.default_rng(0).normal(size=500)) is None
+    assert anomaly.dominant_period(np.ones(100)) is None
+    assert anomaly.choose_window(4000) == 64
+    assert anomaly.choose_window(300, period=30) == 30  # one cycle fits in an eighth of 300
+    assert anomaly.choose_window(300, period=100) == 37  # it does not: an eighth
+    with pytest.raises(ValueError, match="at least 32 points"):
+        anomaly.choose_window(20)
+
+
+def test_make_detector_names_what_it_knows():
+    assert isinstance(anomaly.make_detector("forecaster", window=8), anomaly.LSTMForecaster)
+    with pytest.raises(ValueError, match="Expected a detector in"):
+        anomaly.make_detector("lstn")
+
+
+def test_audit_finds_an_injected_anomaly_in_a_seasonal_series_with_no_false_alarm():
+    values = seasonal_series()
+    values[1700:1724] = values[1700:1724][::-1] + 0.8  # half a cycle played backwards, raised
+    detection = anomaly.audit(values, "forecaster", window=48, units=16, epochs=15, seed=1)
+    assert len(detection.alarms) == 1, detection.alarms
+    start, end = detection.alarms[0]
+    assert start <= 1724 and end >= 1700
+    assert detection.flagged.sum() == end - start + 1
+    # The threshold was chosen from the scores; it sits above every smoothed score outside the alarm.
+    outside = np.delete(detection.smoothed, np.arange(start, end + 1))
+    assert np.nanmax(outside) <= detection.threshold
+
+
+def test_audit_of_a_clean_series_raises_no_alarm():
+    detection = anomaly.audit(seasonal_series(1200), "zscore", window=48)
+    assert detection.alarms == []
+
+
+def test_monitor_alarms_only_after_the_normal_prefix_and_rescore_repeats_it():
+    values = seasonal_series(1600)
+    values[1300] += 4.0
+    detection = anomaly.monitor(values, 800, "discord", window=48)
+    assert detection.scored_from == 800 and detection.alarms
+    assert all(start >= 800 for start, _ in detection.alarms)
+    assert any(start <= 1300 + 48 and end >= 1300 for start, end in detection.alarms)
+    again = anomaly.rescore(values, "discord", detection.detector, detection.scaler,
+                            detection.settings, detection.threshold, scored_from=800)
+    np.testing.assert_array_equal(again.scores, detection.scores)
+    assert again.alarms == detection.alarms
+    with pytest.raises(ValueError, match="Expected a normal prefix of at least 3 windows"):
+        anomaly.monitor(values, 100, "zscore", window=48)
+
+
 # ---------------------------------------------------------------- the app
 
 
-def sine_csv(path, length=1600, spike_at=1000, shift_from=1300):
-    """A clean sine (period 40, a little noise) with one spike and one lasting level shift."""
-    rng = np.random.default_rng(7)
-    steps = np.arange(length)
-    values = np.sin(2 * np.pi * steps / 40) + rng.normal(0, 0.03, length)
-    values[spike_at] += 3.0
-    values[shift_from:] += 1.5
-    labels = np.zeros(length, dtype=int)
-    labels[spike_at] = 1
-    labels[shift_from:] = 1
-    pd.DataFrame({"timestamp": steps, "value": np.round(values, 5), "is_anomaly": labels}).to_csv(path, index=False)
+def write_series(path, values, start="2024-01-01", freq="5min", labels=None):
+    times = pd.date_range(start, periods=len(values), freq=freq)
+    frame = pd.DataFrame({"timestamp": times.strftime("%Y-%m-%d %H:%M:%S"), "value": np.round(values, 6)})
+    if labels is not None:
+        frame["is_anomaly"] = labels
+    frame.to_csv(path, index=False)
     return path
 
 
-def test_quick_run_end_to_end(run_app, tmp_path):
+def strict_json(path):
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_quick_default_run_on_the_bundled_nab_series(run_app, tmp_path):
     status, out, err = run_app("anomaly", "--quick", "--seed", 3, "--out", tmp_path)
     assert status == 0, err
     for name in ("model.keras", "config.json", "scores.csv", "anomalies.csv", "metrics.json", "anomalies.png"):
         assert (tmp_path / name).is_file(), name
+    assert "duplicate timestamps" in out and "LSTM forecaster" in out and "MP discord" in out
     scores = pd.read_csv(tmp_path / "scores.csv")
-    assert len(scores) == 7501 and list(scores.columns) == ["time", "value", "score", "flagged", "is_anomaly", "part"]
-    assert scores["part"].value_counts().to_dict() == {"test": 6301, "fit": 900, "held out": 300}
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert set(metrics["test"]) == {"LSTM autoencoder", "rolling z-score", "MP discord"}
-    threshold = metrics["threshold"]
-    assert (scores["flagged"] == (scores["score"] > threshold)).all()
-    events = pd.read_csv(tmp_path / "anomalies.csv")
-    assert list(events.columns) == ["start", "end", "start_index", "end_index", "peak_score"]
-    assert len(events) == metrics["events"] and (events["peak_score"] > threshold).all()
-    # The threshold is from the held-out normal part: nothing there exceeds it (but the last window,
-    # whose scores in scores.csv also see the test part's first points).
-    assert not scores["flagged"][900 : 1200 - 32].any()
+    assert {"time", "value", "score", "flagged", "is_anomaly"} <= set(scores.columns)
+    assert len(scores) == 22683 and scores["is_anomaly"].sum() > 0
+    intervals = pd.read_csv(tmp_path / "anomalies.csv")
+    assert list(intervals.columns) == ["start", "end", "start_index", "end_index", "peak_score"]
+    flagged = np.zeros(len(scores), dtype=int)
+    for start, end in zip(intervals["start_index"], intervals["end_index"]):
+        flagged[start : end + 1] = 1
+    assert (scores["flagged"].to_numpy() == flagged).all()
+    metrics = strict_json(tmp_path / "metrics.json")
+    assert metrics["mode"] == "audit" and set(metrics["table"]) == {"LSTM forecaster", "rolling z-score", "MP discord"}
+    assert metrics["table"]["LSTM forecaster"]["alarms"] == len(intervals)
+    assert strict_json(tmp_path / "config.json")["app"] == "anomaly"
     model = keras.models.load_model(tmp_path / "model.keras")  # plain Keras, no custom objects
-    assert model.output.shape[1:] == (32, 1)
-    assert "LSTM autoencoder" in out and "MP discord" in out
+    assert model.output.shape[1:] == (1,)
 
 
-def test_spike_and_level_shift_in_a_sine_are_found_without_false_alarms(run_app, tmp_path):
-    csv = sine_csv(tmp_path / "sine.csv")
-    status, out, err = run_app(
-        "anomaly", "--csv", csv, "--detector", "forecaster", "--window", 40, "--units", 16, "--epochs", 12,
-        "--train-fraction", 0.5, "--seed", 1, "--out", tmp_path / "run",
-    )
-    assert status == 0, err
-    row = json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]["LSTM forecaster"]
-    assert (row["recall"], row["false alarms"], row["precision"]) == (1.0, 0, 1.0)
-    # And without the tolerance: each alarm lies inside a labelled window or within 40 points after the spike.
-    scores = pd.read_csv(tmp_path / "run" / "scores.csv")
-    flagged = np.flatnonzero(scores["flagged"])
-    assert flagged.size and all((1000 <= t <= 1040) or t >= 1300 for t in flagged)
-    assert scores["flagged"][1000:1010].any() and scores["flagged"][1300:1340].any()
-
-
-def test_reload_gives_identical_scores_and_refuses_to_overwrite(run_app, tmp_path):
-    csv = sine_csv(tmp_path / "sine.csv", length=600, spike_at=450, shift_from=520)
+def test_monitor_then_reload_gives_identical_scores_and_alarms(run_app, tmp_path):
+    values = seasonal_series(1200)
+    values[1000:1006] += 3.0
+    csv = write_series(tmp_path / "cpu.csv", values)
     run = tmp_path / "run"
-    status, _, err = run_app("anomaly", "--csv", csv, "--quick", "--detector", "forecaster", "--train-fraction", 0.5, "--out", run)
+    status, out, err = run_app("anomaly", "--csv", csv, "--quick", "--train-fraction", 0.5, "--out", run)
     assert status == 0, err
+    assert "monitor (fit on the first 600" in out
+    first = pd.read_csv(run / "scores.csv")
+    assert not first["flagged"][:600].any()
     status, out, err = run_app("anomaly", "--load", run, "--csv", csv, "--out", tmp_path / "again")
     assert status == 0, err
-    first, second = pd.read_csv(run / "scores.csv"), pd.read_csv(tmp_path / "again" / "scores.csv")
+    second = pd.read_csv(tmp_path / "again" / "scores.csv")
     np.testing.assert_allclose(second["score"], first["score"], rtol=1e-6)
-    assert (second["flagged"] == first["flagged"]).all()
+    assert second["flagged"][600:].tolist() == first["flagged"][600:].tolist()
     before = (run / "scores.csv").read_bytes()
     status, _, err = run_app("anomaly", "--load", run, "--csv", csv, "--out", run)
     assert status == 2 and "overwritten" in err and (run / "scores.csv").read_bytes() == before
 
 
-# ---------------------------------------------------------------- bad input: one line, exit 2, nothing overwritten
+def test_folder_mode_with_nab_layout_labels(run_app, tmp_path):
+    data = tmp_path / "nab" / "data"
+    (data / "realA").mkdir(parents=True)
+    (data / "artificialB").mkdir()
+    spiky = seasonal_series(1200)
+    spiky[900:905] += 5.0
+    write_series(data / "realA" / "spiky.csv", spiky)
+    write_series(data / "artificialB" / "clean.csv", seasonal_series(1200, seed=3))
+    # 900 five-minute steps after 2024-01-01 00:00 is 2024-01-04 03:00.
+    labels = {"realA/spiky.csv": [["2024-01-04 02:00:00.000000", "2024-01-04 04:00:00.000000"]],
+              "artificialB/clean.csv": []}
+    (tmp_path / "nab" / "combined_windows.json").write_text(json.dumps(labels))
+    status, out, err = run_app("anomaly", "--csv", data, "--labels", tmp_path / "nab" / "combined_windows.json",
+                               "--detector", "zscore", "--out", tmp_path / "run")
+    assert status == 0, err
+    files = strict_json(tmp_path / "run" / "metrics.json")["files"]
+    assert files["realA/spiky.csv"]["tp"] == 1 and files["artificialB/clean.csv"]["fp"] == 0
+    assert files["pooled"]["tp"] == 1 and files["pooled"]["fn"] == 0
+    assert "pooled" in out
+    for folder in ("realA__spiky", "artificialB__clean"):
+        assert (tmp_path / "run" / folder / "anomalies.png").is_file()
 
 
-def write(path, text):
-    path.write_text(text)
-    return path
+def test_a_short_series_gets_a_shorter_window_not_a_refusal(run_app, tmp_path):
+    csv = write_series(tmp_path / "short.csv", seasonal_series(200, period=24))
+    status, out, err = run_app("anomaly", "--csv", csv, "--detector", "zscore", "--out", tmp_path / "run")
+    assert status == 0, err
+    assert "too few for --window 64; using 24 (its seasonal period)" in out
 
 
-def integer_csv(path, length=400, **replace):
-    frame = pd.DataFrame({"timestamp": np.arange(length), "value": np.sin(np.arange(length) / 5).round(4).astype(str)})
-    for row, text in replace.items():
-        frame.loc[int(row.removeprefix("row")), "value"] = text
-    frame.to_csv(path, index=False)
-    return path
+def test_messy_timestamps_are_repaired_and_reported(run_app, tmp_path):
+    values = seasonal_series(600)
+    times = pd.date_range("2024-03-01", periods=600, freq="5min", tz="UTC")
+    stamps = [t.tz_convert("Europe/Paris").isoformat() if i % 2 else t.strftime("%Y-%m-%dT%H:%M:%SZ")
+              for i, t in enumerate(times)]
+    frame = pd.DataFrame({"timestamp": stamps, "value": values})
+    frame = pd.concat([frame, frame.iloc[[10, 20]]]).drop(index=[300, 301])  # duplicates and a gap
+    frame.sample(frac=1, random_state=0).to_csv(tmp_path / "messy.csv", index=False)
+    status, out, err = run_app("anomaly", "--csv", tmp_path / "messy.csv", "--detector", "zscore",
+                               "--out", tmp_path / "run")
+    assert status == 0, err
+    assert "UTC" in out and "duplicate" in out and "2 missing steps" in out
+    scores = pd.read_csv(tmp_path / "run" / "scores.csv")
+    assert len(scores) == 600 and scores["time"].iloc[0] == "2024-03-01 00:00:00"
+
+
+# ---------------------------------------------------------------- refusals: one line, exit 2, nothing written
 
 
 @pytest.fixture
@@ -208,77 +293,70 @@ def guarded_out(tmp_path):
 
 
 def expect_user_error(run_app, guarded_out, *argv, match):
-    status, out, err = run_app("anomaly", "--detector", "zscore", *argv, "--out", guarded_out)
+    status, out, err = run_app("anomaly", "--detector", "zscore", *argv, "--out", guarded_out, "--overwrite")
     assert status == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("anomaly: error:"), err
     assert match in lines[0], lines[0]
-    assert "Traceback" not in err
     assert (guarded_out / "scores.csv").read_text() == "precious"
     assert sorted(p.name for p in guarded_out.iterdir()) == ["scores.csv"]
     return lines[0]
 
 
-def test_missing_file(run_app, tmp_path, guarded_out):
+def test_refusals(run_app, tmp_path, guarded_out):
+    good = write_series(tmp_path / "good.csv", seasonal_series(400))
     expect_user_error(run_app, guarded_out, "--csv", tmp_path / "nope.csv", match="no such file")
+    (tmp_path / "empty").mkdir()
+    expect_user_error(run_app, guarded_out, "--csv", tmp_path / "empty", match="no .csv files")
+    texts = pd.read_csv(good).astype(str)
+    texts.loc[[5, 9], "value"] = ["abc", "1,5"]
+    texts.to_csv(tmp_path / "text.csv", index=False)
+    expect_user_error(run_app, guarded_out, "--csv", tmp_path / "text.csv", match="expected numbers")
+    infinite = pd.read_csv(good).astype(str)
+    infinite.loc[[3], "value"] = "1e400"
+    infinite.to_csv(tmp_path / "inf.csv", index=False)
+    expect_user_error(run_app, guarded_out, "--csv", tmp_path / "inf.csv", match="finite")
+    write_series(tmp_path / "tiny.csv", np.arange(10.0))
+    expect_user_error(run_app, guarded_out, "--csv", tmp_path / "tiny.csv", match="16")
+    (tmp_path / "bad.json").write_text("{ not json")
+    expect_user_error(run_app, guarded_out, "--csv", good, "--labels", tmp_path / "bad.json", match="JSON")
+    expect_user_error(run_app, guarded_out, "--csv", good, "--train-fraction", 1.5, match="between 0 and 1")
+    expect_user_error(run_app, guarded_out, "--csv", good, "--series", "machine-temperature", match="not both")
+    doubled = pd.concat([pd.read_csv(good), pd.read_csv(good).iloc[:3]])
+    doubled.to_csv(tmp_path / "doubled.csv", index=False)
+    expect_user_error(run_app, guarded_out, "--csv", tmp_path / "doubled.csv", "--duplicates", "error",
+                      match="3")
+    other_app = tmp_path / "forecast_run"
+    other_app.mkdir()
+    (other_app / "config.json").write_text(json.dumps({"app": "forecast"}))
+    expect_user_error(run_app, guarded_out, "--load", other_app, "--csv", good, match="another app")
 
 
-def test_missing_column(run_app, tmp_path, guarded_out):
-    csv = integer_csv(tmp_path / "a.csv")
-    expect_user_error(run_app, guarded_out, "--csv", csv, "--value-col", "price", match="no column 'price'")
-    expect_user_error(run_app, guarded_out, "--csv", csv, "--time-col", "date", match="no column 'date'")
+def test_a_run_is_saved_whole_and_never_over_an_earlier_one(run_app, tmp_path, monkeypatch):
+    csv = write_series(tmp_path / "cpu.csv", seasonal_series(600))
+    run = tmp_path / "run"
+    assert run_app("anomaly", "--csv", csv, "--detector", "zscore", "--out", run)[0] == 0
+    before = {path.name: path.read_bytes() for path in run.iterdir()}
+    modes = {oct(path.stat().st_mode & 0o777) for path in run.iterdir()}
+    assert len(modes) == 1, modes  # every file, the model too, shares one permission mode
+    status, _, err = run_app("anomaly", "--csv", csv, "--detector", "zscore", "--out", run)
+    assert status == 2 and "holds files" in err and "--overwrite" in err
 
+    # A save that fails midway leaves the earlier run byte-identical and no debris beside it.
+    app = load_app("anomaly")
 
-def test_non_numeric_values(run_app, tmp_path, guarded_out):
-    csv = integer_csv(tmp_path / "a.csv", row5="abc", row9="1,5")
-    expect_user_error(run_app, guarded_out, "--csv", csv, "--value-col", "value", match="2 values in column 'value' are not numbers")
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
 
+    monkeypatch.setattr(app, "save_series", broken)
+    with pytest.raises(OSError, match="disk full"):
+        app.main(["--csv", str(csv), "--detector", "zscore", "--out", str(run), "--overwrite"])
+    assert {path.name: path.read_bytes() for path in run.iterdir()} == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["cpu.csv", "run"]
+    monkeypatch.undo()
 
-def test_gaps_and_nans_are_counted_and_fill_interpolates(run_app, tmp_path, guarded_out):
-    frame = pd.read_csv(integer_csv(tmp_path / "a.csv"))
-    frame.loc[[10, 11, 12], "value"] = np.nan
-    frame = frame.drop(index=[100, 101])  # two missing time steps
-    frame.to_csv(tmp_path / "gappy.csv", index=False)
-    line = expect_user_error(run_app, guarded_out, "--csv", tmp_path / "gappy.csv", match="2 missing time steps and 3 empty or NaN values")
-    assert "--fill" in line
-    status, out, err = run_app("anomaly", "--csv", tmp_path / "gappy.csv", "--fill", "--detector", "zscore", "--window", 20, "--out", tmp_path / "filled")
+    # --overwrite replaces the run whole once the new one is complete.
+    status, _, err = run_app("anomaly", "--csv", csv, "--detector", "discord", "--out", run, "--overwrite")
     assert status == 0, err
-    scores = pd.read_csv(tmp_path / "filled" / "scores.csv")
-    assert len(scores) == 400 and scores["value"].notna().all()
-    assert scores["value"][11] == pytest.approx((scores["value"][9] + scores["value"][13]) / 2)  # midway along a straight line
-    assert scores["time"][100] == 100 and scores["value"][100] == pytest.approx((2 * scores["value"][99] + scores["value"][102]) / 3)
-
-
-def test_series_shorter_than_two_windows(run_app, tmp_path, guarded_out):
-    csv = integer_csv(tmp_path / "a.csv", length=100)
-    expect_user_error(run_app, guarded_out, "--csv", csv, "--window", 64, match="shorter than two windows")
-
-
-def test_labels_outside_the_time_range(run_app, tmp_path, guarded_out):
-    csv = integer_csv(tmp_path / "a.csv")
-    labels = write(tmp_path / "labels.json", json.dumps([[50, 60], [390, 450]]))
-    expect_user_error(run_app, guarded_out, "--csv", csv, "--labels", labels, match="outside the series' time range")
-
-
-def test_datetime_labels_in_nab_layout_are_read(run_app, tmp_path):
-    times = pd.date_range("2024-01-01", periods=400, freq="5min")
-    values = np.sin(np.arange(400) / 5)
-    values[300] += 5
-    pd.DataFrame({"timestamp": times.strftime("%Y-%m-%d %H:%M:%S"), "value": values}).to_csv(tmp_path / "d.csv", index=False)
-    labels = write(tmp_path / "w.json", json.dumps({"d.csv": [["2024-01-02 00:50:00", "2024-01-02 01:10:00"]]}))
-    status, out, err = run_app("anomaly", "--csv", tmp_path / "d.csv", "--labels", labels, "--detector", "zscore", "--window", 20, "--out", tmp_path / "r")
-    assert status == 0, err
-    scores = pd.read_csv(tmp_path / "r" / "scores.csv")
-    assert np.flatnonzero(scores["is_anomaly"]).tolist() == [298, 299, 300, 301, 302]
-
-
-def test_corrupt_model_directory(run_app, tmp_path, guarded_out):
-    csv = integer_csv(tmp_path / "a.csv")
-    saved = tmp_path / "saved"
-    saved.mkdir()
-    (saved / "config.json").write_text(json.dumps({"detector": "autoencoder", "threshold": 1.0, "window": 16, "units": 8,
-                                                   "scaler": {"mean": [0.0], "scale": [1.0]}, "value_cols": ["value"]}))
-    (saved / "model.keras").write_bytes(b"not a zip archive")
-    expect_user_error(run_app, guarded_out, "--load", saved, "--csv", csv, match="model.keras is damaged")
-    (saved / "config.json").write_text("{ half a config")
-    expect_user_error(run_app, guarded_out, "--load", saved, "--csv", csv, match="config.json is missing or damaged")
+    assert json.loads((run / "config.json").read_text())["detector"] == "discord"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["cpu.csv", "run"]

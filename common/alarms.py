@@ -1,0 +1,228 @@
+"""From anomaly scores to alarm intervals, and how alarm intervals are scored.
+
+A detector gives one score per point. A person acts on *intervals*: "the
+disk misbehaved from 14:05 to 15:20". This module turns scores into intervals
+in four short steps, then scores intervals the way the field does.
+
+1. :func:`smooth` the scores (an exponentially weighted mean), so one noisy
+   point is not yet an event.
+2. Choose a threshold with :func:`dynamic_threshold` (Hundman et al., KDD
+   2018): of the cut-offs ``mean + z * std``, the one whose removal lowers the
+   scores' mean and spread the most per point and per interval cut off.
+3. :func:`merge_intervals` closer than a gap into one alarm.
+4. :func:`prune_intervals`: keep only the alarms whose peak stands clearly
+   above the next one down, the last step of Hundman et al.'s method.
+
+Scoring (:func:`overlap_scores`): a labelled window is *found* when any alarm
+interval overlaps it; an alarm interval that overlaps no window is a *false
+positive*. This is the rule of the NAB-based comparisons in sintel-dev/Orion.
+
+>>> scores = np.array([0, 0, 9, 8, 0, 0, 0, 1, 0, 0], dtype=float)
+>>> intervals_above(scores, threshold=5)
+[(2, 3)]
+>>> overlap_scores([(2, 3), (7, 7)], windows=[(3, 5)])["precision"]
+0.5
+"""
+
+import math
+
+import numpy as np
+import pandas as pd
+
+# ---------------------------------------------------------------- intervals
+
+
+def intervals_above(scores, threshold):
+    """Contiguous runs of ``scores > threshold`` as inclusive ``(start, end)`` index pairs.
+
+    NaN scores (points a detector could not score) never alarm.
+
+    >>> intervals_above([0, 3, 4, 0, 5], threshold=2)
+    [(1, 2), (4, 4)]
+    """
+    scores = np.nan_to_num(np.asarray(scores, dtype="float64"), nan=-np.inf)
+    return runs_of_true(scores > threshold)
+
+
+def runs_of_true(flags):
+    """Contiguous runs of True in a boolean sequence, as inclusive ``(start, end)`` pairs.
+
+    >>> runs_of_true([1, 1, 0, 1])
+    [(0, 1), (3, 3)]
+    """
+    flags = np.asarray(flags).astype(bool).astype(int)
+    edges = np.diff(np.concatenate([[0], flags, [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
+    return [(int(start), int(end)) for start, end in zip(starts, ends)]
+
+
+def intervals_to_mask(intervals, length):
+    """The inverse of :func:`runs_of_true`: a boolean mask with each inclusive interval set."""
+    mask = np.zeros(length, dtype=bool)
+    for start, end in intervals:
+        mask[start : end + 1] = True
+    return mask
+
+
+def merge_intervals(intervals, gap):
+    """Merge sorted intervals separated by at most ``gap`` points.
+
+    >>> merge_intervals([(0, 2), (5, 6), (20, 21)], gap=3)
+    [(0, 6), (20, 21)]
+    """
+    merged = []
+    for start, end in sorted(intervals):
+        if merged and start - merged[-1][1] <= gap:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+# ---------------------------------------------------------------- thresholds
+
+
+def smooth(scores, span):
+    """Exponentially weighted moving mean of ``scores`` over about ``span`` points; NaN stays NaN.
+
+    >>> smooth([0.0, 0.0, 3.0, 0.0], span=1)
+    array([0., 0., 3., 0.])
+    """
+    scores = np.asarray(scores, dtype="float64")
+    if span <= 1:
+        return scores.copy()
+    smoothed = pd.Series(scores).ewm(span=span, ignore_na=True).mean().to_numpy()
+    return np.where(np.isnan(scores), np.nan, smoothed)
+
+
+def dynamic_threshold(scores, z_values=np.arange(2.0, 10.5, 0.5)):
+    """Choose a threshold from the scores alone (Hundman et al., KDD 2018, section 3.2).
+
+    For each candidate ``threshold = mean + z * std``, cutting off the points
+    above it lowers the mean and the standard deviation of what remains. The
+    chosen ``z`` gives the largest relative drop per point cut off and per
+    (interval cut off) squared, so a few clear intervals beat many scattered
+    points. No label is used.
+
+    Args:
+        scores: (timesteps,) smoothed scores; NaN is ignored.
+        z_values: candidate numbers of standard deviations above the mean.
+
+    Returns:
+        The threshold, a float. With no candidate cutting anything off (a flat
+        score), the highest candidate.
+    """
+    values = np.asarray(scores, dtype="float64")
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        raise ValueError("Expected some scored points to set a threshold on. Received: none")
+    mean, std = values.mean(), values.std()
+    best_gain, best = -np.inf, mean + z_values[-1] * std
+    if std == 0 or mean == 0:
+        return float(best)
+    for z in z_values:
+        threshold = mean + z * std
+        above = values > threshold
+        if not above.any() or above.all():
+            continue
+        below = values[~above]
+        gain = (mean - below.mean()) / mean + (std - below.std()) / std
+        gain /= above.sum() + len(runs_of_true(above)) ** 2
+        if gain > best_gain:
+            best_gain, best = gain, threshold
+    return float(best)
+
+
+def prune_intervals(intervals, scores, min_drop=0.05):
+    """Keep the intervals whose peak stands out: Hundman et al.'s pruning.
+
+    Sort the intervals' peak scores from the highest down, then append the
+    highest score outside every interval. Walking down that list, each step
+    drops by some fraction; every interval above the *last* drop bigger than
+    ``min_drop`` is kept, the rest were only a little above the crowd.
+
+    >>> scores = np.array([0, 10, 0, 5, 0, 4.9, 0, 1])
+    >>> prune_intervals([(1, 1), (3, 3), (5, 5)], scores, min_drop=0.1)
+    [(1, 1), (3, 3), (5, 5)]
+    >>> prune_intervals([(1, 1), (3, 3), (5, 5)], scores * [1, 1, 1, 1, 1, 1, 1, 4.8], 0.1)
+    [(1, 1)]
+    """
+    if not intervals:
+        return []
+    scores = np.asarray(scores, dtype="float64")
+    peaks = np.array([np.nanmax(scores[start : end + 1]) for start, end in intervals])
+    outside = ~intervals_to_mask(intervals, len(scores)) & ~np.isnan(scores)
+    highest_normal = scores[outside].max() if outside.any() else 0.0
+    order = np.argsort(-peaks, kind="stable")
+    ladder = np.concatenate([peaks[order], [highest_normal]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        drops = (ladder[:-1] - ladder[1:]) / np.abs(ladder[:-1])
+    big = np.flatnonzero(drops > min_drop)
+    if big.size == 0:
+        return []
+    kept = order[: big[-1] + 1]
+    return [intervals[i] for i in sorted(kept)]
+
+
+def find_alarms(scores, threshold=None, gap=0, min_drop=0.05):
+    """Alarm intervals from smoothed scores: threshold, merge, prune.
+
+    Args:
+        scores: (timesteps,) smoothed scores.
+        threshold: a fixed threshold (a monitor's, set on normal data), or None
+            to choose one from these scores with :func:`dynamic_threshold` (an audit).
+        gap: alarms at most this many points apart become one.
+        min_drop: pruning strength, see :func:`prune_intervals`; None keeps all.
+
+    Returns:
+        ``(intervals, threshold)``: inclusive ``(start, end)`` index pairs, and the threshold used.
+    """
+    if threshold is None:
+        threshold = dynamic_threshold(scores)
+    intervals = merge_intervals(intervals_above(scores, threshold), gap)
+    if min_drop is not None:
+        intervals = prune_intervals(intervals, scores, min_drop)
+    return intervals, float(threshold)
+
+
+# ---------------------------------------------------------------- scoring alarm intervals
+
+
+def overlap_scores(alarms, windows):
+    """Event scores of alarm intervals against labelled windows, by overlap.
+
+    A window is found (a true positive) when any alarm overlaps it, and missed
+    (a false negative) otherwise; an alarm overlapping no window is a false
+    positive. Precision = TP / (TP + FP), recall = TP / (TP + FN). Undefined
+    figures (nothing alarmed, or nothing labelled) are NaN.
+
+    >>> overlap_scores([(0, 2), (10, 12)], [(2, 4), (6, 8)])
+    {'tp': 1, 'fp': 1, 'fn': 1, 'precision': 0.5, 'recall': 0.5, 'f1': 0.5}
+
+    Args:
+        alarms, windows: inclusive ``(start, end)`` pairs, in the same units (indices or times).
+    """
+    found = sum(any(a <= w_end and b >= w_start for a, b in alarms) for w_start, w_end in windows)
+    false = sum(not any(a <= w_end and b >= w_start for w_start, w_end in windows) for a, b in alarms)
+    return precision_recall_f1(found, false, len(windows) - found)
+
+
+def precision_recall_f1(tp, fp, fn):
+    """Counts and their precision, recall and F1; NaN where a ratio is 0 / 0.
+
+    >>> precision_recall_f1(3, 1, 0)["f1"]
+    0.8571428571428571
+    """
+    precision = tp / (tp + fp) if tp + fp else math.nan
+    recall = tp / (tp + fn) if tp + fn else math.nan
+    if tp == 0:
+        f1 = 0.0 if (fp or fn) else math.nan
+    else:
+        f1 = 2 * precision * recall / (precision + recall)
+    return {"tp": tp, "fp": fp, "fn": fn, "precision": precision, "recall": recall, "f1": f1}
+
+
+def pooled_scores(rows):
+    """Add up the TP/FP/FN of several files' :func:`overlap_scores` and score the totals."""
+    totals = [sum(row[key] for row in rows) for key in ("tp", "fp", "fn")]
+    return precision_recall_f1(*totals)

@@ -1,0 +1,844 @@
+"""Reading monitoring time series as they come, for anomaly detection.
+
+Real exports are messy: rows out of order, the same timestamp twice, a missed reading,
+clocks that drift by a minute, a daylight-saving offset that changes half-way through,
+an empty cell. :func:`read_series_csv` repairs what can be repaired without guessing,
+records each repair as one sentence in :attr:`Series.notes`, and raises ``ValueError``
+only for what cannot be scored (text where numbers belong, infinities, too few points).
+
+>>> frame = pd.DataFrame({"timestamp": [0, 1, 1, *range(3, 20)], "value": [0, 1, 3, *range(3, 20)]})
+>>> steps = series_from_frame(frame, name="demo")
+>>> steps.values.shape, steps.step
+((20, 1), 1)
+>>> steps.values[:4, 0].tolist()
+[0.0, 2.0, 2.5, 3.0]
+>>> for note in steps.notes:
+...     print(note)
+averaged 1 duplicate timestamp (2 rows at 1 time)
+resampled to the typical step of 1: 1 missing step filled
+
+Labels come either from a 0/1 column (``is_anomaly`` is used automatically) or from a
+separate file of ``[start, end]`` windows (:func:`read_label_windows`), such as NAB's
+``combined_windows.json``.
+"""
+
+import csv
+import gzip
+import json
+import re
+import warnings
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import pandas as pd
+
+from common.alarms import runs_of_true
+
+MIN_POINTS = 16  # fewer points than this leave no room for a detector's window and threshold
+DUPLICATE_RULES = ("mean", "first", "last", "error")
+MAX_GRID_FACTOR = 10  # a regular grid may hold at most this many times the rows read
+LABEL_NAMES = ("is_anomaly", "label")  # never used as value channels unless asked for
+EMPTY_TEXTS = ("", "nan", "na", "n/a", "null", "none")  # compared in lower case
+
+# A UTC offset at the end of a stamp that has a clock time: "...12:00Z", "...12:00:00+01:00".
+# Requiring the clock time keeps the day of a date-only stamp ("2014-04-01") from reading as "-01".
+OFFSET_PATTERN = r"\d:\d{2}(?::\d{2})?(?:[.,]\d+)?\s*(Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)$"
+
+
+@dataclass
+class Series:
+    """One series ready for scoring.
+
+    Attributes:
+        name: where it came from, e.g. ``"sensors.csv"`` or ``"realKnownCause/nyc_taxi.csv"``.
+        times: ``DatetimeIndex`` (tz-naive; in UTC when the file had UTC offsets) or an
+            ``int64`` ``Index`` of steps; strictly increasing with a regular step.
+        values: (timesteps, channels) float64, all finite.
+        columns: the channel names, ``len(columns) == values.shape[1]``.
+        is_anomaly: (timesteps,) bool from a 0/1 label column or label windows;
+            ``None`` when the series is unlabelled.
+        label_windows: inclusive ``(start, end)`` index pairs of the labelled windows;
+            ``None`` when the series is unlabelled.
+        normal_end: length of a prefix known to be free of anomalies (bundled data sets);
+            ``None`` otherwise.
+        notes: one short sentence per repair made while reading.
+    """
+
+    name: str
+    times: pd.Index
+    values: np.ndarray
+    columns: list[str]
+    is_anomaly: np.ndarray | None = None
+    label_windows: list[tuple[int, int]] | None = None
+    normal_end: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def __len__(self):
+        return len(self.values)
+
+    @property
+    def step(self):
+        """The regular step between times: a ``Timedelta``, or an ``int`` for step indices."""
+        if len(self.times) < 2:
+            return None
+        step = self.times[1] - self.times[0]
+        return step if isinstance(self.times, pd.DatetimeIndex) else int(step)
+
+
+# ---------------------------------------------------------------- reading a CSV
+
+
+def read_series_csv(
+    path, time_col="timestamp", value_cols=None, label_col=None, duplicates="mean", name=None
+):
+    """Read a CSV (optionally gzipped) into a regular, finite :class:`Series`.
+
+    >>> machine = read_series_csv("machine_temperature_system_failure.csv")  # doctest: +SKIP
+    >>> machine.values.shape, machine.step  # doctest: +SKIP
+    ((22683, 1), Timedelta('0 days 00:05:00'))
+    >>> machine.notes  # doctest: +SKIP
+    ['sorted the rows by time (1 row out of order)',
+     'averaged 12 duplicate timestamps (24 rows at 12 times)']
+
+    Args:
+        path: a ``.csv`` file, or a gzipped one (``.csv.gz``), UTF-8 encoded.
+        time_col: the column of datetimes or integer steps. Defaults to ``"timestamp"``.
+        value_cols: the channel columns. Defaults to ``None``: every numeric column except
+            the time column and label columns (``is_anomaly``, ``label``).
+        label_col: a 0/1 column of labels. Defaults to ``None``: ``is_anomaly`` if present.
+        duplicates: how rows sharing a timestamp are combined, one of
+            ``DUPLICATE_RULES``: ``"mean"`` (default), ``"first"`` or ``"last"`` value of
+            each channel, or ``"error"`` to refuse them. Labels always take the maximum.
+        name: the series' name. Defaults to the file name.
+
+    Returns:
+        A :class:`Series`; every repair made is described in its ``notes``.
+
+    Raises:
+        ValueError: one line saying what was expected and what the file holds.
+    """
+    path = Path(path)
+    name = path.name if name is None else str(name)
+    if not path.is_file():
+        raise ValueError(f"{path}: expected a CSV file; there is no such file")
+    frame = _read_text_frame(path, name)
+    return series_from_frame(frame, time_col, value_cols, label_col, duplicates, name)
+
+
+def _read_text_frame(path, name):
+    """Every cell as text, so that bad values can be reported as they were written."""
+    with open(path, "rb") as file:
+        magic = file.read(2)
+    # Compressed files are recognised by content too: a downloaded .gz is often renamed.
+    compressed = magic == b"\x1f\x8b" or path.suffix.lower() == ".gz"
+    try:
+        return pd.read_csv(
+            path,
+            dtype=str,
+            keep_default_na=False,
+            compression="gzip" if compressed else None,
+            encoding="utf-8-sig",  # a byte-order mark (Excel) is not part of the first name
+        )
+    except UnicodeDecodeError:
+        raise ValueError(_encoding_problem(path, name, compressed)) from None
+    except pd.errors.EmptyDataError:
+        raise ValueError(
+            f"{name}: expected a header line and data rows; the file is empty"
+        ) from None
+    except (pd.errors.ParserError, OSError, EOFError, zlib.error, gzip.BadGzipFile) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{name}: not a readable CSV ({reason})") from None
+
+
+def _encoding_problem(path, name, compressed):
+    """Where the first byte that is not UTF-8 sits (pandas only knows its place in a chunk)."""
+    try:
+        raw = gzip.decompress(path.read_bytes()) if compressed else path.read_bytes()
+        raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        return (
+            f"{name}: expected UTF-8 text; line {line} holds byte 0x{raw[error.start]:02x}, "
+            "which is not UTF-8 (re-save the file as UTF-8)"
+        )
+    except (OSError, EOFError, zlib.error):
+        pass
+    return f"{name}: expected UTF-8 text; the file holds bytes that are not UTF-8"
+
+
+def series_from_frame(
+    frame, time_col="timestamp", value_cols=None, label_col=None, duplicates="mean", name="series"
+):
+    """Clean a ``DataFrame`` into a :class:`Series`, as :func:`read_series_csv` does.
+
+    Cells may be text (as read from a CSV) or already typed (numbers, datetimes).
+
+    >>> times = pd.date_range("2024-01-01", periods=20, freq="5min", tz="Europe/Paris")
+    >>> frame = pd.DataFrame({"timestamp": times, "value": range(20)})
+    >>> paris = series_from_frame(frame, name="paris")
+    >>> paris.values.shape, str(paris.times[0]), paris.notes
+    ((20, 1), '2023-12-31 23:00:00', ['converted times from Europe/Paris to UTC'])
+
+    Args:
+        frame: one row per reading.
+        time_col, value_cols, label_col, duplicates: as in :func:`read_series_csv`.
+        name: the series' name, used at the start of every error message.
+
+    Returns:
+        A :class:`Series` with strictly increasing, regular times and finite values.
+    """
+    if duplicates not in DUPLICATE_RULES:
+        raise ValueError(
+            f"Expected duplicates in {DUPLICATE_RULES}. Received: duplicates={duplicates!r}"
+        )
+    frame = frame.copy()
+    frame.columns = [str(column).strip() for column in frame.columns]
+    repeated = sorted({column for column in frame.columns if list(frame.columns).count(column) > 1})
+    if repeated:
+        raise ValueError(f"{name}: expected distinct column names; repeated: {', '.join(repeated)}")
+    notes = []
+    frame = _drop_empty_rows(frame, notes)
+    if frame.empty:
+        raise ValueError(f"{name}: expected data rows after the header; received none")
+
+    value_cols, label_col = _choose_columns(frame, time_col, value_cols, label_col, name)
+    ticks, unit = _parse_times(frame[time_col], name, time_col, notes)
+    values = np.column_stack([_parse_numbers(frame[col], name, col) for col in value_cols])
+    for column, channel in zip(value_cols, values.T):
+        if np.isnan(channel).all():
+            raise ValueError(f"{name}: expected numbers in column '{column}'; it is empty")
+    labels = None if label_col is None else _parse_labels(frame[label_col], name, label_col)
+
+    order = np.argsort(ticks, kind="stable")
+    out_of_order = int((np.diff(ticks) < 0).sum())
+    if out_of_order:
+        notes.append(f"sorted the rows by time ({_count(out_of_order, 'row')} out of order)")
+        ticks, values = ticks[order], values[order]
+        labels = None if labels is None else labels[order]
+
+    rows = len(ticks)
+    ticks, values, labels = _merge_duplicates(ticks, values, labels, duplicates, name, unit, notes)
+    _check_enough(len(ticks), rows, name)
+    ticks, values, labels, occupied = _to_regular_grid(ticks, values, labels, name, unit, notes)
+    _check_enough(int(occupied.sum()), rows, name)
+
+    missing = int(np.isnan(values[occupied]).sum())
+    if np.isnan(values).any():
+        values = _interpolate(values)
+    if missing:
+        notes.append(f"interpolated {_count(missing, 'empty or NaN value')}")
+
+    if unit is None:
+        times = pd.Index(ticks, dtype="int64", name=time_col)
+    else:
+        times = pd.DatetimeIndex(ticks.view(f"datetime64[{unit}]"), name=time_col)
+    is_anomaly = None if labels is None else labels.astype(bool)
+    return Series(
+        name=name,
+        times=times,
+        values=values.astype("float64"),
+        columns=list(value_cols),
+        is_anomaly=is_anomaly,
+        label_windows=None if is_anomaly is None else runs_of_true(is_anomaly),
+        notes=notes,
+    )
+
+
+def _drop_empty_rows(frame, notes):
+    """Rows with every cell empty (a spreadsheet's trailing ``,,,`` lines) carry nothing."""
+    if frame.empty:
+        return frame
+    cells = frame.astype("string").fillna("")
+    empty = cells.apply(lambda column: column.str.strip() == "").all(axis=1).to_numpy()
+    if not empty.any():
+        return frame
+    if not empty.all():
+        notes.append(f"skipped {_count(int(empty.sum()), 'empty row')}")
+    return frame[~empty].reset_index(drop=True)
+
+
+def _choose_columns(frame, time_col, value_cols, label_col, name):
+    def require(column):
+        if column not in frame.columns:
+            raise ValueError(
+                f"{name}: expected a column '{column}'; columns are: {', '.join(frame.columns)}"
+            )
+
+    require(time_col)
+    if label_col is not None:
+        require(label_col)
+    elif "is_anomaly" in frame.columns:
+        label_col = "is_anomaly"
+    if isinstance(value_cols, str):
+        value_cols = [value_cols]
+    if value_cols:
+        for column in value_cols:
+            require(column)
+        return list(value_cols), label_col
+    skipped = {time_col, label_col, *LABEL_NAMES}
+    value_cols = [
+        column
+        for column in frame.columns
+        if column not in skipped and _looks_numeric(frame[column])
+    ]
+    if not value_cols:
+        raise ValueError(
+            f"{name}: expected a numeric value column besides '{time_col}'; "
+            f"columns are: {', '.join(frame.columns)}"
+        )
+    return value_cols, label_col
+
+
+def _looks_numeric(column):
+    """Most non-empty cells are numbers: a stray typo should be reported, not hide the column."""
+    if pd.api.types.is_bool_dtype(column):
+        return False
+    if pd.api.types.is_numeric_dtype(column):
+        return bool(column.notna().any())
+    text = column.astype("string").fillna("").str.strip()
+    filled = ~text.str.lower().isin(EMPTY_TEXTS)
+    if not filled.any():
+        return False
+    numbers = pd.to_numeric(text[filled], errors="coerce")
+    return bool(numbers.notna().sum() * 2 > filled.sum())
+
+
+def _describe(value):
+    return "an empty value" if str(value).strip() == "" else f"'{value}'"
+
+
+def _parse_numbers(column, name, column_name):
+    """Floats with NaN where a cell is empty; text or infinities raise ``ValueError``."""
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        numbers = column.astype("float64").to_numpy()
+        shown = column.to_numpy()
+    else:
+        text = column.astype("string").fillna("").str.strip()
+        empty = text.str.lower().isin(EMPTY_TEXTS).to_numpy()
+        numbers = pd.to_numeric(text.mask(empty), errors="coerce").astype("float64").to_numpy()
+        shown = text.to_numpy()
+        not_numbers = np.isnan(numbers) & ~empty
+        if not_numbers.any():
+            first = int(np.flatnonzero(not_numbers)[0])
+            raise ValueError(
+                f"{name}: expected numbers in column '{column_name}'; received "
+                f"{_count(int(not_numbers.sum()), 'other value')} "
+                f"(first: {_describe(shown[first])} in row {first + 1})"
+            )
+    infinite = np.isinf(numbers)
+    if infinite.any():
+        first = int(np.flatnonzero(infinite)[0])
+        raise ValueError(
+            f"{name}: expected finite numbers in column '{column_name}'; received "
+            f"{_count(int(infinite.sum()), 'row')} with infinite or overflowing values "
+            f"(first: '{shown[first]}' in row {first + 1})"
+        )
+    return numbers
+
+
+def _parse_labels(column, name, label_col):
+    text = column.astype("string").fillna("").str.strip()
+    numbers = pd.to_numeric(text.mask(text == ""), errors="coerce").to_numpy("float64")
+    bad = ~np.isin(numbers, (0.0, 1.0))
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"{name}: expected only 0 and 1 in label column '{label_col}'; received "
+            f"{_count(int(bad.sum()), 'other value')} (first: {_describe(text.iloc[first])} "
+            f"in row {first + 1})"
+        )
+    return numbers.astype(bool)
+
+
+# ---------------------------------------------------------------- times
+
+
+def _parse_times(column, name, time_col, notes):
+    """(ticks, unit): int64 ticks of ``unit`` ("s", "ms", "us", "ns"), or steps with unit None."""
+    if pd.api.types.is_datetime64_any_dtype(column):
+        if column.isna().any():
+            first = int(np.flatnonzero(column.isna().to_numpy())[0])
+            raise ValueError(
+                f"{name}: expected a time in every row of '{time_col}'; "
+                f"received {_count(int(column.isna().sum()), 'empty time')} "
+                f"(first in row {first + 1})"
+            )
+        if column.dt.tz is not None:
+            if str(column.dt.tz) != "UTC":
+                notes.append(f"converted times from {column.dt.tz} to UTC")
+            column = column.dt.tz_convert("UTC").dt.tz_localize(None)
+        return column.to_numpy().view("int64").copy(), column.dt.unit
+    if pd.api.types.is_bool_dtype(column):
+        raise ValueError(
+            f"{name}: expected datetimes or integer steps in '{time_col}'; received booleans"
+        )
+
+    text = column.astype("string").fillna("").str.strip()
+    numbers = pd.to_numeric(text.mask(text == ""), errors="coerce")
+    if numbers.notna().all():
+        return _steps_from_numbers(numbers, text, name, time_col), None
+
+    # Fast ISO 8601 parse first (milliseconds for 20k rows); other formats only see what is left.
+    parsed = _to_utc(text, format="ISO8601")
+    left = parsed.isna() & (text != "") & numbers.isna()
+    if left.any():
+        parsed = parsed.where(~left, _parse_other_formats(text[left], notes).reindex(text.index))
+    bad = (parsed.isna() | numbers.notna()).to_numpy()  # a bare number is not a datetime
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"{name}: expected datetimes or integer steps in '{time_col}'; received "
+            f"{_count(int(bad.sum()), 'other value')} "
+            f"(first: {_describe(text.iloc[first])} in row {first + 1})"
+        )
+    _note_offsets(text, notes)
+    naive = parsed.dt.tz_localize(None)  # already converted to UTC
+    return naive.to_numpy().view("int64").copy(), naive.dt.unit
+
+
+def _to_utc(text, format, dayfirst=False):
+    with warnings.catch_warnings():  # pandas warns when it guesses a format; we never print
+        warnings.simplefilter("ignore")
+        return pd.to_datetime(text, utc=True, format=format, dayfirst=dayfirst, errors="coerce")
+
+
+def _parse_other_formats(text, notes):
+    """Stamps that are not ISO 8601, read day first or month first, whichever fits better.
+
+    "02/12/2013" is 2 December in Europe and February 12 in the USA. The reading under
+    which one guessed format parses more stamps wins (a "13/12/2013" rules out month first);
+    if both parse all, the one giving the more regular series. Stamps in yet another format
+    are then parsed one by one (slow, so only for those).
+    """
+    best = None
+    for dayfirst in (False, True):
+        guess = _to_utc(text, format=None, dayfirst=dayfirst)
+        score = (int(guess.notna().sum()), _regularity(guess))
+        if best is None or score > best[0]:
+            best = (score, dayfirst, guess)
+    _, dayfirst, parsed = best
+    left = parsed.isna()
+    if left.any():
+        parsed = parsed.where(~left, _to_utc(text[left], format="mixed", dayfirst=dayfirst))
+    if dayfirst:
+        example = f"'{text.iloc[0]}' is {parsed.iloc[0].tz_localize(None)}"
+        notes.append(f"read dates with the day first ({example})")
+    return parsed
+
+
+def _regularity(times):
+    """How many gaps between the sorted distinct times equal the most common gap."""
+    ticks = np.unique(pd.DatetimeIndex(times.dropna()).asi8)
+    if len(ticks) < 3:
+        return 0
+    return int(np.unique(np.diff(ticks), return_counts=True)[1].max())
+
+
+def _steps_from_numbers(numbers, text, name, time_col):
+    """Integer steps; fractions, infinities and numbers beyond 2**62 (gaps would overflow) raise."""
+    if pd.api.types.is_integer_dtype(numbers):
+        steps = numbers.to_numpy()
+        bad = np.abs(steps.astype("float64")) >= 2.0**62
+    else:
+        steps = numbers.to_numpy("float64")
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(steps) | (steps != np.round(steps)) | (np.abs(steps) >= 2.0**62)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"{name}: expected datetimes or integer steps in '{time_col}'; received "
+            f"{_count(int(bad.sum()), 'fractional or out-of-range number')} "
+            f"(first: '{text.iloc[first]}' in row {first + 1})"
+        )
+    return steps.astype("int64")
+
+
+def _note_offsets(text, notes):
+    """Describe how UTC offsets in the stamps were handled (all become naive UTC)."""
+    offsets = text.str.extract(OFFSET_PATTERN, flags=re.IGNORECASE)[0]
+    with_offset = int(offsets.notna().sum())
+    if with_offset == 0:
+        return
+    normal = {value: _normal_offset(value) for value in offsets.dropna().unique()}
+    distinct = sorted(set(normal.values()))
+    if len(distinct) > 1:
+        notes.append("converted mixed UTC offsets to UTC")
+    elif distinct != ["+00:00"]:
+        notes.append(f"converted times at UTC offset {distinct[0]} to UTC")
+    without = len(text) - with_offset
+    if without:
+        notes.append(f"treated {_count(without, 'time')} without a UTC offset as UTC")
+
+
+def _normal_offset(text):
+    text = text.upper()
+    if text in ("Z", "UTC", "GMT"):
+        return "+00:00"
+    digits = text[1:].replace(":", "")
+    return f"{text[0]}{digits[:2]}:{digits[2:] or '00'}"
+
+
+# ---------------------------------------------------------------- duplicates and the grid
+
+
+def _merge_duplicates(ticks, values, labels, rule, name, unit, notes):
+    """One row per time (``ticks`` sorted): values by ``rule``, labels by maximum."""
+    repeated = ticks[1:] == ticks[:-1]
+    if not repeated.any():
+        return ticks, values, labels
+    starts = np.flatnonzero(np.concatenate([[True], ~repeated]))
+    counts = np.diff(np.append(starts, len(ticks)))
+    # "duplicates" are the rows beyond the first at each time: what merging takes away.
+    extra = len(ticks) - len(starts)
+    shared = counts > 1
+    where = f"{_count(int(counts[shared].sum()), 'row')} at {_count(int(shared.sum()), 'time')}"
+    if rule == "error":
+        first = _format_tick(ticks[starts[shared][0]], unit)
+        raise ValueError(
+            f"{name}: expected each time once; received {_count(extra, 'duplicate timestamp')} "
+            f"({where}; first: {first})"
+        )
+    if rule == "mean":
+        merged = _group_mean(values, starts)
+    else:  # the first or last value given for each channel, skipping empty ones
+        grouped = pd.DataFrame(values).groupby(np.repeat(np.arange(len(starts)), counts))
+        merged = (grouped.first() if rule == "first" else grouped.last()).to_numpy("float64")
+    if labels is not None:
+        labels = np.maximum.reduceat(labels, starts)
+    if rule == "mean":
+        notes.append(f"averaged {_count(extra, 'duplicate timestamp')} ({where})")
+    else:
+        notes.append(
+            f"merged {_count(extra, 'duplicate timestamp')}, keeping the {rule} value ({where})"
+        )
+    return ticks[starts], merged, labels
+
+
+def _to_regular_grid(ticks, values, labels, name, unit, notes):
+    """Put strictly increasing ``ticks`` on a regular grid at their typical step.
+
+    Each point goes to its nearest grid slot (several in one slot are averaged, their labels
+    combined by maximum); empty slots get NaN values and the label of the slot before.
+
+    Returns:
+        ticks, values (NaN in empty slots), labels, and a mask of the slots that got a point.
+    """
+    occupied = np.ones(len(ticks), dtype=bool)
+    if len(ticks) < 2:
+        return ticks, values, labels, occupied
+    gaps = np.diff(ticks)
+    step = _typical_step(ticks, gaps)
+    if (gaps == step).all():
+        return ticks, values, labels, occupied
+
+    start, slots = _grid_slots(ticks, step)
+    size = int(slots[-1]) + 1
+    if size > MAX_GRID_FACTOR * len(ticks):
+        raise ValueError(
+            f"{name}: expected roughly regular times; {len(ticks)} points from "
+            f"{_format_tick(ticks[0], unit)} to {_format_tick(ticks[-1], unit)} at their typical "
+            f"step of {_format_step(step, unit)} would need a grid of {size} points "
+            f"(largest gap: {_format_step(int(gaps.max()), unit)})"
+        )
+    grid = start + step * np.arange(size, dtype="int64")
+    shifts = np.abs(grid[slots] - ticks)
+    firsts = np.flatnonzero(np.concatenate([[True], slots[1:] != slots[:-1]]))
+    used = slots[firsts]
+
+    full = np.full((size, values.shape[1]), np.nan)
+    full[used] = _group_mean(values, firsts)
+    occupied = np.zeros(size, dtype=bool)
+    occupied[used] = True
+    if labels is not None:
+        # An empty slot continues the label before it, so a window spanning a gap stays whole.
+        source = np.zeros(size, dtype=int)
+        source[used] = np.arange(len(used))
+        source = np.maximum.accumulate(source)
+        labels = np.maximum.reduceat(labels.astype(int), firsts)[source].astype(bool)
+
+    parts = []
+    if size > len(used):
+        parts.append(f"{_count(size - len(used), 'missing step')} filled")
+    if shifts.any():
+        moved = _count(int(np.count_nonzero(shifts)), "point")
+        parts.append(f"{moved} moved to the grid by up to {_format_step(int(shifts.max()), unit)}")
+    if len(ticks) > len(used):
+        parts.append(f"{_count(len(ticks) - len(used), 'point')} averaged into an occupied slot")
+    notes.append(f"resampled to the typical step of {_format_step(step, unit)}: {', '.join(parts)}")
+    return grid, full, labels, occupied
+
+
+def _grid_slots(ticks, step):
+    """(grid start, each point's nearest slot) for a grid of ``step`` laid over ``ticks``.
+
+    The grid's phase is the most common one among the points, so one early first stamp
+    (14:27, 14:30, 14:35, ...) is moved to 14:25 rather than every later point by 2 minutes.
+    """
+    phases, counts = np.unique((ticks - ticks[0]) % step, return_counts=True)
+    phase = int(phases[np.argmax(counts)])  # ties take the smallest, so 0 when it is among them
+    start = ticks[0] + phase - (step if phase > step // 2 else 0)
+    return start, (ticks - start + step // 2) // step  # the nearest slot, halves rounding up
+
+
+def _typical_step(ticks, gaps):
+    """The median gap, or a finer estimate when the median grid would lose points.
+
+    Stamps rounded to the millisecond from a 64 Hz sensor alternate 15 ms and 16 ms gaps:
+    a 16 ms grid drifts by 0.375 ms a step and squeezes neighbours into one slot. A
+    least-squares line through (slot, time), slots counted gap by gap, finds 15.625 ms.
+    Of the two, the step whose grid merges and invents fewer points wins; ties keep the median.
+    """
+    # The lower median is a gap that actually occurs, so one odd gap never invents a step.
+    median = int(np.sort(gaps)[(len(gaps) - 1) // 2])
+    slots = np.concatenate([[0], np.cumsum(np.rint(gaps / median))])
+    offsets = (ticks - ticks[0]).astype("float64")
+    centred = slots - slots.mean()
+    fitted = max(1, round(float(np.sum(centred * offsets) / np.sum(centred**2))))
+    if fitted == median or (ticks[-1] - ticks[0]) // fitted >= MAX_GRID_FACTOR * len(ticks):
+        return median
+    return min((median, fitted), key=lambda step: _grid_cost(ticks, step))
+
+
+def _grid_cost(ticks, step):
+    """Points merged into a shared slot plus slots left empty, on a grid of ``step``."""
+    slots = _grid_slots(ticks, step)[1]
+    used = int(np.count_nonzero(np.diff(slots))) + 1
+    return (len(ticks) - used) + (int(slots[-1]) + 1 - used)
+
+
+def _interpolate(values):
+    """Linear in time (the grid is regular, so linear in index); the ends copy the nearest value.
+
+    Written as a weighted mean of the two neighbours, not ``a + (b - a) * t`` (``np.interp``),
+    so that values near the float64 limit (1e308) never overflow on the way.
+    """
+    result = values.copy()
+    for column in result.T:
+        known = np.flatnonzero(~np.isnan(column))
+        missing = np.flatnonzero(np.isnan(column))
+        after_position = np.searchsorted(known, missing)
+        after = known[np.minimum(after_position, len(known) - 1)]
+        before = known[np.maximum(after_position - 1, 0)]
+        span = after - before  # 0 past either end: both neighbours are the nearest value
+        weight = np.where(span > 0, (missing - before) / np.maximum(span, 1), 0.0)
+        column[missing] = column[before] * (1 - weight) + column[after] * weight
+    return result
+
+
+def _group_mean(values, starts):
+    """Mean of each run of rows beginning at ``starts``, skipping NaN, without overflow."""
+    valid = ~np.isnan(values)
+    counts = np.add.reduceat(valid.astype(int), starts, axis=0)
+    sizes = np.diff(np.append(starts, len(values)))
+    divisors = np.maximum(np.repeat(counts, sizes, axis=0), 1)
+    # Dividing before adding keeps two readings of 1e308 from summing to infinity.
+    means = np.add.reduceat(np.where(valid, values, 0.0) / divisors, starts, axis=0)
+    means[counts == 0] = np.nan
+    return means
+
+
+def _check_enough(points, rows, name):
+    if points < MIN_POINTS:
+        read = f" (from {_count(rows, 'row')})" if rows != points else ""
+        raise ValueError(
+            f"{name}: expected at least {MIN_POINTS} points to score; received {points}{read}"
+        )
+
+
+def _format_tick(tick, unit):
+    return str(int(tick)) if unit is None else str(pd.Timestamp(int(tick), unit=unit))
+
+
+def _format_step(step, unit):
+    """A step as people write it: "5 min", "1 h", "2 days", "15.625 ms"; step indices as numbers."""
+    if unit is None:
+        return str(step)
+    nanoseconds = pd.Timedelta(step, unit=unit).value
+    for size, label in ((86_400 * 10**9, "day"), (3600 * 10**9, "h"), (60 * 10**9, "min")):
+        if nanoseconds % size == 0:
+            count = nanoseconds // size
+            return _count(count, label) if label == "day" else f"{count} {label}"
+    if nanoseconds % 10**9 == 0:
+        return f"{nanoseconds // 10**9} s"
+    if nanoseconds >= 10**6:
+        return f"{nanoseconds / 10**6:g} ms"
+    return f"{nanoseconds / 10**3:g} us"
+
+
+def _count(number, noun):
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+# ---------------------------------------------------------------- label windows
+
+
+def read_label_windows(path, series_key, times):
+    """Read labelled ``[start, end]`` windows and map them onto a series' times.
+
+    Three layouts are understood:
+
+    - a JSON list of pairs: ``[["2014-04-10 07:15", "2014-04-11 16:45"], ...]``;
+    - NAB's ``combined_windows.json``: ``{"realKnownCause/nyc_taxi.csv": [[start, end], ...]}``,
+      looked up by ``series_key``, else by its file name when that is unique, and used as it
+      is when the file holds one series only;
+    - a CSV of two columns ``start,end``, with or without that header line.
+
+    Starts and ends are in the units of the time column: datetimes (offsets converted to UTC)
+    or step numbers. Windows are clipped to the series; one holding no time of the series is
+    left out.
+
+    >>> key = "realKnownCause/machine_temperature_system_failure.csv"
+    >>> read_label_windows("combined_windows.json", key, machine.times)  # doctest: +SKIP
+    [(2126, 2692), (3703, 4269), (16045, 16611), (19220, 19786)]
+
+    Args:
+        path: the labels file.
+        series_key: the series' key in a NAB-style dict, e.g. ``"realKnownCause/nyc_taxi.csv"``.
+        times: the series' times (``Series.times``), sorted.
+
+    Returns:
+        Sorted inclusive ``(start, end)`` index pairs into ``times``, overlapping ones merged.
+    """
+    path = Path(path)
+    name = path.name
+    if not path.is_file():
+        raise ValueError(f"{path}: expected a labels file; there is no such file")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValueError(_encoding_problem(path, name, compressed=False)) from None
+    times = pd.Index(times)
+    if path.suffix.lower() == ".json" or text.lstrip().startswith(("[", "{")):
+        pairs = _json_windows(text, name, series_key)
+    else:
+        pairs = _csv_windows(text, name, times)
+
+    windows = []
+    for start_value, end_value in pairs:
+        start = _window_bound(start_value, times, name)
+        end = _window_bound(end_value, times, name)
+        if start > end:
+            raise ValueError(
+                f"{name}: expected each window to start before it ends; "
+                f"received [{start_value}, {end_value}]"
+            )
+        first = int(times.searchsorted(start, side="left"))
+        last = int(times.searchsorted(end, side="right")) - 1
+        if first <= last:  # otherwise no time of the series falls inside it
+            windows.append((first, last))
+    return _merge_windows(windows)
+
+
+def _json_windows(text, name, series_key):
+    try:
+        windows = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"{name}: expected valid JSON; {error.msg} at line {error.lineno}, column {error.colno}"
+        ) from None
+    except RecursionError:
+        raise ValueError(
+            f"{name}: expected a list of [start, end] pairs; "
+            "received JSON nested too deeply to read"
+        ) from None
+    if isinstance(windows, dict):
+        windows = _lookup_series(windows, name, series_key)
+    if not isinstance(windows, list):  # the file's content is wrong, not an argument's type
+        raise ValueError(  # noqa: TRY004
+            f"{name}: expected a list of [start, end] pairs; received {type(windows).__name__}"
+        )
+    for position, window in enumerate(windows):
+        if not isinstance(window, list) or len(window) != 2:
+            shown = (
+                json.dumps(window)[:60] if not isinstance(window, list) else f"{len(window)} items"
+            )
+            raise ValueError(
+                f"{name}: expected a list of [start, end] pairs; "
+                f"received {shown} at position {position}"
+            )
+    return windows
+
+
+def _lookup_series(windows, name, series_key):
+    """NAB's dict: by exact key, then by file name if unique; a single entry is used as is."""
+    if series_key is not None and str(series_key) in windows:
+        return windows[str(series_key)]
+    if len(windows) == 1:
+        return next(iter(windows.values()))
+    base = PurePosixPath(str(series_key).replace("\\", "/")).name if series_key else None
+    matches = [key for key in windows if PurePosixPath(str(key)).name == base]
+    if len(matches) == 1:
+        return windows[matches[0]]
+    if len(matches) > 1:
+        raise ValueError(
+            f"{name}: expected one series named '{base}' in labels file; "
+            f"received {len(matches)}: {', '.join(matches)}"
+        )
+    raise ValueError(
+        f"{name}: no windows for '{series_key}' in labels file (it has {len(windows)} series)"
+    )
+
+
+def _csv_windows(text, name, times):
+    rows = [row for row in csv.reader(text.splitlines()) if any(cell.strip() for cell in row)]
+    for number, row in enumerate(rows):
+        if len(row) < 2:
+            raise ValueError(
+                f"{name}: expected two columns start,end; received '{','.join(row)}' "
+                f"in row {number + 1}"
+            )
+    pairs = [(row[0].strip(), row[1].strip()) for row in rows]
+    if pairs and not _is_bound(pairs[0][0], times):
+        pairs = pairs[1:]  # a header line
+    return pairs
+
+
+def _is_bound(value, times):
+    try:
+        _window_bound(value, times, "")
+    except ValueError:
+        return False
+    return True
+
+
+def _window_bound(value, times, name):
+    """A window's start or end in the units of ``times``: a naive UTC Timestamp or a number."""
+    if isinstance(times, pd.DatetimeIndex):
+        stamp = None
+        if isinstance(value, str) and value.strip():
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    stamp = pd.to_datetime(value.strip(), utc=True)
+            except (ValueError, TypeError, OverflowError):
+                stamp = None
+        if stamp is None or pd.isna(stamp):
+            raise ValueError(
+                f"{name}: expected window bounds that are datetimes, like the series' times; "
+                f"received {value!r}"
+            )
+        return stamp.tz_convert(None)
+    number = None
+    if not isinstance(value, bool):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = None
+    if number is None or not np.isfinite(number):
+        raise ValueError(
+            f"{name}: expected window bounds that are step numbers, like the series' times; "
+            f"received {value!r}"
+        )
+    return number
+
+
+def _merge_windows(windows):
+    merged = []
+    for start, end in sorted(windows):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged

@@ -1,0 +1,126 @@
+"""common/alarms.py: from scores to alarm intervals, and overlap event scoring, worked by hand."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from common import alarms
+
+# ---------------------------------------------------------------- the overlap rule, by hand
+
+
+def test_an_alarm_overlapping_a_window_finds_it():
+    # Window 10..20; alarm 18..30 overlaps it by three points: found, and no false positive.
+    assert alarms.overlap_scores([(18, 30)], [(10, 20)]) == {
+        "tp": 1, "fp": 0, "fn": 0, "precision": 1.0, "recall": 1.0, "f1": 1.0,
+    }
+
+
+def test_touching_counts_as_overlap_and_a_gap_of_one_does_not():
+    assert alarms.overlap_scores([(20, 25)], [(10, 20)])["tp"] == 1  # shares point 20
+    missed = alarms.overlap_scores([(21, 25)], [(10, 20)])
+    assert (missed["tp"], missed["fp"], missed["fn"]) == (0, 1, 1)
+
+
+def test_one_long_alarm_finds_two_windows_and_is_no_false_positive():
+    scores = alarms.overlap_scores([(5, 50)], [(10, 20), (30, 40)])
+    assert (scores["tp"], scores["fp"], scores["fn"]) == (2, 0, 0)
+
+
+def test_two_alarms_in_one_window_find_it_once_and_neither_is_false():
+    scores = alarms.overlap_scores([(11, 12), (15, 16)], [(10, 20)])
+    assert (scores["tp"], scores["fp"], scores["fn"]) == (1, 0, 0)
+
+
+def test_mixed_case_precision_recall_f1():
+    # Windows A 0..9, B 20..29, C 40..49. Alarms: 5..6 (finds A), 12..14 (false), 45..60 (finds C),
+    # 70..71 (false). TP 2, FP 2, FN 1: precision 1/2, recall 2/3, F1 = 2 * (1/2)(2/3) / (7/6) = 4/7.
+    scores = alarms.overlap_scores([(5, 6), (12, 14), (45, 60), (70, 71)], [(0, 9), (20, 29), (40, 49)])
+    assert (scores["tp"], scores["fp"], scores["fn"]) == (2, 2, 1)
+    assert scores["precision"] == 0.5 and scores["recall"] == pytest.approx(2 / 3)
+    assert scores["f1"] == pytest.approx(4 / 7)
+
+
+def test_undefined_figures_are_nan_not_zero_division():
+    quiet = alarms.overlap_scores([], [])
+    assert math.isnan(quiet["precision"]) and math.isnan(quiet["recall"]) and math.isnan(quiet["f1"])
+    false_only = alarms.overlap_scores([(1, 2)], [])
+    assert false_only["fp"] == 1 and false_only["precision"] == 0.0 and false_only["f1"] == 0.0
+    missed = alarms.overlap_scores([], [(1, 2)])
+    assert math.isnan(missed["precision"]) and missed["recall"] == 0.0 and missed["f1"] == 0.0
+
+
+def test_pooled_scores_add_counts_before_dividing():
+    rows = [alarms.overlap_scores([(0, 1)], [(0, 5)]), alarms.overlap_scores([(9, 9), (20, 21)], [(30, 31)])]
+    pooled = alarms.pooled_scores(rows)
+    # TP 1, FP 2, FN 1: precision 1/3, recall 1/2 (not the mean of the files' figures).
+    assert (pooled["tp"], pooled["fp"], pooled["fn"]) == (1, 2, 1)
+    assert pooled["precision"] == pytest.approx(1 / 3) and pooled["recall"] == 0.5
+
+
+# ---------------------------------------------------------------- intervals
+
+
+def test_intervals_above_a_threshold_skip_nan():
+    scores = [0, 5, 6, np.nan, 7, 0, 9]
+    assert alarms.intervals_above(scores, 4) == [(1, 2), (4, 4), (6, 6)]
+
+
+def test_merge_joins_alarms_within_the_gap_only():
+    assert alarms.merge_intervals([(30, 31), (0, 2), (5, 6)], gap=3) == [(0, 6), (30, 31)]
+    assert alarms.merge_intervals([(0, 2), (6, 7)], gap=3) == [(0, 2), (6, 7)]  # 4 apart
+
+
+@given(st.lists(st.booleans(), max_size=60))
+@settings(max_examples=100, deadline=None)
+def test_runs_and_masks_are_inverse(flags):
+    runs = alarms.runs_of_true(flags)
+    assert alarms.intervals_to_mask(runs, len(flags)).tolist() == [bool(f) for f in flags]
+    assert all(end + 1 < next_start for (_, end), (next_start, _) in zip(runs, runs[1:]))
+
+
+# ---------------------------------------------------------------- thresholds
+
+
+def test_smoothing_is_an_exponential_mean():
+    # span 3 -> alpha 0.5, pandas' adjusted weights: y1 = (0 + 0.5 * 4) / 1.5 ... check point 1 by hand.
+    smoothed = alarms.smooth([4.0, 0.0, 0.0], span=3)
+    assert smoothed[0] == 4.0
+    assert smoothed[1] == pytest.approx((0.0 + 0.5 * 4.0) / (1 + 0.5))
+    assert np.isnan(alarms.smooth([1.0, np.nan, 1.0], span=3)[1])
+
+
+def test_dynamic_threshold_cuts_off_the_one_clear_interval():
+    rng = np.random.default_rng(0)
+    scores = 1 + 0.1 * rng.standard_normal(1000)
+    scores[600:610] = 5.0
+    threshold = alarms.dynamic_threshold(scores)
+    assert 1.5 < threshold < 5.0
+    assert alarms.intervals_above(scores, threshold) == [(600, 609)]
+
+
+def test_dynamic_threshold_of_flat_scores_cuts_nothing():
+    threshold = alarms.dynamic_threshold(np.ones(50))
+    assert alarms.intervals_above(np.ones(50), threshold) == []
+    with pytest.raises(ValueError, match="Expected some scored points"):
+        alarms.dynamic_threshold([np.nan, np.nan])
+
+
+def test_pruning_keeps_peaks_above_the_last_big_drop():
+    scores = np.zeros(100)
+    scores[[10, 30, 50]] = [10.0, 9.8, 5.0]
+    scores[90] = 4.9  # the highest score outside every interval
+    intervals = [(10, 10), (30, 30), (50, 50)]
+    # Ladder 10, 9.8, 5.0, 4.9: drops 2%, 49%, 2%. The last drop above 5% is after 9.8.
+    assert alarms.prune_intervals(intervals, scores, min_drop=0.05) == [(10, 10), (30, 30)]
+    # With no drop above 60%, nothing stands out: everything is pruned.
+    assert alarms.prune_intervals(intervals, scores, min_drop=0.6) == []
+
+
+def test_find_alarms_with_a_fixed_threshold_keeps_every_interval():
+    scores = np.array([0, 3, 0, 0, 3.2, 0, 0, 0, 0, 3.1])
+    found, threshold = alarms.find_alarms(scores, threshold=2.0, gap=3, min_drop=None)
+    assert threshold == 2.0 and found == [(1, 4), (9, 9)]
