@@ -16,13 +16,16 @@ Two ways to use it:
            after it: --train-fraction F fits on the first F of the series and
            alarms only after it, or --load DIR scores new data with a saved run.
 
-From scores to alarms: each point gets a score (the LSTM forecaster's error in
-predicting it from the --window points before it). Scores are smoothed; the
-threshold is chosen from them by dynamic thresholding (Hundman et al., KDD
-2018), or, when monitoring, set at 1.5x the highest score on held-out normal
-data; alarms closer than 1% of the series merge, and only alarms whose peak
-stands clearly above the rest are kept. Each alarm is an interval in
-anomalies.csv with its start, end and peak score.
+From scores to alarms: the series is averaged down to about 500 points (so a
+--window of 48 spans a tenth of it: days of 5-minute readings), and each point
+gets a score: how badly a bidirectional LSTM predicts it from the window after
+it and the window before it (after AER, the best published pipeline on NAB).
+Scores are smoothed. An audit takes the stretches above the median score plus
+3 robust standard deviations, merges those closer than 3% of the series, and
+keeps the --max-alarms strongest, each at least half as strong as the top one;
+a monitor alarms wherever the score passes 1.5x the highest score on held-out
+normal data. Each alarm is an interval in anomalies.csv with its start, end and
+peak score.
 
 Scoring against labels (a 0/1 is_anomaly column, or --labels with [start, end]
 windows, NAB's combined_windows.json included): a labelled window is found
@@ -59,13 +62,14 @@ BUNDLED = {
     "daphnet-s06r02e0": ("anomaly_daphnet_s06r02e0.csv.gz", 3520),
 }
 NAMES = {
+    "bidirectional": "bidirectional LSTM",
     "forecaster": "LSTM forecaster",
     "autoencoder": "LSTM autoencoder",
     "zscore": "rolling z-score",
     "discord": "MP discord",
 }
 BASELINES = ("zscore", "discord")
-DEFAULTS = {"window": 64, "units": 32, "epochs": 30}
+DEFAULTS = {"window": 48, "units": 32, "epochs": 20}
 QUICK = {"window": 32, "units": 8, "epochs": 3}
 
 
@@ -80,7 +84,8 @@ class Config:
     value_cols: tuple | None = None
     label_col: str | None = None
     duplicates: str = "mean"
-    detector: str = "forecaster"
+    detector: str = "bidirectional"
+    max_alarms: int = 2
     train_fraction: float | None = None
     window: int = DEFAULTS["window"]
     units: int = DEFAULTS["units"]
@@ -91,6 +96,7 @@ class Config:
     out: Path | None = None
     overwrite: bool = False
     quick: bool = False
+    progress: int = 0  # Keras' verbose: a progress bar in a terminal, else one line per epoch
 
 
 def read_config(argv):
@@ -109,12 +115,15 @@ def read_config(argv):
                       help="how to combine rows that share a timestamp (default: %(default)s)")
     data.add_argument("--fill", action="store_true", help=argparse_suppress())
     method = parser.add_argument_group("detection")
-    method.add_argument("--detector", choices=list(NAMES), default="forecaster",
+    method.add_argument("--detector", choices=list(NAMES), default="bidirectional",
                         help="what scores each point (default: %(default)s)")
+    method.add_argument("--max-alarms", type=positive_int, default=2, metavar="K",
+                        help="audit: report at most the K strongest alarm intervals per series "
+                        "(default: %(default)s)")
     method.add_argument("--train-fraction", type=float, metavar="F",
                         help="monitor: the first F of each series is normal; fit there, alarm after")
     method.add_argument("--window", type=positive_int,
-                        help="points the detector looks at (default: 64; shorter series get less)")
+                        help="points the detector reads, after averaging (default: 48; shorter series get less)")
     method.add_argument("--units", type=positive_int, help="LSTM units (default: 32)")
     method.add_argument("--overwrite", action="store_true",
                         help="replace an existing --out folder (only once the new run is complete)")
@@ -149,8 +158,10 @@ def read_config(argv):
         csv=tuple(args.csv), series=args.series or "machine-temperature", labels=args.labels,
         time_col=args.time_col, value_cols=tuple(args.value_cols) if args.value_cols else None,
         label_col=args.label_col, duplicates=args.duplicates, detector=args.detector,
+        max_alarms=args.max_alarms,
         train_fraction=args.train_fraction, batch_size=args.batch_size, seed=args.seed,
-        load=args.load, out=args.out, overwrite=args.overwrite, quick=args.quick, **sizes,
+        load=args.load, out=args.out, overwrite=args.overwrite, quick=args.quick,
+        progress=1 if sys.stdout.isatty() else 2, **sizes,
     )
 
 
@@ -172,22 +183,6 @@ def argparse_suppress():
 # ---------------------------------------------------------------- data
 
 
-def csv_files(paths):
-    """(file, labels key) for every CSV under ``paths``; the key is the path below a given folder."""
-    found = []
-    for path in paths:
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.name.endswith((".csv", ".csv.gz")))
-            if not files:
-                raise UserError(f"--csv {path}: no .csv files in that folder")
-            found += [(file, file.relative_to(path).as_posix()) for file in files]
-        elif path.is_file():
-            found.append((path, f"{path.parent.name}/{path.name}"))
-        else:
-            raise UserError(f"--csv {path}: no such file or folder")
-    return found
-
-
 def load_series(config):
     """Every series of the run, read and checked before any fitting."""
     if not config.csv:
@@ -196,7 +191,11 @@ def load_series(config):
         found.normal_end = normal_end
         return [found]
     loaded = []
-    for path, key in csv_files(config.csv):
+    try:
+        files = series_io.find_csv_files(config.csv)
+    except ValueError as error:
+        raise UserError(f"--csv {error}") from None
+    for path, key in files:
         try:
             found = series_io.read_series_csv(path, config.time_col, config.value_cols,
                                               config.label_col, config.duplicates, name=key)
@@ -215,14 +214,16 @@ def plan(found, config):
     if config.train_fraction is not None:
         normal_end = int(round(len(found) * config.train_fraction))
     fitted = normal_end if normal_end else len(found)
-    period = anomaly.dominant_period(found.values[:fitted], max_lag=fitted // 8)
+    # Detectors read the series averaged down to about 500 points; the window counts those.
+    coarse = anomaly.aggregate(found.values[:fitted], anomaly.aggregation_factor(fitted))
+    period = anomaly.dominant_period(coarse, max_lag=len(coarse) // 8)
     try:
-        window = anomaly.choose_window(fitted, config.window, period)
+        window = anomaly.choose_window(len(coarse), config.window, period)
     except ValueError as error:
         raise UserError(f"{found.name}: {error}") from None
     if window != config.window:
-        print(f"{found.name}: {fitted} points to fit on are too few for --window {config.window}; "
-              f"using {window}" + (" (its seasonal period)" if window == period else ""))
+        print(f"{found.name}: {len(coarse)} points to fit on are too few for --window "
+              f"{config.window}; using {window}" + (" (its seasonal period)" if window == period else ""))
     if normal_end is not None and len(found) - normal_end < 1:
         raise UserError(f"{found.name}: nothing left after the normal prefix; lower --train-fraction")
     return normal_end, window
@@ -231,11 +232,13 @@ def plan(found, config):
 # ---------------------------------------------------------------- detect and score
 
 
-def detect(found, name, config, normal_end, window):
-    training = dict(units=config.units, epochs=config.epochs, batch_size=config.batch_size)
+def detect(found, name, config, normal_end, window, verbose=0):
+    training = dict(units=config.units, epochs=config.epochs, batch_size=config.batch_size,
+                    verbose=verbose)
     try:
         if normal_end is None:
-            return anomaly.audit(found.values, name, window, seed=config.seed, **training)
+            return anomaly.audit(found.values, name, window, seed=config.seed,
+                                 max_alarms=config.max_alarms, **training)
         return anomaly.monitor(found.values, normal_end, name, window, seed=config.seed, **training)
     except ValueError as error:
         raise UserError(f"{found.name}: {error}") from None
@@ -264,7 +267,8 @@ def run_one(found, config):
           + (f"audit (fit on all of it)" if normal_end is None
              else f"monitor (fit on the first {normal_end}, alarms after)"))
     print(f"Fitting the {NAMES[config.detector]} on {window}-point windows ...")
-    detections = {config.detector: detect(found, config.detector, config, normal_end, window)}
+    detections = {config.detector: detect(found, config.detector, config, normal_end, window,
+                                          verbose=config.progress)}
     for name in BASELINES:
         if name != config.detector:
             detections[name] = detect(found, name, config, normal_end, window)
@@ -272,19 +276,21 @@ def run_one(found, config):
 
 
 def score_with_saved_run(found, config):
-    saved = json.loads((config.load / "config.json").read_text())
+    saved = check_saved_run(config.load)
     model = load_model_from_dir(config.load) if saved["detector"] in anomaly.RECURRENT else None
-    detector = anomaly.make_detector(saved["detector"], saved["window"], saved["units"], model=model)
-    if saved["detector"] == "discord":
-        detector.reference = np.load(config.load / "reference.npy")
+    try:
+        detector = anomaly.make_detector(saved["detector"], saved["window"], saved["units"], model=model)
+        detector.set_state(saved["state"])
+        settings = anomaly.Settings(**saved["settings"])
+        scaler = common.StandardScaler.from_dict(saved["scaler"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise UserError(f"--load {config.load}: config.json is damaged ({type(error).__name__})") from None
     if len(found.columns) != len(saved["value_cols"]):
         raise UserError(f"{found.name}: the saved detector reads {len(saved['value_cols'])} "
                         f"channel(s); this series has {len(found.columns)}")
-    if len(found) <= saved["window"]:
-        raise UserError(f"{found.name}: {len(found)} points; the saved detector needs more "
-                        f"than its window of {saved['window']}")
-    scaler = common.StandardScaler.from_dict(saved["scaler"])
-    settings = anomaly.AlarmSettings(**saved["alarm_settings"])
+    if len(found) < (saved["window"] + 2) * settings.factor:
+        raise UserError(f"{found.name}: {len(found)} points; the saved detector needs at least "
+                        f"{(saved['window'] + 2) * settings.factor}")
     return anomaly.rescore(found.values, saved["detector"], detector, scaler, settings,
                            saved["threshold"])
 
@@ -374,16 +380,15 @@ def save_run(out, found, detection, config):
     """Everything ``--load`` needs to treat new data exactly as this run treated its own."""
     if config.detector in anomaly.RECURRENT:
         save_model_atomically(detection.detector.model, out / "model.keras")
-    if config.detector == "discord":
-        np.save(out / "reference.npy", detection.detector.reference)
     saved = {
         "app": "anomaly", "detector": config.detector, "window": detection.detector.window,
         "units": config.units, "threshold": detection.threshold,
-        "scaler": detection.scaler.to_dict(), "alarm_settings": vars(detection.settings),
+        "scaler": detection.scaler.to_dict(), "settings": vars(detection.settings),
+        "state": detection.detector.state(),
         "value_cols": found.columns, "time_col": config.time_col, "series": found.name,
         "mode": mode(detection, config), "seed": config.seed,
     }
-    (out / "config.json").write_text(json.dumps(saved, indent=2))
+    write_json(out / "config.json", saved)
 
 
 def save_one(out, found, detection, rows, config, started):

@@ -2,16 +2,18 @@
 
 A detector gives one score per point. A person acts on *intervals*: "the
 disk misbehaved from 14:05 to 15:20". This module turns scores into intervals
-in four short steps, then scores intervals the way the field does.
+in a few short steps, then scores intervals the way the field does.
 
 1. :func:`smooth` the scores (an exponentially weighted mean), so one noisy
    point is not yet an event.
-2. Choose a threshold with :func:`dynamic_threshold` (Hundman et al., KDD
-   2018): of the cut-offs ``mean + z * std``, the one whose removal lowers the
-   scores' mean and spread the most per point and per interval cut off.
+2. A threshold: fixed, from normal data (monitoring), or chosen from the scores
+   themselves (an audit): :func:`robust_threshold` (median + z MADs), or
+   :func:`dynamic_threshold` (Hundman et al., KDD 2018).
 3. :func:`merge_intervals` closer than a gap into one alarm.
-4. :func:`prune_intervals`: keep only the alarms whose peak stands clearly
-   above the next one down, the last step of Hundman et al.'s method.
+4. Keep the alarms that stand out: :func:`keep_strongest` (a budget of a few
+   alarms, each at least half as strong as the strongest), or Hundman et al.'s
+   :func:`prune_intervals`. ``bench/anomaly.py`` measures both on NAB; the
+   apps use :func:`find_alarms`, the first of each pair, which scored higher.
 
 Scoring (:func:`overlap_scores`): a labelled window is *found* when any alarm
 interval overlaps it; an alarm interval that overlaps no window is a *false
@@ -164,25 +166,70 @@ def prune_intervals(intervals, scores, min_drop=0.05):
     return [intervals[i] for i in sorted(kept)]
 
 
-def find_alarms(scores, threshold=None, gap=0, min_drop=0.05):
-    """Alarm intervals from smoothed scores: threshold, merge, prune.
+def robust_threshold(scores, z=3.0):
+    """``median + z * MAD`` of the scores (MAD times 1.4826: the standard deviation for Gaussian data).
+
+    Unlike ``mean + z * std``, a few very high scores (the anomalies themselves)
+    barely move it.
+
+    >>> round(robust_threshold([1.0, 2.0, 3.0, 100.0], z=2), 4)  # 2.5 + 2 * 1.4826 * 1.0
+    5.4652
+    """
+    values = np.asarray(scores, dtype="float64")
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        raise ValueError("Expected some scored points to set a threshold on. Received: none")
+    median = np.median(values)
+    spread = 1.4826 * np.median(np.abs(values - median))
+    if spread == 0:
+        spread = values.std()
+    return float(median + z * spread)
+
+
+def keep_strongest(intervals, scores, max_alarms=2, min_ratio=0.5):
+    """At most ``max_alarms`` intervals with the highest peaks, each at least ``min_ratio`` of the top one.
+
+    A budget for a person's attention: the few events that stand out most, and
+    none that is only a shadow of the strongest.
+
+    >>> scores = np.array([0, 9, 0, 4, 0, 6, 0, 5])
+    >>> keep_strongest([(1, 1), (3, 3), (5, 5), (7, 7)], scores, max_alarms=2, min_ratio=0.5)
+    [(1, 1), (5, 5)]
+    """
+    if not intervals:
+        return []
+    scores = np.asarray(scores, dtype="float64")
+    peaks = np.array([np.nanmax(scores[start : end + 1]) for start, end in intervals])
+    order = np.argsort(-peaks, kind="stable")[:max_alarms]
+    kept = [i for i in order if peaks[i] >= min_ratio * peaks[order[0]]]
+    return [intervals[i] for i in sorted(kept)]
+
+
+def find_alarms(scores, threshold=None, gap=0, z=3.0, max_alarms=2, min_ratio=0.5, floor=0.0):
+    """Alarm intervals from smoothed scores.
+
+    With a fixed ``threshold`` (a monitor's, set on normal data), every
+    interval above it alarms, after merging. With ``threshold=None`` (an
+    audit), candidates are the intervals above :func:`robust_threshold`; nearby
+    ones merge, and :func:`keep_strongest` keeps the few that stand out.
 
     Args:
-        scores: (timesteps,) smoothed scores.
-        threshold: a fixed threshold (a monitor's, set on normal data), or None
-            to choose one from these scores with :func:`dynamic_threshold` (an audit).
-        gap: alarms at most this many points apart become one.
-        min_drop: pruning strength, see :func:`prune_intervals`; None keeps all.
+        scores: (timesteps,) smoothed scores; NaN never alarms.
+        threshold: a fixed threshold, or None to choose from these scores.
+        gap: intervals at most this many points apart become one.
+        z, max_alarms, min_ratio: the audit's rule (see above); ``max_alarms=None`` keeps all.
+        floor: the threshold is never below this.
 
     Returns:
         ``(intervals, threshold)``: inclusive ``(start, end)`` index pairs, and the threshold used.
     """
     if threshold is None:
-        threshold = dynamic_threshold(scores)
+        threshold = robust_threshold(scores, z)
+    threshold = max(float(threshold), floor)
     intervals = merge_intervals(intervals_above(scores, threshold), gap)
-    if min_drop is not None:
-        intervals = prune_intervals(intervals, scores, min_drop)
-    return intervals, float(threshold)
+    if max_alarms is not None:
+        intervals = keep_strongest(intervals, scores, max_alarms, min_ratio)
+    return intervals, threshold
 
 
 # ---------------------------------------------------------------- scoring alarm intervals

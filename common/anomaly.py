@@ -34,6 +34,7 @@ precision, recall and F1 with a tolerance (:func:`event_scores`), ROC AUC
 
 import math
 import time
+import warnings
 from dataclasses import dataclass
 
 import keras
@@ -206,6 +207,12 @@ class RollingZScore:
     def fit(self, normal_series, **unused):
         return self
 
+    def state(self):
+        return {}
+
+    def set_state(self, state):
+        return self
+
     def score(self, series):
         series = _as_2d(series).astype("float64")
         past = sliding_windows(series, self.window)[:-1]  # past[i] holds points i .. i + window - 1
@@ -255,6 +262,13 @@ class MatrixProfileDiscord:
         centred = windows - windows.mean(axis=1, keepdims=True)
         spread = centred.std(axis=1, keepdims=True)
         return np.where(spread > 1e-8, centred / np.maximum(spread, 1e-8), 0.0)
+
+    def state(self):
+        return {"reference": self.reference.tolist()}
+
+    def set_state(self, state):
+        self.reference = np.asarray(state["reference"], dtype="float64")
+        return self
 
     def window_scores(self, series, exclude_offset=None):
         """Nearest-neighbour distance of every window of ``series`` to the reference windows.
@@ -317,15 +331,22 @@ def build_lstm_forecaster(window, channels, units=32, cell="lstm"):
 
 
 def _select(examples, keep):
-    """Rows ``keep`` (a boolean mask or indices) of ``(inputs, targets)``; inputs may be a list."""
-    inputs, targets = examples
-    inputs = [array[keep] for array in inputs] if isinstance(inputs, list) else inputs[keep]
-    return inputs, targets[keep]
+    """Rows ``keep`` (a boolean mask or indices) of ``(inputs, targets)``; either may be a list."""
+
+    def pick(arrays):
+        return [array[keep] for array in arrays] if isinstance(arrays, list) else arrays[keep]
+
+    return pick(examples[0]), pick(examples[1])
+
+
+def _first(arrays):
+    return arrays[0] if isinstance(arrays, list) else arrays
 
 
 def evenly_spaced(examples, max_count):
     """At most ``max_count`` examples, evenly spaced in time, from ``(inputs, targets)`` arrays or lists of arrays."""
-    count = len(examples[1])
+    targets = examples[1]
+    count = len(targets[0] if isinstance(targets, list) else targets)
     if count <= max_count:
         return examples
     return _select(examples, np.linspace(0, count - 1, max_count).round().astype(int))
@@ -340,11 +361,12 @@ class _RecurrentDetector:
     """
 
     max_windows = 2000
+    patience = 3
     quiet_below = 0.1  # standard deviations of the scaled series: an error this small is not news
 
-    def __init__(self, window=64, units=32, epochs=30, batch_size=64, model=None):
+    def __init__(self, window=48, units=32, epochs=20, batch_size=64, model=None, verbose=0):
         self.window, self.units, self.epochs, self.batch_size = int(window), units, epochs, batch_size
-        self.model = model
+        self.model, self.verbose = model, verbose
         self.epochs_run = 0
 
     def fit(self, normal_series, validation_series=None, max_seconds=None):
@@ -356,22 +378,29 @@ class _RecurrentDetector:
         normal_series = _as_2d(normal_series)
         if self.model is None:
             self.model = self.build(normal_series.shape[1])
-            self.model.compile(optimizer=keras.optimizers.Adam(2e-3, clipnorm=1.0), loss="mse")
+            self.compile(self.model)
         examples = evenly_spaced(self.examples(normal_series), self.max_windows)
         if validation_series is not None:
             train = examples
             validation = evenly_spaced(self.examples(_as_2d(validation_series)), self.max_windows // 2)
         else:
-            every_tenth = np.arange(len(examples[1])) % 10 == 9
+            every_tenth = np.arange(len(_first(examples[1]))) % 10 == 9
             train, validation = _select(examples, ~every_tenth), _select(examples, every_tenth)
         history = fit(self.model, train, validation, epochs=self.epochs, batch_size=self.batch_size,
-                      patience=5, max_seconds=max_seconds)
+                      patience=self.patience, max_seconds=max_seconds, verbose=self.verbose)
         self.epochs_run = len(history.history["loss"])
         self.history = history
         return self
 
-    def config(self):
-        return {"window": self.window, "units": self.units}
+    def compile(self, model):
+        model.compile(optimizer=keras.optimizers.Adam(2e-3, clipnorm=1.0), loss="mse")
+
+    def state(self):
+        """What besides the model a saved run needs to score like this one (JSON-ready)."""
+        return {}
+
+    def set_state(self, state):
+        return self
 
 
 class LSTMAutoencoder(_RecurrentDetector):
@@ -423,19 +452,123 @@ class LSTMForecaster(_RecurrentDetector):
         return scores
 
 
+def build_lstm_aer(window, channels, units=32):
+    """A bidirectional LSTM that predicts both neighbours of a window and rebuilds the window.
+
+    After AER (Wong et al., IEEE BigData 2022), the best of the published
+    pipelines on NAB: a bidirectional encoder reads ``window`` points; from its
+    state one head predicts the point just after them (forward), one the point
+    just before them (backward), and a decoder rebuilds the window itself. The
+    reconstruction task regularises the encoder; the anomaly score uses the
+    two predictions.
+
+    >>> model = build_lstm_aer(window=16, channels=2, units=8)
+    >>> [tuple(output.shape) for output in model.outputs]
+    [(None, 2), (None, 2), (None, 16, 2)]
+    """
+    inputs = keras.Input((window, channels), name="window")
+    state = keras.layers.Bidirectional(keras.layers.LSTM(units), name="encoder")(inputs)
+    forward = keras.layers.Dense(channels, name="next_point")(state)
+    backward = keras.layers.Dense(channels, name="previous_point")(state)
+    repeated = keras.layers.RepeatVector(window)(state)
+    decoded = keras.layers.LSTM(units, return_sequences=True, name="decoder")(repeated)
+    rebuilt = keras.layers.TimeDistributed(keras.layers.Dense(channels), name="rebuilt")(decoded)
+    return keras.Model(inputs, [forward, backward, rebuilt], name="lstm_aer")
+
+
+def robust_center_and_scale(values):
+    """Median and MAD (times 1.4826, the standard deviation for Gaussian data) of the finite values.
+
+    >>> robust_center_and_scale([1.0, 2.0, 3.0, 100.0, np.nan])
+    (2.5, 1.4826)
+    """
+    values = np.asarray(values, dtype="float64")
+    values = values[np.isfinite(values)]
+    center = float(np.median(values))
+    scale = 1.4826 * float(np.median(np.abs(values - center)))
+    if scale <= 1e-12:  # more than half the errors are equal: fall back to the spread
+        scale = float(values.std()) or 1.0
+    return center, scale
+
+
+class BidirectionalLSTM(_RecurrentDetector):
+    """Scores each point by how badly it is predicted from the window after it and the window before it.
+
+    The forward head predicts a point from the ``window`` points before it, the
+    backward head from the ``window`` points after it. Each head's absolute
+    error becomes a robust z-score (median and MAD of that head's errors on the
+    fitted data, so one head's scale does not drown the other's) and a point
+    scores the mean of its two. The first and last points have one side only.
+    """
+
+    name = "bidirectional LSTM (AER)"
+    quiet_below = 0.0  # robust z-scores: their typical size is known, so no floor is needed
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.centers, self.scales = None, None
+
+    def build(self, channels):
+        return build_lstm_aer(self.window, channels, self.units)
+
+    def compile(self, model):
+        model.compile(optimizer=keras.optimizers.Adam(2e-3, clipnorm=1.0), loss=["mse", "mse", "mse"],
+                      loss_weights=[0.25, 0.25, 0.5])
+
+    def examples(self, series):
+        """Segments of ``window + 2`` points: the middle ``window`` is read, the two ends predicted."""
+        segments = np.ascontiguousarray(sliding_windows(series, self.window + 2))
+        middle = segments[:, 1:-1]
+        return middle, [segments[:, -1], segments[:, 0], middle]
+
+    def fit(self, normal_series, validation_series=None, max_seconds=None):
+        super().fit(normal_series, validation_series, max_seconds)
+        errors = self._errors(_as_2d(normal_series))
+        self.centers, self.scales = zip(*(robust_center_and_scale(e) for e in errors))
+        return self
+
+    def _errors(self, series):
+        """(forward, backward) absolute errors per point, NaN where a head cannot reach."""
+        inputs, (after, before, _) = self.examples(series)
+        forward, backward, _ = self.model.predict(inputs, batch_size=1024, verbose=0)
+        count = len(inputs)
+        forward_errors = np.full(len(series), np.nan)
+        forward_errors[self.window + 1 :] = np.abs(forward - after).mean(axis=1)
+        backward_errors = np.full(len(series), np.nan)
+        backward_errors[:count] = np.abs(backward - before).mean(axis=1)
+        return forward_errors, backward_errors
+
+    def score(self, series):
+        errors = self._errors(_as_2d(series))
+        z_scores = [(e - c) / s for e, c, s in zip(errors, self.centers, self.scales)]
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a point no head reaches stays NaN
+            return np.nanmean(np.stack(z_scores), axis=0)
+
+    def state(self):
+        return {"centers": list(self.centers), "scales": list(self.scales)}
+
+    def set_state(self, state):
+        self.centers, self.scales = tuple(state["centers"]), tuple(state["scales"])
+        return self
+
+
 # ---------------------------------------------------------------- one registry, one pipeline
 
 DETECTORS = {
+    "bidirectional": BidirectionalLSTM,
     "forecaster": LSTMForecaster,
     "autoencoder": LSTMAutoencoder,
     "zscore": RollingZScore,
     "discord": MatrixProfileDiscord,
 }
-RECURRENT = ("forecaster", "autoencoder")
+RECURRENT = ("bidirectional", "forecaster", "autoencoder")
 
 
-def make_detector(name, window=64, units=32, epochs=30, batch_size=64, model=None):
+def make_detector(name, window=48, units=32, epochs=20, batch_size=64, model=None, verbose=0):
     """A detector from :data:`DETECTORS` by name; the recurrent ones also take training settings.
+
+    ``verbose`` is Keras' training progress: 0 silent, 1 a progress bar, 2 one line per epoch.
 
     >>> make_detector("zscore", window=16).window
     16
@@ -443,7 +576,7 @@ def make_detector(name, window=64, units=32, epochs=30, batch_size=64, model=Non
     if name not in DETECTORS:
         raise ValueError(f"Expected a detector in {sorted(DETECTORS)}. Received: {name!r}")
     if name in RECURRENT:
-        return DETECTORS[name](window, units, epochs, batch_size, model=model)
+        return DETECTORS[name](window, units, epochs, batch_size, model=model, verbose=verbose)
     return DETECTORS[name](window)
 
 
@@ -476,7 +609,7 @@ def dominant_period(values, max_lag=None, min_correlation=0.3):
     return max(peaks, key=lambda lag: correlation[lag]) if peaks else None
 
 
-def choose_window(length, default=64, period=None, min_window=4):
+def choose_window(length, default=48, period=None, min_window=4):
     """Window length for a series of ``length`` points: ``default`` when it fits, else shorter.
 
     A detector needs several windows to learn from, so a window is at most an
@@ -484,7 +617,7 @@ def choose_window(length, default=64, period=None, min_window=4):
     (one whole cycle is the natural unit of normal behaviour).
 
     >>> choose_window(4000), choose_window(200), choose_window(200, period=24)
-    (64, 25, 24)
+    (48, 25, 24)
     """
     longest = length // 8
     if longest < min_window:
@@ -499,47 +632,106 @@ def choose_window(length, default=64, period=None, min_window=4):
     return int(longest)
 
 
+# ---------------------------------------------------------------- a coarser view of long series
+
+
+def aggregation_factor(length, points=500):
+    """How many raw points to average into one so that about ``points`` remain.
+
+    A window of a few dozen aggregated points then spans a tenth of the series,
+    days of five-minute readings, which is the scale at which monitoring
+    anomalies (a shift, a changed daily pattern) show.
+
+    >>> aggregation_factor(4032), aggregation_factor(300)
+    (8, 1)
+    """
+    return max(1, int(round(length / points)))
+
+
+def aggregate(values, factor):
+    """Block means of ``factor`` consecutive points; a shorter last block is averaged too.
+
+    >>> aggregate(np.arange(8.0), 3)[:, 0]
+    array([1. , 4. , 6.5])
+    """
+    values = _as_2d(values).astype("float64")
+    if factor == 1:
+        return values
+    full = len(values) // factor * factor
+    blocks = values[:full].reshape(-1, factor, values.shape[1]).mean(axis=1)
+    if full < len(values):
+        blocks = np.vstack([blocks, values[full:].mean(axis=0, keepdims=True)])
+    return blocks
+
+
+def expand(scores, factor, length):
+    """Aggregated scores back to one per raw point: each block's score repeated over its points."""
+    return np.repeat(np.asarray(scores, dtype="float64"), factor)[:length]
+
+
+def expand_intervals(intervals, factor, length):
+    """Aggregated ``(start, end)`` intervals as raw inclusive index ranges.
+
+    >>> expand_intervals([(0, 1), (4, 4)], factor=3, length=14)
+    [(0, 5), (12, 13)]
+    """
+    return [(start * factor, min((end + 1) * factor, length) - 1) for start, end in intervals]
+
+
+# ---------------------------------------------------------------- audit and monitor
+
+
 @dataclass(frozen=True)
-class AlarmSettings:
-    """How scores become alarm intervals; stored with a saved run so new data is treated alike.
+class Settings:
+    """How a series is looked at and how its scores become alarms; saved with a run.
+
+    All lengths count aggregated points.
 
     Attributes:
+        factor: raw points averaged into one before detecting (see :func:`aggregate`).
         span: points in the exponentially weighted mean that smooths the scores.
         gap: alarms at most this many points apart merge into one.
-        min_drop: pruning strength (see :func:`common.alarms.prune_intervals`).
-        floor: no threshold below this; a score this small (in the scaled
-            series' standard deviations) is never anomalous, however flat the rest.
+        z: an audit's candidates lie this many robust standard deviations above the median score.
+        max_alarms: an audit keeps at most this many alarms, the strongest ...
+        min_ratio: ... and only those whose peak reaches this share of the strongest peak.
+        floor: no threshold below this score.
     """
 
-    span: int = 20
-    gap: int = 40
-    min_drop: float = 0.05
-    floor: float = 0.1
+    factor: int = 1
+    span: int = 2
+    gap: int = 15
+    z: float = 3.0
+    max_alarms: int = 2
+    min_ratio: float = 0.5
+    floor: float = 0.0
 
     @classmethod
-    def for_length(cls, length, **overrides):
-        """Settings scaled to a series' length: smoothing over 0.5% of it, merging within 1%."""
-        return cls(span=max(1, round(0.005 * length)), gap=max(1, round(0.01 * length)), **overrides)
+    def for_length(cls, length, points=500, **overrides):
+        """Settings for a series of ``length`` raw points: smooth over 0.5%, merge within 3%."""
+        factor = aggregation_factor(length, points)
+        aggregated = -(-length // factor)
+        return cls(factor=factor, span=max(1, int(0.005 * aggregated)),
+                   gap=max(1, int(0.03 * aggregated)), **overrides)
 
 
 @dataclass
 class Detection:
-    """What one detector found in one series.
+    """What one detector found in one series; every array has one entry per raw point.
 
     Attributes:
-        scores: (timesteps,) raw scores; NaN where the detector cannot score.
-        smoothed: (timesteps,) the scores after smoothing; alarms come from these.
-        threshold: the smoothed score above which a point alarms.
-        alarms: inclusive ``(start, end)`` index pairs of alarm intervals.
+        scores: raw scores; NaN where the detector cannot score.
+        smoothed: the scores after smoothing; alarms come from these.
+        threshold: the smoothed score above which a point may alarm.
+        alarms: inclusive ``(start, end)`` raw index pairs of alarm intervals.
         scored_from: first index that counts: 0 in an audit, the end of the
             normal prefix when monitoring (points before it were fitted on).
-        fitted_on: points the detector was fitted on (0 when reloaded).
+        fitted_on: raw points the detector was fitted on (0 when reloaded).
     """
 
     name: str
     detector: object
     scaler: StandardScaler
-    settings: AlarmSettings
+    settings: Settings
     scores: np.ndarray
     smoothed: np.ndarray
     threshold: float
@@ -555,36 +747,41 @@ class Detection:
         return intervals_to_mask(self.alarms, len(self.scores))
 
 
-def audit(values, name="forecaster", window=64, settings=None, seed=42, **training):
+def audit(values, name="bidirectional", window=48, settings=None, seed=42, max_alarms=2,
+          **training):
     """Audit a recorded series: fit on all of it, unsupervised, and mark what stands out.
 
     This is how the published pipelines (Hundman et al. 2018; sintel-dev/Orion)
     score a recorded series: the detector learns the series' usual behaviour
     from the whole of it (anomalies are rare, so they barely shape it), and the
-    threshold comes from the scores themselves (:func:`common.alarms.dynamic_threshold`).
+    threshold comes from the scores themselves: candidates above a robust
+    threshold, of which at most ``settings.max_alarms`` of the strongest are kept
+    (:func:`common.alarms.find_alarms`).
 
     Args:
         values: (timesteps, channels) raw values.
         name: a key of :data:`DETECTORS`.
-        window: points per window.
-        settings: an :class:`AlarmSettings`; default scaled to the series' length.
-        training: ``units``, ``epochs``, ``batch_size`` for the recurrent detectors.
+        window: aggregated points per window.
+        settings: a :class:`Settings`; default scaled to the series' length.
+        max_alarms: with the default settings, keep at most this many alarms.
+        training: ``units``, ``epochs``, ``batch_size``, ``verbose`` for the recurrent detectors.
     """
     values = _as_2d(values).astype("float64")
     detector = make_detector(name, window, **training)
-    settings = settings or AlarmSettings.for_length(len(values), floor=detector.quiet_below)
-    scaler = StandardScaler().fit(values)
-    scaled = scaler.transform(values).astype("float32")
+    settings = settings or Settings.for_length(len(values), floor=detector.quiet_below,
+                                               max_alarms=max_alarms)
+    coarse = aggregate(values, settings.factor)
+    scaler = StandardScaler().fit(coarse)
     set_seed(seed)
     started = time.perf_counter()
-    detector.fit(scaled)
+    detector.fit(scaler.transform(coarse).astype("float32"))
     fit_seconds = time.perf_counter() - started
     detection = rescore(values, name, detector, scaler, settings, threshold=None)
     detection.fitted_on, detection.fit_seconds = len(values), fit_seconds
     return detection
 
 
-def monitor(values, normal_end, name="forecaster", window=64, settings=None, seed=42,
+def monitor(values, normal_end, name="bidirectional", window=48, settings=None, seed=42,
             holdout_fraction=0.25, threshold_factor=1.5, **training):
     """Monitor: fit on a normal prefix, then alarm only on the points after it.
 
@@ -592,33 +789,38 @@ def monitor(values, normal_end, name="forecaster", window=64, settings=None, see
     fitted on its first part; its last ``holdout_fraction`` is held out, and the
     threshold is ``threshold_factor`` times the highest smoothed score there:
     a margin above the strangest normal behaviour the detector has not fitted.
+    Every interval above it alarms: new data has no "strongest two".
 
     Returns:
-        A :class:`Detection` whose alarms all lie at or after ``normal_end``.
+        A :class:`Detection` whose alarms all lie at or after the prefix.
     """
     values = _as_2d(values).astype("float64")
     detector = make_detector(name, window, **training)
-    settings = settings or AlarmSettings.for_length(normal_end, floor=detector.quiet_below)
-    fit_end = normal_end - int(round(normal_end * holdout_fraction))
-    if fit_end < 2 * window or normal_end - fit_end < window or len(values) - normal_end < 1:
+    settings = settings or Settings.for_length(normal_end, floor=detector.quiet_below)
+    coarse = aggregate(values, settings.factor)
+    prefix = normal_end // settings.factor
+    fit_end = prefix - int(round(prefix * holdout_fraction))
+    if fit_end < 2 * window or prefix - fit_end < window or len(coarse) - prefix < 1:
         raise ValueError(
             f"Expected a normal prefix of at least 3 windows of {window} points (2 to fit, 1 held "
-            f"out) and points after it. Received: a prefix of {normal_end} of {len(values)} points"
+            f"out) and points after it. Received: a prefix of {prefix} of {len(coarse)} points"
+            + (f" (averaged {settings.factor} to 1)" if settings.factor > 1 else "")
         )
-    scaler = StandardScaler().fit(values[:fit_end])
-    scaled = scaler.transform(values).astype("float32")
+    scaler = StandardScaler().fit(coarse[:fit_end])
+    scaled = scaler.transform(coarse).astype("float32")
     set_seed(seed)
     started = time.perf_counter()
-    detector.fit(scaled[:fit_end], validation_series=scaled[fit_end:normal_end])
+    detector.fit(scaled[:fit_end], validation_series=scaled[fit_end:prefix])
     fit_seconds = time.perf_counter() - started
     # Score the prefix on its own, so no window reaching past it shapes the threshold.
-    held_out = smooth(detector.score(scaled[:normal_end]), settings.span)[fit_end:]
-    held_out = held_out[~np.isnan(held_out)]
+    held_out = smooth(detector.score(scaled[:prefix]), settings.span)[fit_end:]
+    held_out = held_out[np.isfinite(held_out)]
     if held_out.size == 0:
         raise ValueError("Expected scored points in the held-out normal part. Received: none")
     threshold = max(threshold_factor * float(held_out.max()), settings.floor)
-    detection = rescore(values, name, detector, scaler, settings, threshold, scored_from=normal_end)
-    detection.fitted_on, detection.fit_seconds = fit_end, fit_seconds
+    detection = rescore(values, name, detector, scaler, settings, threshold,
+                        scored_from=prefix * settings.factor)
+    detection.fitted_on, detection.fit_seconds = fit_end * settings.factor, fit_seconds
     return detection
 
 
@@ -626,21 +828,24 @@ def rescore(values, name, detector, scaler, settings, threshold, scored_from=0):
     """Score ``values`` with a fitted detector and scaler; alarm above ``threshold``.
 
     ``threshold=None`` chooses one from the scores (an audit). Alarms before
-    ``scored_from`` are dropped: those points were the detector's training data.
+    ``scored_from`` (a raw index) are dropped: those points were the detector's
+    training data.
     """
     values = _as_2d(values).astype("float64")
-    scaled = scaler.transform(values).astype("float32")
+    coarse = scaler.transform(aggregate(values, settings.factor)).astype("float32")
     started = time.perf_counter()
-    scores = detector.score(scaled)
+    scores = detector.score(coarse)
     score_seconds = time.perf_counter() - started
     smoothed = smooth(scores, settings.span)
     counted = smoothed.copy()
-    counted[:scored_from] = np.nan
+    counted[: -(-scored_from // settings.factor)] = np.nan
     if threshold is None:
-        alarms, threshold = find_alarms(counted, None, settings.gap, settings.min_drop)
-        if threshold < settings.floor:  # a near-perfect fit: its tiny errors are not anomalies
-            alarms, threshold = find_alarms(counted, settings.floor, settings.gap, settings.min_drop)
-    else:  # a fixed threshold was set on normal data: every interval above it alarms
-        alarms, threshold = find_alarms(counted, threshold, settings.gap, min_drop=None)
-    return Detection(name, detector, scaler, settings, scores, smoothed, threshold, alarms,
-                     scored_from=scored_from, score_seconds=score_seconds)
+        alarms, threshold = find_alarms(counted, None, settings.gap, settings.z,
+                                        settings.max_alarms, settings.min_ratio, settings.floor)
+    else:  # a fixed threshold, set on normal data: every interval above it alarms
+        alarms, threshold = find_alarms(counted, threshold, settings.gap, max_alarms=None)
+    length, factor = len(values), settings.factor
+    return Detection(name, detector, scaler, settings, expand(scores, factor, length),
+                     expand(smoothed, factor, length), threshold,
+                     expand_intervals(alarms, factor, length), scored_from=scored_from,
+                     score_seconds=score_seconds)

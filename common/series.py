@@ -671,6 +671,27 @@ def _count(number, noun):
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
+def find_csv_files(paths):
+    """``(file, key)`` for every CSV (``.csv`` or ``.csv.gz``) at or under ``paths``, sorted.
+
+    The key is the file's path below the folder it was found in, such as
+    ``"realKnownCause/nyc_taxi.csv"``, the way NAB's labels file names it; a
+    file given directly is keyed by its own folder and name.
+    """
+    found = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.name.endswith((".csv", ".csv.gz")))
+            if not files:
+                raise ValueError(f"{path}: expected .csv files in that folder; received none")
+            found += [(file, file.relative_to(path).as_posix()) for file in files]
+        elif path.is_file():
+            found.append((path, f"{path.parent.name}/{path.name}"))
+        else:
+            raise ValueError(f"{path}: no such file or folder")
+    return found
+
+
 # ---------------------------------------------------------------- label windows
 
 

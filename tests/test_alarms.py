@@ -122,5 +122,33 @@ def test_pruning_keeps_peaks_above_the_last_big_drop():
 
 def test_find_alarms_with_a_fixed_threshold_keeps_every_interval():
     scores = np.array([0, 3, 0, 0, 3.2, 0, 0, 0, 0, 3.1])
-    found, threshold = alarms.find_alarms(scores, threshold=2.0, gap=3, min_drop=None)
+    found, threshold = alarms.find_alarms(scores, threshold=2.0, gap=3, max_alarms=None)
     assert threshold == 2.0 and found == [(1, 4), (9, 9)]
+
+
+def test_robust_threshold_by_hand_and_unmoved_by_the_anomalies():
+    # Median 2.5; absolute deviations 1.5, 0.5, 0.5, 97.5 -> MAD 1.0; 2.5 + 3 * 1.4826.
+    assert alarms.robust_threshold([1.0, 2.0, 3.0, 100.0]) == pytest.approx(2.5 + 3 * 1.4826)
+    assert alarms.robust_threshold([1.0, 2.0, 3.0, 1e6]) == pytest.approx(2.5 + 3 * 1.4826)
+    # More than half the scores equal: the MAD is 0, so the standard deviation stands in.
+    flat = [1.0] * 9 + [11.0]
+    assert alarms.robust_threshold(flat, z=1) == pytest.approx(1.0 + np.std(flat))
+
+
+def test_keep_strongest_is_a_budget_of_alarms_that_stand_out():
+    scores = np.zeros(50)
+    scores[[5, 15, 25, 35]] = [10.0, 4.0, 7.0, 6.0]
+    intervals = [(5, 5), (15, 15), (25, 25), (35, 35)]
+    assert alarms.keep_strongest(intervals, scores, max_alarms=2) == [(5, 5), (25, 25)]
+    assert alarms.keep_strongest(intervals, scores, max_alarms=4, min_ratio=0.5) == [(5, 5), (25, 25), (35, 35)]
+    assert alarms.keep_strongest(intervals, scores, max_alarms=4, min_ratio=0.0) == intervals
+    assert alarms.keep_strongest([], scores) == []
+
+
+def test_an_audit_alarms_on_the_strongest_candidates_only():
+    rng = np.random.default_rng(1)
+    scores = rng.normal(0, 1, 600)
+    scores[[100, 300, 500]] = [20.0, 8.0, 15.0]
+    found, threshold = alarms.find_alarms(scores, gap=5)
+    assert found == [(100, 100), (500, 500)]  # 8 is less than half of 20
+    assert 2 < threshold < 5

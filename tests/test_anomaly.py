@@ -127,7 +127,7 @@ def test_window_choice_and_period():
     assert anomaly.dominant_period(seasonal_series()) == 48
     assert anomaly.dominant_period(np.random.default_rng(0).normal(size=500)) is None
     assert anomaly.dominant_period(np.ones(100)) is None
-    assert anomaly.choose_window(4000) == 64
+    assert anomaly.choose_window(4000) == 48
     assert anomaly.choose_window(300, period=30) == 30  # one cycle fits in an eighth of 300
     assert anomaly.choose_window(300, period=100) == 37  # it does not: an eighth
     with pytest.raises(ValueError, match="at least 32 points"):
@@ -140,10 +140,19 @@ def test_make_detector_names_what_it_knows():
         anomaly.make_detector("lstn")
 
 
+def test_aggregation_and_its_inverse():
+    values = np.arange(10.0)
+    assert anomaly.aggregate(values, 4)[:, 0].tolist() == [1.5, 5.5, 8.5]
+    assert anomaly.expand([1.0, 2.0, 3.0], 4, 10).tolist() == [1, 1, 1, 1, 2, 2, 2, 2, 3, 3]
+    assert anomaly.expand_intervals([(1, 1), (2, 2)], 4, 10) == [(4, 7), (8, 9)]
+    settings = anomaly.Settings.for_length(4032)
+    assert (settings.factor, settings.span, settings.gap) == (8, 2, 15)  # 504 points after averaging
+
+
 def test_audit_finds_an_injected_anomaly_in_a_seasonal_series_with_no_false_alarm():
-    values = seasonal_series()
-    values[1700:1724] = values[1700:1724][::-1] + 0.8  # half a cycle played backwards, raised
-    detection = anomaly.audit(values, "forecaster", window=48, units=16, epochs=15, seed=1)
+    values = seasonal_series(period=96)
+    values[1700:1740] = values[1700:1740][::-1] + 0.8  # a stretch of the cycle played backwards, raised
+    detection = anomaly.audit(values, window=24, units=16, epochs=20, seed=1)
     assert len(detection.alarms) == 1, detection.alarms
     start, end = detection.alarms[0]
     assert start <= 1724 and end >= 1700
@@ -197,7 +206,7 @@ def test_quick_default_run_on_the_bundled_nab_series(run_app, tmp_path):
     assert status == 0, err
     for name in ("model.keras", "config.json", "scores.csv", "anomalies.csv", "metrics.json", "anomalies.png"):
         assert (tmp_path / name).is_file(), name
-    assert "duplicate timestamps" in out and "LSTM forecaster" in out and "MP discord" in out
+    assert "duplicate timestamps" in out and "bidirectional LSTM" in out and "MP discord" in out
     scores = pd.read_csv(tmp_path / "scores.csv")
     assert {"time", "value", "score", "flagged", "is_anomaly"} <= set(scores.columns)
     assert len(scores) == 22683 and scores["is_anomaly"].sum() > 0
@@ -208,11 +217,12 @@ def test_quick_default_run_on_the_bundled_nab_series(run_app, tmp_path):
         flagged[start : end + 1] = 1
     assert (scores["flagged"].to_numpy() == flagged).all()
     metrics = strict_json(tmp_path / "metrics.json")
-    assert metrics["mode"] == "audit" and set(metrics["table"]) == {"LSTM forecaster", "rolling z-score", "MP discord"}
-    assert metrics["table"]["LSTM forecaster"]["alarms"] == len(intervals)
+    assert metrics["mode"] == "audit"
+    assert set(metrics["table"]) == {"bidirectional LSTM", "rolling z-score", "MP discord"}
+    assert metrics["table"]["bidirectional LSTM"]["alarms"] == len(intervals) <= 2
     assert strict_json(tmp_path / "config.json")["app"] == "anomaly"
     model = keras.models.load_model(tmp_path / "model.keras")  # plain Keras, no custom objects
-    assert model.output.shape[1:] == (1,)
+    assert [tuple(output.shape[1:]) for output in model.outputs] == [(1,), (1,), (32, 1)]
 
 
 def test_monitor_then_reload_gives_identical_scores_and_alarms(run_app, tmp_path):
@@ -262,7 +272,7 @@ def test_a_short_series_gets_a_shorter_window_not_a_refusal(run_app, tmp_path):
     csv = write_series(tmp_path / "short.csv", seasonal_series(200, period=24))
     status, out, err = run_app("anomaly", "--csv", csv, "--detector", "zscore", "--out", tmp_path / "run")
     assert status == 0, err
-    assert "too few for --window 64; using 24 (its seasonal period)" in out
+    assert "too few for --window 48; using 24 (its seasonal period)" in out
 
 
 def test_messy_timestamps_are_repaired_and_reported(run_app, tmp_path):
@@ -307,7 +317,7 @@ def test_refusals(run_app, tmp_path, guarded_out):
     good = write_series(tmp_path / "good.csv", seasonal_series(400))
     expect_user_error(run_app, guarded_out, "--csv", tmp_path / "nope.csv", match="no such file")
     (tmp_path / "empty").mkdir()
-    expect_user_error(run_app, guarded_out, "--csv", tmp_path / "empty", match="no .csv files")
+    expect_user_error(run_app, guarded_out, "--csv", tmp_path / "empty", match="expected .csv files")
     texts = pd.read_csv(good).astype(str)
     texts.loc[[5, 9], "value"] = ["abc", "1,5"]
     texts.to_csv(tmp_path / "text.csv", index=False)
