@@ -47,7 +47,7 @@ from pathlib import Path
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal
 from common import alarms, anomaly, series as series_io
 from common.cli import UserError, app_parser, load_model_from_dir, positive_int
-from common.cli import check_out_folder, default_run_path, report_user_errors, run_folder
+from common.cli import prepare_out, report_user_errors, run_folder
 from common.cli import save_model_atomically, write_json
 
 import numpy as np
@@ -67,8 +67,9 @@ NAMES = {
     "autoencoder": "LSTM autoencoder",
     "zscore": "rolling z-score",
     "discord": "MP discord",
+    "holt-winters": "Holt-Winters",
 }
-BASELINES = ("zscore", "discord")
+BASELINES = ("zscore", "discord", "holt-winters")
 DEFAULTS = {"window": 48, "units": 32, "epochs": 20}
 QUICK = {"window": 32, "units": 8, "epochs": 3}
 
@@ -125,8 +126,6 @@ def read_config(argv):
     method.add_argument("--window", type=positive_int,
                         help="points the detector reads, after averaging (default: 48; shorter series get less)")
     method.add_argument("--units", type=positive_int, help="LSTM units (default: 32)")
-    method.add_argument("--overwrite", action="store_true",
-                        help="replace an existing --out folder (only once the new run is complete)")
     method.add_argument("--load", type=Path, metavar="DIR",
                         help="monitor with a saved run's detector, scaler and threshold; nothing is refitted")
     args = parser.parse_args(argv)
@@ -140,12 +139,7 @@ def read_config(argv):
         raise UserError("--load already holds a fitted detector; drop --train-fraction")
     if args.load is not None:
         args.detector = check_saved_run(args.load)["detector"]
-    args.out = args.out or default_run_path("anomaly")
-    try:
-        check_out_folder(args.out, args.overwrite, args.load)
-    except ValueError as error:
-        raise UserError(f"--out {args.out}: {error} (a saved run is never overwritten"
-                        + ("" if args.overwrite else " without --overwrite") + ")") from None
+    args.out = prepare_out(args.out, "anomaly", args.overwrite, args.load)
     sizes = {"window": args.window, "units": args.units,
              "epochs": args.epochs if user_set("--epochs", argv) else None}
     if args.quick:  # a smoke test: shrink what the user did not set, and say so
@@ -330,10 +324,12 @@ def report_one(found, detections, config):
     mine = detections[config.detector]
     print(f"\n{len(mine.alarms)} alarm interval(s); threshold {mine.threshold:.4g} on the "
           f"smoothed score ({'chosen from the scores' if mine.scored_from == 0 else 'from held-out normal data'})")
-    if labelled and len(rows) > 1:
-        best = max((rows[NAMES[b]] for b in BASELINES if b in detections), key=lambda r: r["f1"])
-        verdict = "beats" if rows[NAMES[config.detector]]["f1"] > best["f1"] else "does NOT beat"
-        print(f"The {NAMES[config.detector]} {verdict} the better baseline on overlap F1.")
+    if labelled and found.is_anomaly.any() and len(rows) > 1:
+        mine = rows[NAMES[config.detector]]["f1"]
+        best = max(rows[NAMES[b]]["f1"] for b in BASELINES if b in detections)
+        verdict = "beats" if mine > best else "ties with" if mine == best else "does NOT beat"
+        print(f"The {NAMES[config.detector]} {verdict} the best baseline on overlap F1 "
+              f"({mine:.3f} vs {best:.3f}).")
     return rows
 
 

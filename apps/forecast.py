@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal
-from common.cli import UserError, app_parser, load_model_from_dir, positive_int, report_user_errors, run_dir, save_model_atomically
+from common.cli import write_json
+from common.cli import UserError, app_parser, load_model_from_dir, positive_int, report_user_errors, prepare_out, run_folder, save_model_atomically
 
 import keras
 import numpy as np
@@ -346,6 +347,8 @@ def print_future(future, target_col, source):
 @report_user_errors
 def main(argv=None):
     args = parse_args(argv)
+    if not args.load or args.out is not None:  # can the run be saved? Check before any work.
+        args.out = prepare_out(args.out, "forecast", args.overwrite, args.load)
     started = time.perf_counter()
     if not 0 <= args.dropout < 1:
         raise UserError(f"--dropout must be in [0, 1), got {args.dropout}")
@@ -410,29 +413,29 @@ def main(argv=None):
     print("\n" + verdict(table, model_name))
 
     # Everything is computed; only now touch the output folder.
-    out = run_dir(args.out, "forecast")
-    save_model_atomically(model, out / "model.keras")
-    config = {
-        "window": args.window, "horizon": args.horizon, "cell": args.cell, "units": args.units,
-        "attention": args.attention, "quantiles": list(QUANTILES), "target_col": args.target_col,
-        "source": source, "scaler": scaler.to_dict(), "seed": args.seed,
-    }
-    (out / "config.json").write_text(json.dumps(config, indent=2))
-    future = forecast_future(model, prices, scaler, args.window, args.horizon)
-    predicted_prices = prices.to_numpy()[origins[in_test]][:, None, None] * np.exp(predicted)
-    write_forecast_csv(out / "forecast.csv", prices, origins[in_test], actual, predicted_prices, forecasts, future)
-    metrics = {
-        "test": table, "quantiles": quantile_rows, "verdict": verdict(table, model_name),
-        "examples": counts, "epochs_run": epochs_run, "train_seconds": round(train_seconds, 2),
-        "train_windows_per_second": round(counts["train"] * epochs_run / train_seconds, 1),
-        "test_period": [f"{test_start:%Y-%m-%d}", f"{test_end:%Y-%m-%d}"], "config": {k: v for k, v in config.items() if k != "scaler"},
-    }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
-    plot_run(out, prices, origins[in_test], actual, predicted_prices, future, args.target_col, source, model_name)
-    common.plot_history(history, out / "training.png", title="Quantile loss")
-    print_future(future, args.target_col, source)
-    print(f"\nSaved model.keras, metrics.json, forecast.csv, forecast.png and training.png in {out}/ "
-          f"({time.perf_counter() - started:.0f} s; reload with --load {out})")
+    with run_folder(args.out, args.overwrite) as out:  # saved whole, or not at all
+        save_model_atomically(model, out / "model.keras")
+        config = {
+            "window": args.window, "horizon": args.horizon, "cell": args.cell, "units": args.units,
+            "attention": args.attention, "quantiles": list(QUANTILES), "target_col": args.target_col,
+            "source": source, "scaler": scaler.to_dict(), "seed": args.seed,
+        }
+        (out / "config.json").write_text(json.dumps(config, indent=2))
+        future = forecast_future(model, prices, scaler, args.window, args.horizon)
+        predicted_prices = prices.to_numpy()[origins[in_test]][:, None, None] * np.exp(predicted)
+        write_forecast_csv(out / "forecast.csv", prices, origins[in_test], actual, predicted_prices, forecasts, future)
+        metrics = {
+            "test": table, "quantiles": quantile_rows, "verdict": verdict(table, model_name),
+            "examples": counts, "epochs_run": epochs_run, "train_seconds": round(train_seconds, 2),
+            "train_windows_per_second": round(counts["train"] * epochs_run / train_seconds, 1),
+            "test_period": [f"{test_start:%Y-%m-%d}", f"{test_end:%Y-%m-%d}"], "config": {k: v for k, v in config.items() if k != "scaler"},
+        }
+        write_json(out / "metrics.json", metrics)
+        plot_run(out, prices, origins[in_test], actual, predicted_prices, future, args.target_col, source, model_name)
+        common.plot_history(history, out / "training.png", title="Quantile loss")
+        print_future(future, args.target_col, source)
+    print(f"\nSaved model.keras, metrics.json, forecast.csv, forecast.png and training.png in {args.out}/ "
+          f"({time.perf_counter() - started:.0f} s; reload with --load {args.out})")
     return 0
 
 
@@ -472,9 +475,9 @@ def forecast_from_saved_run(args):
     future = forecast_future(model, prices, scaler, window, horizon)
     print_future(future, args.target_col, source)
     if args.out is not None:
-        out = run_dir(args.out, "forecast")
-        future.to_csv(out / "forecast.csv", float_format="%.6g")
-        print(f"Saved forecast.csv in {out}/")
+        with run_folder(args.out, args.overwrite) as out:
+            future.to_csv(out / "forecast.csv", float_format="%.6g")
+        print(f"Saved forecast.csv in {args.out}/")
     return 0
 
 

@@ -57,7 +57,8 @@ from pathlib import Path
 
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal
 import common.text as text
-from common.cli import UserError, app_parser, load_model_from_dir, positive_int, report_user_errors, run_dir, save_model_atomically
+from common.cli import write_json
+from common.cli import UserError, app_parser, load_model_from_dir, positive_int, report_user_errors, prepare_out, run_folder, save_model_atomically
 
 import keras
 import numpy as np
@@ -324,6 +325,8 @@ def plot_histories(histories, seeds, path):
 @report_user_errors
 def main(argv=None):
     args = parse_args(argv)
+    if not args.load:  # a new run: can it be saved? Check before training.
+        args.out = prepare_out(args.out, "sentiment", args.overwrite)
     started = time.perf_counter()
     if not 0 <= args.dropout < 1:
         raise UserError(f"--dropout must be in [0, 1), got {args.dropout}")
@@ -387,27 +390,27 @@ def main(argv=None):
     print("\n" + verdict(table))
 
     # Everything is computed; only now touch the output folder.
-    out = run_dir(args.out, "sentiment")
-    save_model_atomically(model, out / "model.keras")
-    metrics = {
-        "test": table, "verdict": verdict(table), "validation_accuracy": {"RNN": validation_accuracy, "TF-IDF + logistic regression": baseline_validation_accuracy},
-        "examples": counts, "source": source, "class_names": list(class_names),
-        "model": model_name, "vocabulary_size": vocab_size, "baseline_C": strength,
-        "epochs_run": epochs_run, "train_seconds": round(train_seconds, 2),
-        "train_examples_per_second": round(counts["train"] * epochs_run / train_seconds, 1),
-        "config": {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()},
-        # A reload check: keras.models.load_model("model.keras") must give these same probabilities.
-        "example_predictions": [
-            {"text": example, "probability": float(probability)}
-            for example, probability in zip(test_texts[:5], predict_texts(model, test_texts[:5]))
-        ],
-    }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    text.plot_confusion_matrix(test_labels, probabilities >= 0.5, out / "confusion_matrix.png",
-                               class_names=[f"{name}" for name in class_names], title=f"RNN on the test split ({counts['test']} texts)")
-    plot_histories(histories, [args.seed + number for number in range(args.seeds)], out / "training.png")
-    print(f"\nSaved model.keras, metrics.json, confusion_matrix.png and training.png in {out}/ "
-          f"({time.perf_counter() - started:.0f} s; try --load {out} --predict \"some review\")")
+    with run_folder(args.out, args.overwrite) as out:  # saved whole, or not at all
+        save_model_atomically(model, out / "model.keras")
+        metrics = {
+            "test": table, "verdict": verdict(table), "validation_accuracy": {"RNN": validation_accuracy, "TF-IDF + logistic regression": baseline_validation_accuracy},
+            "examples": counts, "source": source, "class_names": list(class_names),
+            "model": model_name, "vocabulary_size": vocab_size, "baseline_C": strength,
+            "epochs_run": epochs_run, "train_seconds": round(train_seconds, 2),
+            "train_examples_per_second": round(counts["train"] * epochs_run / train_seconds, 1),
+            "config": {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()},
+            # A reload check: keras.models.load_model("model.keras") must give these same probabilities.
+            "example_predictions": [
+                {"text": example, "probability": float(probability)}
+                for example, probability in zip(test_texts[:5], predict_texts(model, test_texts[:5]))
+            ],
+        }
+        write_json(out / "metrics.json", metrics)
+        text.plot_confusion_matrix(test_labels, probabilities >= 0.5, out / "confusion_matrix.png",
+                                   class_names=[f"{name}" for name in class_names], title=f"RNN on the test split ({counts['test']} texts)")
+        plot_histories(histories, [args.seed + number for number in range(args.seeds)], out / "training.png")
+    print(f"\nSaved model.keras, metrics.json, confusion_matrix.png and training.png in {args.out}/ "
+          f"({time.perf_counter() - started:.0f} s; try --load {args.out} --predict \"some review\")")
     return 0
 
 

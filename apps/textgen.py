@@ -44,7 +44,8 @@ from pathlib import Path
 
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal
 import common.generation as generation
-from common.cli import UserError, app_parser, load_model_from_dir, positive_float, positive_int, report_user_errors, run_dir, save_model_atomically
+from common.cli import write_json
+from common.cli import UserError, app_parser, load_model_from_dir, positive_float, positive_int, report_user_errors, prepare_out, run_folder, save_model_atomically
 from common.plotting import plt, save_figure
 
 import keras
@@ -279,6 +280,8 @@ def generate_from_saved_run(args):
 @report_user_errors
 def main(argv=None):
     args = parse_args(argv)
+    if not args.load:  # a new run: can it be saved? Check before training.
+        args.out = prepare_out(args.out, "textgen", args.overwrite)
     check_args(args)
     if args.load:
         return generate_from_saved_run(args)
@@ -336,32 +339,32 @@ def main(argv=None):
     texts = generate_and_print(report.sampler, args)  # the best epoch's weights, restored
 
     # Everything is computed; only now touch the output folder.
-    out = run_dir(args.out, "textgen")
-    save_model_atomically(model, out / "model.keras")
-    metrics = {
-        "data": source,
-        "characters": {"total": len(text), "train": len(train_text), "validation_scored": len(val_ids) - 1, "vocabulary": len(vocabulary.characters)},
-        "model": {"cell": args.cell, "units": args.units, "embedding_dim": args.embedding_dim, "dropout": args.dropout, "weights": model.count_params()},
-        "training": {"batch_size": batch_size, "seq_length": args.seq_length, "steps_per_epoch": args.steps_per_epoch,
-                     "learning_rate": args.learning_rate, "seconds": train_seconds,
-                     "chars_per_second": mean_speed(report.epochs)},
-        "epochs": report.epochs,
-        "best_epoch": best["epoch"],
-        "val_loss_nats": best["val_loss_nats"],
-        "val_bits_per_char": best["val_bits_per_char"],
-        "baselines_nats": baselines,
-        "seed": args.seed,
-    }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    plot_losses(report.epochs, baselines, out / "loss.png")
-    with open(out / "samples.txt", "w", encoding="utf-8") as handle:
-        for row, sample in report.samples:
-            handle.write(f"===== after epoch {row['epoch']} ({row['wall_seconds'] / 60:.2f} min, validation {row['val_loss_nats']:.3f} nats/char) =====\n")
-            handle.write(args.prompt + sample + "\n\n")
-        handle.write(f"===== final, best weights (epoch {best['epoch']}) =====\n")
-        handle.write("\n\n".join(args.prompt + sample for sample in texts) + "\n")
-    print(f"\nSaved model.keras, metrics.json, loss.png and samples.txt in {out}/")
-    print(f"Generate more: python apps/textgen.py --load {out} --generate 1000 --temperature 0.8")
+    with run_folder(args.out, args.overwrite) as out:  # saved whole, or not at all
+        save_model_atomically(model, out / "model.keras")
+        metrics = {
+            "data": source,
+            "characters": {"total": len(text), "train": len(train_text), "validation_scored": len(val_ids) - 1, "vocabulary": len(vocabulary.characters)},
+            "model": {"cell": args.cell, "units": args.units, "embedding_dim": args.embedding_dim, "dropout": args.dropout, "weights": model.count_params()},
+            "training": {"batch_size": batch_size, "seq_length": args.seq_length, "steps_per_epoch": args.steps_per_epoch,
+                         "learning_rate": args.learning_rate, "seconds": train_seconds,
+                         "chars_per_second": mean_speed(report.epochs)},
+            "epochs": report.epochs,
+            "best_epoch": best["epoch"],
+            "val_loss_nats": best["val_loss_nats"],
+            "val_bits_per_char": best["val_bits_per_char"],
+            "baselines_nats": baselines,
+            "seed": args.seed,
+        }
+        write_json(out / "metrics.json", metrics)
+        plot_losses(report.epochs, baselines, out / "loss.png")
+        with open(out / "samples.txt", "w", encoding="utf-8") as handle:
+            for row, sample in report.samples:
+                handle.write(f"===== after epoch {row['epoch']} ({row['wall_seconds'] / 60:.2f} min, validation {row['val_loss_nats']:.3f} nats/char) =====\n")
+                handle.write(args.prompt + sample + "\n\n")
+            handle.write(f"===== final, best weights (epoch {best['epoch']}) =====\n")
+            handle.write("\n\n".join(args.prompt + sample for sample in texts) + "\n")
+    print(f"\nSaved model.keras, metrics.json, loss.png and samples.txt in {args.out}/")
+    print(f"Generate more: python apps/textgen.py --load {args.out} --generate 1000 --temperature 0.8")
     return 0
 
 

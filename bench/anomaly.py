@@ -85,7 +85,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nab", type=Path, required=True, help="NAB-layout folder (data/ and combined_windows.json)")
     parser.add_argument("--detectors", nargs="+", choices=list(app.NAMES),
-                        default=["bidirectional", "zscore", "discord"],
+                        default=["bidirectional", "zscore", "discord", "holt-winters"],
                         help="detectors to run, the first with both alarm rules (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="the app's --quick settings, two files per folder")
     parser.add_argument("--seed", type=int, default=42)

@@ -1,16 +1,18 @@
-"""Time-series anomaly detection: four detectors behind one registry, and two ways to use them.
+"""Time-series anomaly detection: detectors behind one registry, and two ways to use them.
 
 Every detector turns a series (timesteps, channels), already scaled, into one
 score per point: higher means stranger. None of them ever sees a label. Each
 has ``fit(values)`` and ``score(values) -> (timesteps,)``; :data:`DETECTORS`
 names them and :func:`make_detector` builds one by name.
 
-| name            | class                    | a point's score                                          |
-|-----------------|--------------------------|----------------------------------------------------------|
-| ``forecaster``  | ``LSTMForecaster``       | the error of predicting it from the ``window`` before it |
-| ``autoencoder`` | ``LSTMAutoencoder``      | its reconstruction error, averaged over covering windows |
-| ``zscore``      | ``RollingZScore``        | distance from the median of the previous ``window``, MADs|
-| ``discord``     | ``MatrixProfileDiscord`` | distance from its windows to their nearest other window  |
+| name              | class                    | a point's score                                       |
+|-------------------|--------------------------|-------------------------------------------------------|
+| ``bidirectional`` | ``BidirectionalLSTM``    | its error when predicted from both sides (AER-style)  |
+| ``forecaster``    | ``LSTMForecaster``       | its error when predicted from the ``window`` before it|
+| ``autoencoder``   | ``LSTMAutoencoder``      | its reconstruction error, mean over covering windows  |
+| ``zscore``        | ``RollingZScore``        | distance from the median of the last ``window``, MADs |
+| ``discord``       | ``MatrixProfileDiscord`` | distance from its windows to their nearest others     |
+| ``holt-winters``  | ``HoltWinters``          | the error of exponential smoothing's one-step forecast|
 
 Two ways to use a detector, each returning a :class:`Detection`:
 
@@ -305,6 +307,68 @@ class MatrixProfileDiscord:
         return {"window": self.window}
 
 
+class HoltWinters:
+    """Baseline: the error of a Holt-Winters forecast of each point from the points before it.
+
+    Classical exponential smoothing (statsmodels' ``ExponentialSmoothing``)
+    with an additive trend, and an additive season when the fitted series has
+    one (:func:`dominant_period`). Its smoothing weights are fitted once; new
+    data is then run through the same weights, so scores of a monitored series
+    use nothing learned from it.
+    """
+
+    name = "Holt-Winters"
+    quiet_below = 0.1  # standard deviations of the scaled series, as for the LSTM forecaster
+
+    def __init__(self, window=48):
+        self.window = int(window)  # unused: exponential smoothing looks at the whole past
+        self.period, self.params = None, None
+
+    def _model(self, values, params=None):
+        from statsmodels.tsa.holtwinters import ExponentialSmoothing
+
+        seasonal = "add" if self.period else None
+        if params is None:
+            return ExponentialSmoothing(values, trend="add", seasonal=seasonal,
+                                        seasonal_periods=self.period, initialization_method="estimated")
+        return ExponentialSmoothing(
+            values, trend="add", seasonal=seasonal, seasonal_periods=self.period,
+            initialization_method="known", initial_level=params["initial_level"],
+            initial_trend=params["initial_trend"],
+            initial_seasonal=params["initial_seasons"] if self.period else None,
+        )
+
+    def fit(self, normal_series, **unused):
+        series = _as_2d(normal_series).astype("float64")
+        self.period = dominant_period(series, max_lag=len(series) // 3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # statsmodels warns about its optimiser's convergence
+            fitted = [self._model(series[:, channel]).fit().params for channel in range(series.shape[1])]
+        keys = ("smoothing_level", "smoothing_trend", "smoothing_seasonal", "initial_level",
+                "initial_trend", "initial_seasons")
+        self.params = [{key: np.asarray(p[key]).tolist() for key in keys if key in p} for p in fitted]
+        return self
+
+    def score(self, series):
+        series = _as_2d(series).astype("float64")
+        errors = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for channel, params in enumerate(self.params):
+                model = self._model(series[:, channel], params)
+                weights = {key: params[key] for key in params if key.startswith("smoothing")}
+                fitted = model.fit(optimized=False, **weights).fittedvalues
+                errors.append(np.abs(series[:, channel] - fitted))
+        return np.mean(errors, axis=0)
+
+    def state(self):
+        return {"period": self.period, "params": self.params}
+
+    def set_state(self, state):
+        self.period, self.params = state["period"], state["params"]
+        return self
+
+
 # ---------------------------------------------------------------- recurrent detectors
 
 
@@ -561,6 +625,7 @@ DETECTORS = {
     "autoencoder": LSTMAutoencoder,
     "zscore": RollingZScore,
     "discord": MatrixProfileDiscord,
+    "holt-winters": HoltWinters,
 }
 RECURRENT = ("bidirectional", "forecaster", "autoencoder")
 

@@ -56,9 +56,10 @@ def common_parser(epochs=20, batch_size=64, app="app"):
     group = parser.add_argument_group("training and output")
     group.add_argument("--epochs", type=positive_int, default=epochs, help="most passes over the training data; early stopping may end sooner (default: %(default)s)")
     group.add_argument("--batch-size", type=positive_int, default=batch_size, help="examples per gradient step (default: %(default)s)")
-    group.add_argument("--seed", type=int, default=42, help="random seed, for a run you can repeat (default: %(default)s)")
+    group.add_argument("--seed", type=seed_int, default=42, help="random seed 0 to 2**32 - 1, for a run you can repeat (default: %(default)s)")
     group.add_argument("--quick", action="store_true", help="tiny data and few epochs: a smoke test in seconds, for tests and CI")
-    group.add_argument("--out", type=Path, default=None, help=f"folder for the model, metrics and plots (default: runs/{app}/<timestamp>/)")
+    group.add_argument("--out", type=Path, default=None, help=f"new folder for the model, metrics and plots (default: runs/{app}/<time>-<process>/)")
+    group.add_argument("--overwrite", action="store_true", help="replace an existing --out folder, once the new run is complete")
     return parser
 
 
@@ -68,7 +69,7 @@ def app_parser(doc, app, epochs, batch_size):
     The docstring's first paragraph is the description; everything after the
     second paragraph (the usage examples) is the epilog, kept as written.
     """
-    return argparse.ArgumentParser(
+    return OneLineErrorParser(
         prog=f"{app}.py",
         description=doc.split("\n\n")[0],
         epilog=doc.split("\n\n", 2)[2],
@@ -77,27 +78,43 @@ def app_parser(doc, app, epochs, batch_size):
     )
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line and a pointer to ``--help``, not the usage block."""
+
+    def error(self, message):
+        self.exit(EXIT_USER_ERROR, f"{self.prog.removesuffix('.py')}: error: {message} (see --help)\n")
+
+
 def positive_int(text):
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
     return value
 
 
 def positive_float(text):
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    """A finite number above 0: ``nan``, ``inf`` and ``-1`` are refused."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {text}")
     return value
 
 
-def run_dir(out, app):
-    """The folder a run writes to: ``out``, or ``runs/<app>/<timestamp>/``. Created if needed."""
-    path = Path(out) if out is not None else Path("runs") / app / datetime.now().strftime("%Y%m%d-%H%M%S")
-    if path.exists() and not path.is_dir():
-        raise UserError(f"--out {path} exists and is not a folder")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def seed_int(text):
+    """A random seed NumPy and TensorFlow both accept: an integer from 0 to 2**32 - 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected a seed from 0 to 4294967295, got {text}")
+    return value
 
 
 def save_model_atomically(model, path):
@@ -178,7 +195,7 @@ def check_out_folder(out, overwrite=False, load=None):
     """
     out = Path(out)
     if load is not None and out.resolve() == Path(load).resolve():
-        raise ValueError(f"Expected an output folder other than the loaded run. Received: {out}")
+        raise ValueError(f"Expected an output folder other than the loaded run, which is never overwritten. Received: {out}")
     if out.exists() and not out.is_dir():
         raise ValueError(f"Expected a folder to write the run into. Received: {out}, an existing file")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
@@ -248,3 +265,18 @@ def _share_permissions(folder):
     os.chmod(folder, 0o777 & ~umask)
     for path in folder.rglob("*"):
         os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+
+
+def prepare_out(out, app, overwrite=False, load=None):
+    """The folder a run will be saved in, checked before any work: ``out`` or a new default.
+
+    Raises :class:`UserError` naming ``--out`` when the run could not be saved
+    there, so no training is wasted.
+    """
+    out = Path(out) if out is not None else default_run_path(app)
+    try:
+        check_out_folder(out, overwrite, load)
+    except ValueError as error:
+        hint = "" if overwrite else "; pass --overwrite to replace it"
+        raise UserError(f"--out {out}: {error}{hint if 'holds files' in str(error) else ''}") from None
+    return out

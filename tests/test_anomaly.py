@@ -134,6 +134,28 @@ def test_window_choice_and_period():
         anomaly.choose_window(20)
 
 
+def test_holt_winters_learns_the_season_and_scores_new_data_with_the_same_weights():
+    values = seasonal_series(1200)[:, None]
+    values[900, 0] += 3.0
+    detector = anomaly.HoltWinters().fit(values[:600])
+    assert detector.period == 48
+    scores = detector.score(values)
+    assert np.argmax(scores[100:]) + 100 == 900
+    again = anomaly.HoltWinters().set_state(json.loads(json.dumps(detector.state()))).score(values)
+    np.testing.assert_allclose(again, scores)
+
+
+def test_bidirectional_lstm_scores_both_sides_and_reloads_its_error_scales():
+    values = seasonal_series(400)[:, None].astype("float32")
+    detector = anomaly.BidirectionalLSTM(window=16, units=8, epochs=2).fit(values)
+    scores = detector.score(values)
+    # The forward head reaches points 17.., the backward head points ..383: every point has a score.
+    assert scores.shape == (400,) and np.isfinite(scores).all()
+    twin = anomaly.BidirectionalLSTM(window=16, units=8, model=detector.model)
+    twin.set_state(json.loads(json.dumps(detector.state())))
+    np.testing.assert_allclose(twin.score(values), scores, rtol=1e-5)
+
+
 def test_make_detector_names_what_it_knows():
     assert isinstance(anomaly.make_detector("forecaster", window=8), anomaly.LSTMForecaster)
     with pytest.raises(ValueError, match="Expected a detector in"):

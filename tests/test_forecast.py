@@ -237,7 +237,7 @@ def test_a_failed_run_leaves_an_earlier_run_untouched(quick_run, run_app, tmp_pa
     _, _, out = quick_run
     before = {path.name: path.read_bytes() for path in out.iterdir()}
     bad_csv = write_prices(tmp_path / "short.csv", np.linspace(10, 20, 60))
-    status, _, _ = run_app("forecast", "--csv", bad_csv, "--out", out)
+    status, _, _ = run_app("forecast", "--csv", bad_csv, "--out", out, "--overwrite")
     assert status == 2
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before
 

@@ -221,6 +221,6 @@ def test_offline_imdb_names_the_default(run_app, tmp_path, monkeypatch):
     out = tmp_path / "run"
     out.mkdir()
     (out / "metrics.json").write_text("keep me")
-    status, _, stderr = run_app("sentiment", "--dataset", "imdb", "--cache-dir", tmp_path / "cache", "--out", out)
+    status, _, stderr = run_app("sentiment", "--dataset", "imdb", "--cache-dir", tmp_path / "cache", "--out", out, "--overwrite")
     assert_one_line_error(status, stderr, "bundled Rotten Tomatoes")
     assert (out / "metrics.json").read_text() == "keep me"  # nothing overwritten
