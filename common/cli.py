@@ -41,8 +41,13 @@ def report_user_errors(main):
             print(f"{program}: error: {error}", file=sys.stderr)
             return EXIT_USER_ERROR
         except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
+            print("interrupted; nothing was saved", file=sys.stderr)
             return 130
+        except OSError as error:  # the disk, not the code: full, removed, read-only
+            program = Path(main.__code__.co_filename).stem
+            where = f": {error.filename}" if error.filename else ""
+            print(f"{program}: error: could not write{where} ({error.strerror or error})", file=sys.stderr)
+            return EXIT_USER_ERROR
 
     return wrapper
 
@@ -203,8 +208,12 @@ def check_out_folder(out, overwrite=False, load=None):
     parent = out.parent
     while not parent.exists():
         parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"Expected a writable place for {out}. Received: {parent}, which cannot be written")
+    try:  # a real probe: permissions, read-only mounts and pseudo file systems all show here
+        if not parent.is_dir():
+            raise NotADirectoryError(parent)
+        os.rmdir(tempfile.mkdtemp(prefix=".probe-", dir=parent))
+    except OSError:
+        raise ValueError(f"Expected a writable place for {out}. Received: {parent}, which cannot be written") from None
 
 
 @contextlib.contextmanager

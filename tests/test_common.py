@@ -385,3 +385,80 @@ def test_app_parser_takes_description_and_examples_from_the_docstring():
     assert parser.prog == "demo.py" and parser.description == "Do one thing well."
     assert parser.epilog == "Why: because.\n\nMore detail."
     assert parser.parse_args([]).epochs == 5 and parser.parse_args([]).batch_size == 8
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--seed", "-1"], "expected a seed from 0 to 4294967295, got -1"),
+        (["--seed", str(2**32)], "expected a seed from 0 to 4294967295"),
+        (["--seed", "x"], "expected an integer seed, got 'x'"),
+        (["--epochs", "0"], "expected a positive integer, got 0"),
+        (["--batch-size", "1.5"], "expected a positive integer, got '1.5'"),
+        (["--no-such-option"], "unrecognized arguments: --no-such-option"),
+    ],
+)
+def test_a_bad_option_is_one_line_pointing_to_help(argv, expected, capsys):
+    parser = cli.app_parser("Demo.\n\nexamples\n\nmore", "demo", epochs=5, batch_size=8)
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1
+    assert err.startswith("demo: error:") and expected in err and err.rstrip().endswith("(see --help)")
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "0", "-1", "1e400", "abc"])
+def test_positive_float_refuses_what_is_not_a_finite_positive_number(text):
+    import argparse
+
+    with pytest.raises(argparse.ArgumentTypeError):
+        cli.positive_float(text)
+    assert cli.positive_float("2e-3") == 0.002
+
+
+def test_run_folder_is_written_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="midway"):
+        with cli.run_folder(target) as folder:
+            (folder / "model.keras").write_text("half")
+            raise RuntimeError("midway")
+    assert list(tmp_path.iterdir()) == []  # no run, no debris
+    with cli.run_folder(target) as folder:
+        (folder / "metrics.json").write_text("{}")
+    assert [p.name for p in target.iterdir()] == ["metrics.json"]
+    with pytest.raises(ValueError, match="holds files"):
+        cli.check_out_folder(target)
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C while replacing: the earlier run stays
+        with cli.run_folder(target, overwrite=True) as folder:
+            (folder / "metrics.json").write_text("new")
+            raise KeyboardInterrupt
+    assert (target / "metrics.json").read_text() == "{}"
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+    with cli.run_folder(target, overwrite=True) as folder:
+        (folder / "metrics.json").write_text("new")
+    assert (target / "metrics.json").read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+def test_out_folder_checks(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="an existing file"):
+        cli.check_out_folder(tmp_path / "file")
+    with pytest.raises(ValueError, match="cannot be written"):
+        cli.check_out_folder(tmp_path / "file" / "run")  # under a file
+    with pytest.raises(ValueError, match="other than the loaded run"):
+        cli.check_out_folder(tmp_path / "saved", load=tmp_path / "saved")
+    assert cli.default_run_path("demo") != cli.default_run_path("demo")  # never the same twice
+
+
+def test_write_json_is_strict():
+    import json
+    import tempfile
+    from pathlib import Path
+
+    path = Path(tempfile.mkdtemp()) / "metrics.json"
+    cli.write_json(path, {"f1": float("nan"), "auc": np.float32(0.5), "n": np.int64(3), "big": float("inf")})
+
+    def refuse(constant):
+        raise ValueError(constant)
+
+    assert json.loads(path.read_text(), parse_constant=refuse) == {"f1": None, "auc": 0.5, "n": 3, "big": None}
