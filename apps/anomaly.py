@@ -20,7 +20,7 @@ From scores to alarms: the series is averaged down to about 500 points (so a
 --window of 48 spans a tenth of it: days of 5-minute readings), and each point
 gets a score: how badly a bidirectional LSTM predicts it from the window after
 it and the window before it (after AER, the best published pipeline on NAB).
-Scores are smoothed. An audit takes the stretches above the median score plus
+Scores are smoothed over 1% of the series. An audit takes the stretches above the median score plus
 3 robust standard deviations, merges those closer than 3% of the series, and
 keeps the --max-alarms strongest, each at least half as strong as the top one;
 a monitor alarms wherever the score passes 1.5x the highest score on held-out
@@ -38,6 +38,7 @@ UTC, empty values are interpolated; each repair is reported in one line. A
 series too short for --window gets a shorter window, said in one line.
 """
 
+import argparse
 import json
 import sys
 import time
@@ -114,7 +115,7 @@ def read_config(argv):
     data.add_argument("--label-col", help="0/1 column of anomalous points (default: is_anomaly if present)")
     data.add_argument("--duplicates", choices=series_io.DUPLICATE_RULES, default="mean",
                       help="how to combine rows that share a timestamp (default: %(default)s)")
-    data.add_argument("--fill", action="store_true", help=argparse_suppress())
+    data.add_argument("--fill", action="store_true", help=argparse.SUPPRESS)  # old scripts: now always
     method = parser.add_argument_group("detection")
     method.add_argument("--detector", choices=list(NAMES), default="bidirectional",
                         help="what scores each point (default: %(default)s)")
@@ -166,12 +167,6 @@ def user_set(option, argv):
 
 def mode(detection, config):
     return "monitor" if detection.scored_from or config.load is not None else "audit"
-
-
-def argparse_suppress():
-    import argparse
-
-    return argparse.SUPPRESS  # --fill is accepted for old scripts; repairs are always made now
 
 
 # ---------------------------------------------------------------- data
@@ -432,9 +427,9 @@ def main(argv=None):
     # Everything is computed; only now touch the output folder.
     with run_folder(config.out, config.overwrite) as folder:
         save_one(folder, found, detections[config.detector], rows, config, started)
-    print(f"Saved {'model, ' if config.load is None else ''}scores.csv, anomalies.csv, metrics.json "
-          f"and anomalies.png in {config.out}/ ({time.perf_counter() - started:.0f} s"
-          + (f"; monitor new data with --load {config.out} --csv NEW.csv)" if config.load is None else ")"))
+    saved = ", ".join(sorted(path.name for path in config.out.iterdir()))
+    hint = f"; monitor new data with --load {config.out} --csv NEW.csv" if config.load is None else ""
+    print(f"Saved {saved} in {config.out}/ ({time.perf_counter() - started:.0f} s{hint})")
     return 0
 
 

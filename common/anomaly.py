@@ -339,6 +339,8 @@ class HoltWinters:
         )
 
     def fit(self, normal_series, **unused):
+        import statsmodels.tsa.holtwinters  # noqa: F401  before silencing: its import sets a filter
+
         series = _as_2d(normal_series).astype("float64")
         self.period = dominant_period(series, max_lag=len(series) // 3)
         with warnings.catch_warnings():
@@ -763,7 +765,7 @@ class Settings:
     """
 
     factor: int = 1
-    span: int = 2
+    span: int = 5
     gap: int = 15
     z: float = 3.0
     max_alarms: int = 2
@@ -772,10 +774,10 @@ class Settings:
 
     @classmethod
     def for_length(cls, length, points=500, **overrides):
-        """Settings for a series of ``length`` raw points: smooth over 0.5%, merge within 3%."""
+        """Settings for a series of ``length`` raw points: smooth over 1%, merge within 3%."""
         factor = aggregation_factor(length, points)
         aggregated = -(-length // factor)
-        return cls(factor=factor, span=max(1, int(0.005 * aggregated)),
+        return cls(factor=factor, span=max(1, int(0.01 * aggregated)),
                    gap=max(1, int(0.03 * aggregated)), **overrides)
 
 

@@ -177,13 +177,19 @@ def vectorize(vectorizer, texts, max_length):
 
 @keras.saving.register_keras_serializable(package="rnn_workshop")
 class TruncateTokens(keras.layers.Layer):
-    """Keep the first ``max_length`` token ids of each padded row.
+    """Keep the first ``max_length`` token ids of each padded row, and never fewer than one.
 
     The saved model reads any text; a 5,000-word review is cut to the length
-    the network was trained on instead of costing 5,000 recurrent steps.
+    the network was trained on instead of costing 5,000 recurrent steps. A
+    batch of texts with no token at all (an emoji alone: the standardiser
+    removes it) would give rows of length 0, which no recurrent layer can run
+    over; one padding id (0, masked) is added, so such a text scores the same
+    alone as beside others.
 
     >>> TruncateTokens(3)(np.array([[5, 6, 7, 8]])).shape
     (1, 3)
+    >>> TruncateTokens(3)(np.zeros((2, 0), dtype="int64")).shape
+    (2, 1)
     """
 
     def __init__(self, max_length, **kwargs):
@@ -191,10 +197,11 @@ class TruncateTokens(keras.layers.Layer):
         self.max_length = int(max_length)
 
     def call(self, token_ids):
-        return token_ids[:, : self.max_length]
+        padded = keras.ops.pad(token_ids, [[0, 0], [0, 1]])  # one masked step: a row is never empty
+        return padded[:, : self.max_length]
 
     def compute_output_shape(self, input_shape):
-        length = input_shape[1] if input_shape[1] is None else min(input_shape[1], self.max_length)
+        length = input_shape[1] if input_shape[1] is None else min(input_shape[1] + 1, self.max_length)
         return (input_shape[0], length)
 
     def get_config(self):

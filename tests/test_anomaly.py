@@ -168,7 +168,7 @@ def test_aggregation_and_its_inverse():
     assert anomaly.expand([1.0, 2.0, 3.0], 4, 10).tolist() == [1, 1, 1, 1, 2, 2, 2, 2, 3, 3]
     assert anomaly.expand_intervals([(1, 1), (2, 2)], 4, 10) == [(4, 7), (8, 9)]
     settings = anomaly.Settings.for_length(4032)
-    assert (settings.factor, settings.span, settings.gap) == (8, 2, 15)  # 504 points after averaging
+    assert (settings.factor, settings.span, settings.gap) == (8, 5, 15)  # 504 points after averaging
 
 
 def test_audit_finds_an_injected_anomaly_in_a_seasonal_series_with_no_false_alarm():
