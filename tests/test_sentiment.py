@@ -38,6 +38,8 @@ def test_tokenize_keeps_sentiment_punctuation_and_negation():
 
 def test_truncate_tokens_layer():
     assert text.TruncateTokens(3)(np.array([[5, 6, 7, 8], [1, 0, 0, 0]])).shape == (2, 3)
+    assert np.asarray(text.TruncateTokens(3)(np.array([[5, 0]]))).tolist() == [[5, 0, 0]]  # a masked step
+    assert text.TruncateTokens(3)(np.zeros((1, 0), dtype="int64")).shape == (1, 1)  # never empty
 
 
 def test_bucketed_batches_pad_less_and_keep_every_text():
@@ -95,6 +97,17 @@ def test_reload_gives_identical_probabilities(quick_run):
     reloaded = load_app("sentiment").predict_texts(model, texts)
     np.testing.assert_allclose(reloaded, [example["probability"] for example in examples], rtol=0, atol=1e-6)
     assert np.all((reloaded > 0) & (reloaded < 1))
+
+
+def test_a_text_scores_the_same_alone_or_in_a_batch_even_with_no_known_word(quick_run):
+    out, _ = quick_run
+    model = keras.models.load_model(out / "model.keras")
+    predict = load_app("sentiment").predict_texts
+    texts = ["\U0001f600", "zzzqqq xxyyzz", "A triumph, moving and funny.", "", "Dull."]
+    together = predict(model, np.array(texts, dtype=object))
+    alone = [float(predict(model, np.array([one], dtype=object))[0]) for one in texts]
+    np.testing.assert_allclose(alone, together, rtol=0, atol=1e-6)
+    assert np.all(np.isfinite(together))
 
 
 def test_vocabulary_never_sees_test_text(quick_run):
