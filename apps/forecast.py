@@ -25,6 +25,8 @@ the table says plainly whether this run did.
 import json
 import sys
 import time
+import zlib
+from datetime import datetime
 from pathlib import Path
 
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal
@@ -40,14 +42,24 @@ BUNDLED_CSV = REPO / "data" / "msft.csv"
 QUANTILES = (0.1, 0.5, 0.9)
 
 
+def iso_date(text):
+    """A ``YYYY-MM-DD`` date for --start and --end; anything else is one clear error."""
+    import argparse
+
+    try:
+        return pd.Timestamp(datetime.strptime(text, "%Y-%m-%d")).strftime("%Y-%m-%d")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
+
+
 def parse_args(argv):
     parser = app_parser(__doc__, "forecast", epochs=30, batch_size=64)
     data = parser.add_argument_group("data (default: bundled daily MSFT prices, 1986-2017)")
     source = data.add_mutually_exclusive_group()
     source.add_argument("--csv", type=Path, help="CSV with a date column and a price column (yfinance exports welcome)")
     source.add_argument("--ticker", help="download daily prices for SYMBOL with yfinance (needs the network once; cached)")
-    data.add_argument("--start", help="first date to use, YYYY-MM-DD")
-    data.add_argument("--end", help="last date to use, YYYY-MM-DD")
+    data.add_argument("--start", type=iso_date, help="first date to use, YYYY-MM-DD")
+    data.add_argument("--end", type=iso_date, help="last date to use, YYYY-MM-DD")
     data.add_argument("--date-col", default="Date", help="date column in --csv (default: %(default)s)")
     data.add_argument("--target-col", default="Close", help="price column to forecast (default: %(default)s)")
     data.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "rnn-workshop" / "yfinance", help="where --ticker downloads are kept (default: %(default)s)")
@@ -80,8 +92,10 @@ def read_price_csv(path, date_col, target_col):
         raise UserError(f"--csv {path}: no such file")
     try:
         raw = pd.read_csv(path, header=None, dtype=str, skip_blank_lines=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise UserError(f"--csv {path}: not a readable CSV ({str(error).splitlines()[0]})") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, EOFError,
+            zlib.error) as error:  # also a truncated or fake .gz
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"--csv {path}: not a readable CSV ({reason})") from None
     if len(raw) < 2:
         raise UserError(f"--csv {path}: no data rows")
     header = [str(name).strip() for name in raw.iloc[0]]
@@ -116,6 +130,13 @@ def price_series(frame, date_col, target_col, origin):
             f"{origin}: {int(bad.sum())} of {len(prices)} rows in '{target_col}' are empty, NaN or not numbers "
             f"(first on {dates[first]:%Y-%m-%d}); clean or drop those rows"
         )
+    if len(prices) and prices.min() == prices.max():
+        raise UserError(f"{origin}: every price in '{target_col}' is {prices.iloc[0]:g}; a constant series "
+                        "has nothing to forecast")
+    infinite = ~np.isfinite(prices.to_numpy(dtype="float64"))
+    if infinite.any():
+        raise UserError(f"{origin}: {int(infinite.sum())} prices in '{target_col}' are infinite or too large "
+                        f"for a float (first on {dates[frame.index[infinite][0]]:%Y-%m-%d})")
     if (prices <= 0).any():
         raise UserError(f"{origin}: {int((prices <= 0).sum())} prices in '{target_col}' are zero or negative; returns need positive prices")
     series = pd.Series(prices.to_numpy(dtype="float64"), index=pd.DatetimeIndex(dates.to_numpy(), name="Date"), name=target_col)
@@ -279,6 +300,8 @@ def evaluate(prices, origins, targets, predicted_returns, train_returns_mean, tr
 
 def verdict(table, model_name):
     model, persistence = table["model (median)"]["MAE"], table["persistence"]["MAE"]
+    if persistence == 0:  # a test split of unchanging prices: persistence is exact
+        return f"Verdict: persistence is exact on the test split (MAE 0); the {model_name}'s MAE is {model:.4g}."
     change = 100 * (model - persistence) / persistence
     if model < persistence:
         return f"Verdict: the {model_name} beat persistence on the test split (MAE {model:.4g} vs {persistence:.4g}, {change:+.2f}%)."

@@ -58,6 +58,7 @@ from pathlib import Path
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal
 import common.text as text
 from common.cli import write_json
+from common.cli import positive_float
 from common.cli import UserError, app_parser, load_model_from_dir, positive_int, report_user_errors, prepare_out, run_folder, save_model_atomically
 
 import keras
@@ -89,7 +90,7 @@ def parse_args(argv):
     model.add_argument("--max-length", type=positive_int, default=200, help="tokens read per text; longer texts are cut (default: %(default)s)")
     model.add_argument("--pretrain", choices=["ppmi", "none"], default="ppmi", help="start the embedding from word vectors counted on training + unlabelled text, or at random (default: %(default)s)")
     model.add_argument("--seeds", type=positive_int, default=3, help="networks trained from different random starts and averaged (default: %(default)s)")
-    model.add_argument("--learning-rate", type=float, default=5e-4, help="Adam learning rate (default: %(default)s)")
+    model.add_argument("--learning-rate", type=positive_float, default=5e-4, help="Adam learning rate (default: %(default)s)")
 
     use = parser.add_argument_group("use a saved model")
     use.add_argument("--load", type=Path, metavar="DIR", help="skip training: use the model.keras saved in DIR")
@@ -100,6 +101,10 @@ def parse_args(argv):
         parser.error("--predict and --evaluate need --load DIR")
     if args.load and not (args.predict or args.evaluate):
         parser.error("--load needs --predict TEXT... or --evaluate FILE")
+    # Word vectors of embedding_dim numbers are counted from a vocabulary of at least that many words.
+    if args.max_tokens < args.embedding_dim + 2:
+        parser.error(f"--max-tokens {args.max_tokens} is too small for --embedding-dim {args.embedding_dim}: "
+                     f"it needs at least {args.embedding_dim + 2} (padding and [UNK] included)")
     return args
 
 
@@ -414,8 +419,22 @@ def main(argv=None):
     return 0
 
 
+def read_stdin_lines():
+    if not hasattr(sys.stdin, "buffer"):  # already text (a test's StringIO)
+        return sys.stdin.read().splitlines()
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        raise UserError(f"--predict -: standard input is not UTF-8 text (byte {data[error.start]:#x} "
+                        f"at position {error.start})") from None
+
+
 def use_saved_model(args):
     model = load_model_from_dir(args.load)
+    if len(model.inputs) != 1 or model.inputs[0].dtype != "string":
+        raise UserError(f"--load {args.load}: model.keras is not a sentiment model (it does not read text); "
+                        "was it saved by another app?")
     if args.evaluate:
         frame = text.read_text_table(args.evaluate, args.text_col, args.label_col, origin=f"--evaluate {args.evaluate}", need_both=False)
         probabilities = predict_texts(model, frame["text"].to_numpy(dtype=object))
@@ -425,7 +444,7 @@ def use_saved_model(args):
         common.print_table({"RNN": result}, title=f"{args.evaluate}: {len(labels)} texts")
         print(f"Accuracy {result['accuracy']:.4f} ({correct} of {len(labels)} correct)")
     if args.predict:
-        texts = [line.rstrip("\n") for line in sys.stdin] if args.predict == ["-"] else list(args.predict)
+        texts = read_stdin_lines() if args.predict == ["-"] else list(args.predict)
         kept = [t for t in texts if t.strip()]
         if not kept:
             raise UserError("--predict: the text is empty; give at least one word" if len(texts) <= 1 else "--predict: every text is empty")

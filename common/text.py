@@ -16,9 +16,11 @@ The custom pieces a saved model holds (the standardizer and
 once ``common.text`` has been imported.
 """
 
+import zlib
 from pathlib import Path
 
 import keras
+
 import numpy as np
 import tensorflow as tf
 
@@ -85,12 +87,14 @@ def read_text_table(path, text_col="text", label_col="label", origin=None, need_
             opener = gzip.open if path.name.lower().endswith(".gz") else open
             with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
                 first_line = handle.readline()
-        except OSError as error:
-            raise UserError(f"{origin}: cannot be read ({error.strerror or type(error).__name__})") from None
+        except (OSError, EOFError, zlib.error) as error:  # EOFError: a truncated .gz
+            reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+            raise UserError(f"{origin}: cannot be read ({reason})") from None
         separator = "\t" if first_line.count("\t") > first_line.count(",") else ","
     try:
         frame = pd.read_csv(path, sep=separator, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as error:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, EOFError,
+            zlib.error) as error:
         reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
         raise UserError(f"{origin}: not a readable CSV/TSV ({reason})") from None
     columns = [text_col] + ([label_col] if need_labels else [])

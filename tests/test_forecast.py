@@ -189,6 +189,16 @@ def test_reads_a_plain_csv_with_other_column_names(tmp_path):
 # --- bad input: one line on stderr, exit status 2, nothing overwritten -------------------------
 
 
+def gzip_half(path):
+    """The first half of ``path`` gzipped: a truncated download."""
+    import gzip
+
+    data = gzip.compress(path.read_bytes())
+    target = path.with_suffix(".csv.gz")
+    target.write_bytes(data[: len(data) // 2])
+    return target
+
+
 def write_prices(path, closes):
     dates = pd.bdate_range("2000-01-03", periods=len(closes)).strftime("%Y-%m-%d")
     pd.DataFrame({"Date": dates, "Close": closes}).to_csv(path, index=False)
@@ -205,6 +215,11 @@ def write_prices(path, closes):
          "400 of 1000 rows in 'Close' are empty, NaN or not numbers"),
         (lambda tmp: ["--csv", write_prices(tmp / "p.csv", np.linspace(10, 20, 60))], "too little data: 60 days"),
         (lambda tmp: ["--csv", write_prices(tmp / "p.csv", [10.0, -1.0] * 300)], "zero or negative"),
+        (lambda tmp: ["--csv", write_prices(tmp / "p.csv", [5.0] * 400)], "constant series has nothing to forecast"),
+        (lambda tmp: ["--csv", write_prices(tmp / "p.csv", ["1e400"] + [5.0 + i / 100 for i in range(399)])],
+         "1 prices in 'Close' are infinite or too large for a float (first on 2000-01-03)"),
+        (lambda tmp: ["--csv", gzip_half(write_prices(tmp / "p.csv", np.linspace(10, 20, 400)))],
+         "not a readable CSV"),
         (lambda tmp: ["--load", tmp / "no_run"], "no such folder"),
         (lambda tmp: ["--load", tmp], "no model.keras"),
     ],
@@ -214,6 +229,14 @@ def test_bad_input_is_one_line_and_exit_2(run_app, tmp_path, make_args, message)
     assert status == 2
     assert message in err, err
     assert err.startswith("forecast: error: ") and err.count("\n") == 1
+
+
+def test_a_bad_date_option_is_one_line_before_any_work(run_app, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        forecast.main(["--start", "notadate"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1
+    assert "expected a date as YYYY-MM-DD, got 'notadate'" in err
 
 
 def test_empty_csv_is_reported(run_app, tmp_path):

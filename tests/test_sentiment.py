@@ -110,6 +110,24 @@ def test_a_text_scores_the_same_alone_or_in_a_batch_even_with_no_known_word(quic
     assert np.all(np.isfinite(together))
 
 
+def test_predict_refuses_stdin_that_is_not_utf8(quick_run, run_app, monkeypatch):
+    out, _ = quick_run
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"good\n\xff\xfe bad\n")))
+    status, _, stderr = run_app("sentiment", "--load", out, "--predict", "-")
+    assert_one_line_error(status, stderr, "not UTF-8")
+
+
+def test_load_of_another_apps_model_is_refused(run_app, tmp_path):
+    import keras as k
+
+    other = tmp_path / "forecast_run"
+    other.mkdir()
+    inputs = k.Input((5, 1))
+    k.Model(inputs, k.layers.Dense(1)(inputs)).save(other / "model.keras")
+    status, _, stderr = run_app("sentiment", "--load", other, "--predict", "fine")
+    assert_one_line_error(status, stderr, "not a sentiment model")
+
+
 def test_vocabulary_never_sees_test_text(quick_run):
     out, _ = quick_run
     model = keras.models.load_model(out / "model.keras")
