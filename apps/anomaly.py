@@ -48,7 +48,7 @@ from pathlib import Path
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal
 from common import alarms, anomaly, series as series_io
 from common.cli import UserError, app_parser, load_model_from_dir, positive_int
-from common.cli import prepare_out, report_user_errors, run_folder
+from common.cli import prepare_out, report_user_errors, run_folder, shrink_for_quick
 from common.cli import save_model_atomically, write_json
 
 import numpy as np
@@ -71,8 +71,6 @@ NAMES = {
     "holt-winters": "Holt-Winters",
 }
 BASELINES = ("zscore", "discord", "holt-winters")
-DEFAULTS = {"window": 48, "units": 32, "epochs": 20}
-QUICK = {"window": 32, "units": 8, "epochs": 3}
 
 
 @dataclass(frozen=True)
@@ -89,9 +87,9 @@ class Config:
     detector: str = "bidirectional"
     max_alarms: int = 2
     train_fraction: float | None = None
-    window: int = DEFAULTS["window"]
-    units: int = DEFAULTS["units"]
-    epochs: int = DEFAULTS["epochs"]
+    window: int = 48
+    units: int = 32
+    epochs: int = 20
     batch_size: int = 64
     seed: int = 42
     load: Path | None = None
@@ -102,7 +100,7 @@ class Config:
 
 
 def read_config(argv):
-    parser = app_parser(__doc__, "anomaly", epochs=30, batch_size=64)
+    parser = app_parser(__doc__, "anomaly", epochs=20, batch_size=64)
     data = parser.add_argument_group("data (default: the bundled NAB machine-temperature series)")
     data.add_argument("--csv", type=Path, nargs="+", default=[], metavar="PATH",
                       help="CSV files or folders of them (searched recursively); .csv.gz too")
@@ -124,9 +122,10 @@ def read_config(argv):
                         "(default: %(default)s)")
     method.add_argument("--train-fraction", type=float, metavar="F",
                         help="monitor: the first F of each series is normal; fit there, alarm after")
-    method.add_argument("--window", type=positive_int,
-                        help="points the detector reads, after averaging (default: 48; shorter series get less)")
-    method.add_argument("--units", type=positive_int, help="LSTM units (default: 32)")
+    method.add_argument("--window", type=positive_int, default=48,
+                        help="points the detector reads, after averaging (default: %(default)s; "
+                        "shorter series get less)")
+    method.add_argument("--units", type=positive_int, default=32, help="LSTM units (default: %(default)s)")
     method.add_argument("--load", type=Path, metavar="DIR",
                         help="monitor with a saved run's detector, scaler and threshold; nothing is refitted")
     args = parser.parse_args(argv)
@@ -141,14 +140,8 @@ def read_config(argv):
     if args.load is not None:
         args.detector = check_saved_run(args.load)["detector"]
     args.out = prepare_out(args.out, "anomaly", args.overwrite, args.load)
-    sizes = {"window": args.window, "units": args.units,
-             "epochs": args.epochs if user_set("--epochs", argv) else None}
-    if args.quick:  # a smoke test: shrink what the user did not set, and say so
-        shrunk = {name: small for name, small in QUICK.items() if sizes[name] is None}
-        sizes |= shrunk
-        if shrunk:
-            print("--quick: " + ", ".join(f"{name} {value}" for name, value in shrunk.items()))
-    sizes = {name: DEFAULTS[name] if value is None else value for name, value in sizes.items()}
+    if args.quick:  # a smoke test: a short window, a small model, a few epochs
+        shrink_for_quick(args, argv, window=32, units=8, epochs=3)
     return Config(
         csv=tuple(args.csv), series=args.series or "machine-temperature", labels=args.labels,
         time_col=args.time_col, value_cols=tuple(args.value_cols) if args.value_cols else None,
@@ -156,13 +149,9 @@ def read_config(argv):
         max_alarms=args.max_alarms,
         train_fraction=args.train_fraction, batch_size=args.batch_size, seed=args.seed,
         load=args.load, out=args.out, overwrite=args.overwrite, quick=args.quick,
-        progress=1 if sys.stdout.isatty() else 2, **sizes,
+        window=args.window, units=args.units, epochs=args.epochs,
+        progress=common.progress_verbosity(),
     )
-
-
-def user_set(option, argv):
-    given = sys.argv[1:] if argv is None else argv
-    return any(arg == option or arg.startswith(option + "=") for arg in given)
 
 
 def mode(detection, config):

@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal
-from common.cli import write_json
+from common.cli import shrink_for_quick, write_json
 from common.cli import UserError, app_parser, load_model_from_dir, positive_int, report_user_errors, prepare_out, run_folder, save_model_atomically
 
 import keras
@@ -379,7 +379,7 @@ def main(argv=None):
         return forecast_from_saved_run(args)
 
     if args.quick:  # a smoke test: recent data, a small model, two epochs
-        args.epochs, args.window, args.units = min(args.epochs, 2), min(args.window, 20), [8]
+        shrink_for_quick(args, argv, epochs=2, window=20, units=[8])
     common.set_seed(args.seed)
     prices, source = load_prices(args)
     if args.quick:
@@ -419,7 +419,8 @@ def main(argv=None):
     )
     print(f"Training {model_name} on {args.window}-day windows, {args.horizon}-day horizon, up to {args.epochs} epochs ...")
     train_started = time.perf_counter()
-    history = common.fit(model, (train_x, train_y), (val_x, val_y), epochs=args.epochs, batch_size=args.batch_size, patience=4)
+    history = common.fit(model, (train_x, train_y), (val_x, val_y), epochs=args.epochs, batch_size=args.batch_size,
+                         patience=4, verbose=common.progress_verbosity())
     train_seconds = time.perf_counter() - train_started
     epochs_run = len(history.history["loss"])
 

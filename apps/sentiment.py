@@ -57,7 +57,7 @@ from pathlib import Path
 
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal
 import common.text as text
-from common.cli import write_json
+from common.cli import shrink_for_quick, write_json
 from common.cli import positive_float
 from common.cli import UserError, app_parser, load_model_from_dir, positive_int, report_user_errors, prepare_out, run_folder, save_model_atomically
 
@@ -342,8 +342,8 @@ def main(argv=None):
     splits, unlabelled, source, class_names = load_data(args)
     if args.quick:  # a smoke test: a sample of each split, a small model, two epochs, one seed
         splits, unlabelled = shrink_for_quick_run(splits, unlabelled, args.seed)
-        args.epochs, args.units, args.embedding_dim, args.seeds = min(args.epochs, 2), min(args.units, 16), min(args.embedding_dim, 32), 1
-        args.learning_rate = max(args.learning_rate, 3e-3)  # two short epochs: take bigger steps
+        # Two short epochs: bigger steps.
+        shrink_for_quick(args, argv, epochs=2, units=16, embedding_dim=32, seeds=1, learning_rate=3e-3)
     counts = {name: len(labels) for name, (_, labels) in splits.items()}
     print(f"Data: {source}; texts: {counts['train']} train, {counts['validation']} validation, {counts['test']} test"
           + (f", {len(unlabelled)} unlabelled" if len(unlabelled) else ""))
@@ -371,7 +371,8 @@ def main(argv=None):
         train_batches = text.bucketed_batches(token_ids["train"], train_labels, args.batch_size, seed=seed)
         classifier = build_classifier(args, vocab_size, seed, embedding_weights)
         # Validation loss bottoms out after about two epochs and then climbs: one epoch of patience is enough.
-        history = common.fit(classifier, train_batches, validation_batches, epochs=args.epochs, patience=1)
+        history = common.fit(classifier, train_batches, validation_batches, epochs=args.epochs, patience=1,
+                             verbose=common.progress_verbosity())
         best = int(np.argmin(history.history["val_loss"]))
         epochs_run += len(history.history["loss"])
         print(f"  seed {seed}: {len(history.history['loss'])} epochs, best validation accuracy {history.history['val_accuracy'][best]:.4f} (epoch {best + 1})")

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal
 import common.generation as generation
-from common.cli import write_json
+from common.cli import shrink_for_quick, write_json
 from common.cli import UserError, app_parser, load_model_from_dir, positive_float, positive_int, report_user_errors, prepare_out, run_folder, save_model_atomically
 from common.plotting import plt, save_figure
 
@@ -286,9 +286,9 @@ def main(argv=None):
     if args.load:
         return generate_from_saved_run(args)
     if args.quick:  # a smoke test: a slice of the text, a small model, a few short epochs
-        args.units, args.embedding_dim, args.seq_length, args.learning_rate = [64], 16, min(args.seq_length, 50), 1e-2
-        args.batch_size, args.steps_per_epoch, args.epochs = 32, 15, min(args.epochs, 2)
-        args.val_chars, args.generate, args.minutes = min(args.val_chars, 5000), min(args.generate, 200), min(args.minutes, 0.5)
+        shrink_for_quick(args, argv, units=[64], embedding_dim=16, seq_length=50, learning_rate=1e-2,
+                         batch_size=32, steps_per_epoch=15, epochs=2, val_chars=5000, generate=200,
+                         minutes=0.5)
     common.set_seed(args.seed)
 
     text, source = load_text(args)

@@ -47,7 +47,7 @@ from common.seq2seq import (  # noqa: E402
     predict_autoregressive,
     teacher_forcing_inputs,
 )
-from common.training import QuantileLoss, TimeBudget, fit, set_seed  # noqa: E402
+from common.training import QuantileLoss, TimeBudget, fit, progress_verbosity, set_seed  # noqa: E402
 
 # Topic modules. Importing them here registers their custom Keras layers, so a
 # saved sentiment or text-generation model reloads after a plain ``import common``.

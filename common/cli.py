@@ -43,6 +43,9 @@ def report_user_errors(main):
         except KeyboardInterrupt:
             print("interrupted; nothing was saved", file=sys.stderr)
             return 130
+        except BrokenPipeError:  # the reader went away (``| head``): nothing to report
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
         except OSError as error:  # the disk, not the code: full, removed, read-only
             program = Path(main.__code__.co_filename).stem
             where = f": {error.filename}" if error.filename else ""
@@ -76,6 +79,7 @@ def app_parser(doc, app, epochs, batch_size):
     """
     return OneLineErrorParser(
         prog=f"{app}.py",
+        allow_abbrev=False,  # --quick must know which options were typed; no abbreviations
         description=doc.split("\n\n")[0],
         epilog=doc.split("\n\n", 2)[2],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -289,3 +293,30 @@ def prepare_out(out, app, overwrite=False, load=None):
         hint = "" if overwrite else "; pass --overwrite to replace it"
         raise UserError(f"--out {out}: {error}{hint if 'holds files' in str(error) else ''}") from None
     return out
+
+
+def shrink_for_quick(args, argv, **small):
+    """``--quick``: set each option in ``small`` to its small value, unless the user typed it.
+
+    Returns the options changed, and says so in one line, so a smoke test never
+    silently overrides what was asked for.
+
+    >>> import argparse
+    >>> args = argparse.Namespace(epochs=30, window=64)
+    >>> shrink_for_quick(args, ["--quick", "--window", "10"], epochs=2, window=20)
+    --quick: epochs 2
+    {'epochs': 2}
+    >>> args.epochs, args.window
+    (2, 64)
+    """
+    given = sys.argv[1:] if argv is None else [str(arg) for arg in argv]
+    changed = {}
+    for name, value in small.items():
+        option = "--" + name.replace("_", "-")
+        if not any(arg == option or arg.startswith(option + "=") for arg in given):
+            setattr(args, name, value)
+            changed[name] = value
+    if changed:
+        shown = ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in changed.items())
+        print(f"--quick: {shown}")
+    return changed

@@ -6,6 +6,13 @@ import keras
 import numpy as np
 
 
+def progress_verbosity():
+    """Keras' ``verbose`` for training progress: a live bar in a terminal, one line per epoch in a log."""
+    import sys
+
+    return 1 if sys.stdout.isatty() else 2
+
+
 def set_seed(seed, deterministic=False):
     """Seed Python, NumPy and the backend so a run can be repeated.
 

@@ -240,7 +240,7 @@ def test_quick_default_run_on_the_bundled_nab_series(run_app, tmp_path):
     assert (scores["flagged"].to_numpy() == flagged).all()
     metrics = strict_json(tmp_path / "metrics.json")
     assert metrics["mode"] == "audit"
-    assert set(metrics["table"]) == {"bidirectional LSTM", "rolling z-score", "MP discord"}
+    assert set(metrics["table"]) == {"bidirectional LSTM", "rolling z-score", "MP discord", "Holt-Winters"}
     assert metrics["table"]["bidirectional LSTM"]["alarms"] == len(intervals) <= 2
     assert strict_json(tmp_path / "config.json")["app"] == "anomaly"
     model = keras.models.load_model(tmp_path / "model.keras")  # plain Keras, no custom objects
@@ -280,7 +280,7 @@ def test_folder_mode_with_nab_layout_labels(run_app, tmp_path):
               "artificialB/clean.csv": []}
     (tmp_path / "nab" / "combined_windows.json").write_text(json.dumps(labels))
     status, out, err = run_app("anomaly", "--csv", data, "--labels", tmp_path / "nab" / "combined_windows.json",
-                               "--detector", "zscore", "--out", tmp_path / "run")
+                               "--detector", "holt-winters", "--out", tmp_path / "run")
     assert status == 0, err
     files = strict_json(tmp_path / "run" / "metrics.json")["files"]
     assert files["realA/spiky.csv"]["tp"] == 1 and files["artificialB/clean.csv"]["fp"] == 0
