@@ -102,32 +102,78 @@ class Config:
 def read_config(argv):
     parser = app_parser(__doc__, "anomaly", epochs=20, batch_size=64)
     data = parser.add_argument_group("data (default: the bundled NAB machine-temperature series)")
-    data.add_argument("--csv", type=Path, nargs="+", default=[], metavar="PATH",
-                      help="CSV files or folders of them (searched recursively); .csv.gz too")
+    data.add_argument(
+        "--csv",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="PATH",
+        help="CSV files or folders of them (searched recursively); .csv.gz too",
+    )
     data.add_argument("--series", choices=sorted(BUNDLED), help="a bundled series instead of --csv")
-    data.add_argument("--labels", type=Path, metavar="FILE",
-                      help="JSON or CSV of [start, end] windows; NAB's combined_windows.json works as is")
+    data.add_argument(
+        "--labels",
+        type=Path,
+        metavar="FILE",
+        help="JSON or CSV of [start, end] windows; NAB's combined_windows.json works as is",
+    )
     data.add_argument("--time-col", default="timestamp", help="time column (default: %(default)s)")
-    data.add_argument("--value-col", action="append", dest="value_cols", metavar="COLUMN",
-                      help="value column; repeat for several channels (default: every numeric one)")
-    data.add_argument("--label-col", help="0/1 column of anomalous points (default: is_anomaly if present)")
-    data.add_argument("--duplicates", choices=series_io.DUPLICATE_RULES, default="mean",
-                      help="how to combine rows that share a timestamp (default: %(default)s)")
-    data.add_argument("--fill", action="store_true", help=argparse.SUPPRESS)  # old scripts: now always
+    data.add_argument(
+        "--value-col",
+        action="append",
+        dest="value_cols",
+        metavar="COLUMN",
+        help="value column; repeat for several channels (default: every numeric one)",
+    )
+    data.add_argument(
+        "--label-col", help="0/1 column of anomalous points (default: is_anomaly if present)"
+    )
+    data.add_argument(
+        "--duplicates",
+        choices=series_io.DUPLICATE_RULES,
+        default="mean",
+        help="how to combine rows that share a timestamp (default: %(default)s)",
+    )
+    data.add_argument(
+        "--fill", action="store_true", help=argparse.SUPPRESS
+    )  # old scripts: now always
     method = parser.add_argument_group("detection")
-    method.add_argument("--detector", choices=list(NAMES), default="bidirectional",
-                        help="what scores each point (default: %(default)s)")
-    method.add_argument("--max-alarms", type=positive_int, default=2, metavar="K",
-                        help="audit: report at most the K strongest alarm intervals per series "
-                        "(default: %(default)s)")
-    method.add_argument("--train-fraction", type=float, metavar="F",
-                        help="monitor: the first F of each series is normal; fit there, alarm after")
-    method.add_argument("--window", type=positive_int, default=48,
-                        help="points the detector reads, after averaging (default: %(default)s; "
-                        "shorter series get less)")
-    method.add_argument("--units", type=positive_int, default=32, help="LSTM units (default: %(default)s)")
-    method.add_argument("--load", type=Path, metavar="DIR",
-                        help="monitor with a saved run's detector, scaler and threshold; nothing is refitted")
+    method.add_argument(
+        "--detector",
+        choices=list(NAMES),
+        default="bidirectional",
+        help="what scores each point (default: %(default)s)",
+    )
+    method.add_argument(
+        "--max-alarms",
+        type=positive_int,
+        default=2,
+        metavar="K",
+        help="audit: report at most the K strongest alarm intervals per series "
+        "(default: %(default)s)",
+    )
+    method.add_argument(
+        "--train-fraction",
+        type=float,
+        metavar="F",
+        help="monitor: the first F of each series is normal; fit there, alarm after",
+    )
+    method.add_argument(
+        "--window",
+        type=positive_int,
+        default=48,
+        help="points the detector reads, after averaging (default: %(default)s; "
+        "shorter series get less)",
+    )
+    method.add_argument(
+        "--units", type=positive_int, default=32, help="LSTM units (default: %(default)s)"
+    )
+    method.add_argument(
+        "--load",
+        type=Path,
+        metavar="DIR",
+        help="monitor with a saved run's detector, scaler and threshold; nothing is refitted",
+    )
     args = parser.parse_args(argv)
     if args.train_fraction is not None and not 0 < args.train_fraction < 1:
         raise UserError(f"--train-fraction must be between 0 and 1, got {args.train_fraction}")
@@ -143,13 +189,25 @@ def read_config(argv):
     if args.quick:  # a smoke test: a short window, a small model, a few epochs
         shrink_for_quick(args, argv, window=32, units=8, epochs=3)
     return Config(
-        csv=tuple(args.csv), series=args.series or "machine-temperature", labels=args.labels,
-        time_col=args.time_col, value_cols=tuple(args.value_cols) if args.value_cols else None,
-        label_col=args.label_col, duplicates=args.duplicates, detector=args.detector,
+        csv=tuple(args.csv),
+        series=args.series or "machine-temperature",
+        labels=args.labels,
+        time_col=args.time_col,
+        value_cols=tuple(args.value_cols) if args.value_cols else None,
+        label_col=args.label_col,
+        duplicates=args.duplicates,
+        detector=args.detector,
         max_alarms=args.max_alarms,
-        train_fraction=args.train_fraction, batch_size=args.batch_size, seed=args.seed,
-        load=args.load, out=args.out, overwrite=args.overwrite, quick=args.quick,
-        window=args.window, units=args.units, epochs=args.epochs,
+        train_fraction=args.train_fraction,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        load=args.load,
+        out=args.out,
+        overwrite=args.overwrite,
+        quick=args.quick,
+        window=args.window,
+        units=args.units,
+        epochs=args.epochs,
         progress=common.progress_verbosity(),
     )
 
@@ -175,8 +233,14 @@ def load_series(config):
         raise UserError(f"--csv {error}") from None
     for path, key in files:
         try:
-            found = series_io.read_series_csv(path, config.time_col, config.value_cols,
-                                              config.label_col, config.duplicates, name=key)
+            found = series_io.read_series_csv(
+                path,
+                config.time_col,
+                config.value_cols,
+                config.label_col,
+                config.duplicates,
+                name=key,
+            )
             if config.labels is not None:
                 found.label_windows = series_io.read_label_windows(config.labels, key, found.times)
                 found.is_anomaly = alarms.intervals_to_mask(found.label_windows, len(found))
@@ -200,10 +264,15 @@ def plan(found, config):
     except ValueError as error:
         raise UserError(f"{found.name}: {error}") from None
     if window != config.window:
-        print(f"{found.name}: {len(coarse)} points to fit on are too few for --window "
-              f"{config.window}; using {window}" + (" (its seasonal period)" if window == period else ""))
+        print(
+            f"{found.name}: {len(coarse)} points to fit on are too few for --window "
+            f"{config.window}; using {window}"
+            + (" (its seasonal period)" if window == period else "")
+        )
     if normal_end is not None and len(found) - normal_end < 1:
-        raise UserError(f"{found.name}: nothing left after the normal prefix; lower --train-fraction")
+        raise UserError(
+            f"{found.name}: nothing left after the normal prefix; lower --train-fraction"
+        )
     return normal_end, window
 
 
@@ -211,12 +280,19 @@ def plan(found, config):
 
 
 def detect(found, name, config, normal_end, window, verbose=0):
-    training = dict(units=config.units, epochs=config.epochs, batch_size=config.batch_size,
-                    verbose=verbose)
+    training = dict(
+        units=config.units, epochs=config.epochs, batch_size=config.batch_size, verbose=verbose
+    )
     try:
         if normal_end is None:
-            return anomaly.audit(found.values, name, window, seed=config.seed,
-                                 max_alarms=config.max_alarms, **training)
+            return anomaly.audit(
+                found.values,
+                name,
+                window,
+                seed=config.seed,
+                max_alarms=config.max_alarms,
+                **training,
+            )
         return anomaly.monitor(found.values, normal_end, name, window, seed=config.seed, **training)
     except ValueError as error:
         raise UserError(f"{found.name}: {error}") from None
@@ -229,8 +305,10 @@ def evaluate(found, detection):
         return row
     counted = slice(detection.scored_from, None)
     windows = alarms.runs_of_true(found.is_anomaly[counted])
-    shifted = [(start - detection.scored_from, end - detection.scored_from)
-               for start, end in detection.alarms]
+    shifted = [
+        (start - detection.scored_from, end - detection.scored_from)
+        for start, end in detection.alarms
+    ]
     row |= alarms.overlap_scores(shifted, windows)
     row["ROC AUC"] = anomaly.roc_auc(detection.scores[counted], found.is_anomaly[counted])
     return row
@@ -241,12 +319,20 @@ def run_one(found, config):
     if config.load is not None:  # nothing to fit, so no baseline either
         return {config.detector: score_with_saved_run(found, config)}
     normal_end, window = plan(found, config)
-    print(f"{found.name}: {len(found)} points, {len(found.columns)} channel(s), "
-          + (f"audit (fit on all of it)" if normal_end is None
-             else f"monitor (fit on the first {normal_end}, alarms after)"))
+    print(
+        f"{found.name}: {len(found)} points, {len(found.columns)} channel(s), "
+        + (
+            "audit (fit on all of it)"
+            if normal_end is None
+            else f"monitor (fit on the first {normal_end}, alarms after)"
+        )
+    )
     print(f"Fitting the {NAMES[config.detector]} on {window}-point windows ...")
-    detections = {config.detector: detect(found, config.detector, config, normal_end, window,
-                                          verbose=config.progress)}
+    detections = {
+        config.detector: detect(
+            found, config.detector, config, normal_end, window, verbose=config.progress
+        )
+    }
     for name in BASELINES:
         if name != config.detector:
             detections[name] = detect(found, name, config, normal_end, window)
@@ -257,20 +343,29 @@ def score_with_saved_run(found, config):
     saved = check_saved_run(config.load)
     model = load_model_from_dir(config.load) if saved["detector"] in anomaly.RECURRENT else None
     try:
-        detector = anomaly.make_detector(saved["detector"], saved["window"], saved["units"], model=model)
+        detector = anomaly.make_detector(
+            saved["detector"], saved["window"], saved["units"], model=model
+        )
         detector.set_state(saved["state"])
         settings = anomaly.Settings(**saved["settings"])
         scaler = common.StandardScaler.from_dict(saved["scaler"])
     except (KeyError, TypeError, ValueError) as error:
-        raise UserError(f"--load {config.load}: config.json is damaged ({type(error).__name__})") from None
+        raise UserError(
+            f"--load {config.load}: config.json is damaged ({type(error).__name__})"
+        ) from None
     if len(found.columns) != len(saved["value_cols"]):
-        raise UserError(f"{found.name}: the saved detector reads {len(saved['value_cols'])} "
-                        f"channel(s); this series has {len(found.columns)}")
+        raise UserError(
+            f"{found.name}: the saved detector reads {len(saved['value_cols'])} "
+            f"channel(s); this series has {len(found.columns)}"
+        )
     if len(found) < (saved["window"] + 2) * settings.factor:
-        raise UserError(f"{found.name}: {len(found)} points; the saved detector needs at least "
-                        f"{(saved['window'] + 2) * settings.factor}")
-    return anomaly.rescore(found.values, saved["detector"], detector, scaler, settings,
-                           saved["threshold"])
+        raise UserError(
+            f"{found.name}: {len(found)} points; the saved detector needs at least "
+            f"{(saved['window'] + 2) * settings.factor}"
+        )
+    return anomaly.rescore(
+        found.values, saved["detector"], detector, scaler, settings, saved["threshold"]
+    )
 
 
 def check_saved_run(directory):
@@ -280,8 +375,10 @@ def check_saved_run(directory):
             raise KeyError("app")
         return saved
     except (OSError, ValueError, KeyError, TypeError):
-        raise UserError(f"--load {directory}: no anomaly run there (config.json missing, "
-                        "damaged or from another app)") from None
+        raise UserError(
+            f"--load {directory}: no anomaly run there (config.json missing, "
+            "damaged or from another app)"
+        ) from None
 
 
 def detect_many(found, config):
@@ -302,18 +399,29 @@ def report_one(found, detections, config):
     rows = {NAMES[name]: evaluate(found, detection) for name, detection in detections.items()}
     labelled = found.is_anomaly is not None
     print()
-    common.print_table(rows, digits=3, title=f"{found.name}: alarm intervals"
-                       + (" scored against labelled windows by overlap" if labelled else
-                          " (no labels: nothing to score against)"))
+    common.print_table(
+        rows,
+        digits=3,
+        title=f"{found.name}: alarm intervals"
+        + (
+            " scored against labelled windows by overlap"
+            if labelled
+            else " (no labels: nothing to score against)"
+        ),
+    )
     mine = detections[config.detector]
-    print(f"\n{len(mine.alarms)} alarm interval(s); threshold {mine.threshold:.4g} on the "
-          f"smoothed score ({'chosen from the scores' if mine.scored_from == 0 else 'from held-out normal data'})")
+    print(
+        f"\n{len(mine.alarms)} alarm interval(s); threshold {mine.threshold:.4g} on the "
+        f"smoothed score ({'chosen from the scores' if mine.scored_from == 0 else 'from held-out normal data'})"
+    )
     if labelled and found.is_anomaly.any() and len(rows) > 1:
         mine = rows[NAMES[config.detector]]["f1"]
         best = max(rows[NAMES[b]]["f1"] for b in BASELINES if b in detections)
         verdict = "beats" if mine > best else "ties with" if mine == best else "does NOT beat"
-        print(f"The {NAMES[config.detector]} {verdict} the best baseline on overlap F1 "
-              f"({mine:.3f} vs {best:.3f}).")
+        print(
+            f"The {NAMES[config.detector]} {verdict} the best baseline on overlap F1 "
+            f"({mine:.3f} vs {best:.3f})."
+        )
     return rows
 
 
@@ -322,11 +430,16 @@ def report_many(results, config, seconds):
     labelled = [row for row in rows.values() if "tp" in row]
     if labelled:
         rows["pooled"] = alarms.pooled_scores(labelled) | {
-            "alarms": sum(row["alarms"] for row in rows.values())}
+            "alarms": sum(row["alarms"] for row in rows.values())
+        }
     print()
-    common.print_table(rows, columns=["alarms", "tp", "fp", "fn", "precision", "recall", "f1"],
-                       digits=3, title=f"{NAMES[config.detector]}: alarm intervals "
-                       f"per file, scored by overlap with labelled windows ({seconds:.0f} s)")
+    common.print_table(
+        rows,
+        columns=["alarms", "tp", "fp", "fn", "precision", "recall", "f1"],
+        digits=3,
+        title=f"{NAMES[config.detector]}: alarm intervals "
+        f"per file, scored by overlap with labelled windows ({seconds:.0f} s)",
+    )
     return rows
 
 
@@ -335,9 +448,16 @@ def report_many(results, config, seconds):
 
 def alarm_frame(found, detection):
     return pd.DataFrame(
-        [{"start": found.times[start], "end": found.times[end], "start_index": start,
-          "end_index": end, "peak_score": float(np.nanmax(detection.smoothed[start : end + 1]))}
-         for start, end in detection.alarms],
+        [
+            {
+                "start": found.times[start],
+                "end": found.times[end],
+                "start_index": start,
+                "end_index": end,
+                "peak_score": float(np.nanmax(detection.smoothed[start : end + 1])),
+            }
+            for start, end in detection.alarms
+        ],
         columns=["start", "end", "start_index", "end_index", "peak_score"],
     )
 
@@ -361,12 +481,19 @@ def save_run(out, found, detection, config):
     if config.detector in anomaly.RECURRENT:
         save_model_atomically(detection.detector.model, out / "model.keras")
     saved = {
-        "app": "anomaly", "detector": config.detector, "window": detection.detector.window,
-        "units": config.units, "threshold": detection.threshold,
-        "scaler": detection.scaler.to_dict(), "settings": vars(detection.settings),
+        "app": "anomaly",
+        "detector": config.detector,
+        "window": detection.detector.window,
+        "units": config.units,
+        "threshold": detection.threshold,
+        "scaler": detection.scaler.to_dict(),
+        "settings": vars(detection.settings),
         "state": detection.detector.state(),
-        "value_cols": found.columns, "time_col": config.time_col, "series": found.name,
-        "mode": mode(detection, config), "seed": config.seed,
+        "value_cols": found.columns,
+        "time_col": config.time_col,
+        "series": found.name,
+        "mode": mode(detection, config),
+        "seed": config.seed,
     }
     write_json(out / "config.json", saved)
 
@@ -374,12 +501,19 @@ def save_run(out, found, detection, config):
 def save_one(out, found, detection, rows, config, started):
     if config.load is None:
         save_run(out, found, detection, config)
-    save_series(out, found, detection,
-                f"{found.name}: {NAMES[config.detector]}, {mode(detection, config)}")
-    write_json(out / "metrics.json", {"table": rows, "mode": mode(detection, config),
-                                      "threshold": detection.threshold,
-                                      "fit_seconds": detection.fit_seconds,
-                                      "seconds": time.perf_counter() - started})
+    save_series(
+        out, found, detection, f"{found.name}: {NAMES[config.detector]}, {mode(detection, config)}"
+    )
+    write_json(
+        out / "metrics.json",
+        {
+            "table": rows,
+            "mode": mode(detection, config),
+            "threshold": detection.threshold,
+            "fit_seconds": detection.fit_seconds,
+            "seconds": time.perf_counter() - started,
+        },
+    )
 
 
 def save_many(out, results, rows, config, started):
@@ -387,8 +521,14 @@ def save_many(out, results, rows, config, started):
         folder = out / found.name.replace("/", "__").removesuffix(".gz").removesuffix(".csv")
         folder.mkdir(parents=True, exist_ok=True)
         save_series(folder, found, detection, f"{found.name}: {NAMES[detection.name]}")
-    write_json(out / "metrics.json", {"files": rows, "mode": mode(results[0][1], config),
-                                      "seconds": time.perf_counter() - started})
+    write_json(
+        out / "metrics.json",
+        {
+            "files": rows,
+            "mode": mode(results[0][1], config),
+            "seconds": time.perf_counter() - started,
+        },
+    )
 
 
 # ---------------------------------------------------------------- main
@@ -407,8 +547,10 @@ def main(argv=None):
         rows = report_many(results, config, time.perf_counter() - started)
         with run_folder(config.out, config.overwrite) as folder:
             save_many(folder, results, rows, config, started)
-        print(f"Saved metrics.json and, per file, scores.csv, anomalies.csv and anomalies.png "
-              f"in {config.out}/")
+        print(
+            f"Saved metrics.json and, per file, scores.csv, anomalies.csv and anomalies.png "
+            f"in {config.out}/"
+        )
         return 0
     found = every_series[0]
     detections = run_one(found, config)
@@ -417,7 +559,9 @@ def main(argv=None):
     with run_folder(config.out, config.overwrite) as folder:
         save_one(folder, found, detections[config.detector], rows, config, started)
     saved = ", ".join(sorted(path.name for path in config.out.iterdir()))
-    hint = f"; monitor new data with --load {config.out} --csv NEW.csv" if config.load is None else ""
+    hint = (
+        f"; monitor new data with --load {config.out} --csv NEW.csv" if config.load is None else ""
+    )
     print(f"Saved {saved} in {config.out}/ ({time.perf_counter() - started:.0f} s{hint})")
     return 0
 

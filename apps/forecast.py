@@ -31,7 +31,16 @@ from pathlib import Path
 
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal
 from common.cli import shrink_for_quick, write_json
-from common.cli import UserError, app_parser, load_model_from_dir, positive_int, report_user_errors, prepare_out, run_folder, save_model_atomically
+from common.cli import (
+    UserError,
+    app_parser,
+    load_model_from_dir,
+    positive_int,
+    report_user_errors,
+    prepare_out,
+    run_folder,
+    save_model_atomically,
+)
 
 import keras
 import numpy as np
@@ -56,24 +65,86 @@ def parse_args(argv):
     parser = app_parser(__doc__, "forecast", epochs=30, batch_size=64)
     data = parser.add_argument_group("data (default: bundled daily MSFT prices, 1986-2017)")
     source = data.add_mutually_exclusive_group()
-    source.add_argument("--csv", type=Path, help="CSV with a date column and a price column (yfinance exports welcome)")
-    source.add_argument("--ticker", help="download daily prices for SYMBOL with yfinance (needs the network once; cached)")
+    source.add_argument(
+        "--csv",
+        type=Path,
+        help="CSV with a date column and a price column (yfinance exports welcome)",
+    )
+    source.add_argument(
+        "--ticker",
+        help="download daily prices for SYMBOL with yfinance (needs the network once; cached)",
+    )
     data.add_argument("--start", type=iso_date, help="first date to use, YYYY-MM-DD")
     data.add_argument("--end", type=iso_date, help="last date to use, YYYY-MM-DD")
-    data.add_argument("--date-col", default="Date", help="date column in --csv (default: %(default)s)")
-    data.add_argument("--target-col", default="Close", help="price column to forecast (default: %(default)s)")
-    data.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "rnn-workshop" / "yfinance", help="where --ticker downloads are kept (default: %(default)s)")
+    data.add_argument(
+        "--date-col", default="Date", help="date column in --csv (default: %(default)s)"
+    )
+    data.add_argument(
+        "--target-col", default="Close", help="price column to forecast (default: %(default)s)"
+    )
+    data.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path.home() / ".cache" / "rnn-workshop" / "yfinance",
+        help="where --ticker downloads are kept (default: %(default)s)",
+    )
 
     model = parser.add_argument_group("model")
-    model.add_argument("--cell", choices=sorted(common.CELLS), default="lstm", help="recurrent cell (default: %(default)s)")
-    model.add_argument("--units", type=positive_int, nargs="+", default=[32], help="units per recurrent layer; several numbers stack layers, e.g. --units 64 32 (default: 32)")
-    model.add_argument("--window", type=positive_int, default=30, help="past business days the model reads (default: %(default)s)")
-    model.add_argument("--horizon", type=positive_int, default=1, help="business days ahead to forecast; above 1 uses the encoder-decoder (default: %(default)s)")
-    model.add_argument("--attention", choices=["none", "dot", "additive"], default="none", help="attention in the encoder-decoder, for --horizon above 1 (default: %(default)s)")
-    model.add_argument("--dropout", type=float, default=0.0, help="dropout on recurrent inputs (default: %(default)s)")
-    model.add_argument("--test-fraction", type=float, default=0.15, help="last share of days held out for the test table (default: %(default)s)")
-    model.add_argument("--val-fraction", type=float, default=0.15, help="share of days before the test part used for early stopping (default: %(default)s)")
-    model.add_argument("--load", type=Path, metavar="DIR", help="skip training: forecast past the last date with the model saved in DIR")
+    model.add_argument(
+        "--cell",
+        choices=sorted(common.CELLS),
+        default="lstm",
+        help="recurrent cell (default: %(default)s)",
+    )
+    model.add_argument(
+        "--units",
+        type=positive_int,
+        nargs="+",
+        default=[32],
+        help="units per recurrent layer; several numbers stack layers, e.g. --units 64 32 (default: 32)",
+    )
+    model.add_argument(
+        "--window",
+        type=positive_int,
+        default=30,
+        help="past business days the model reads (default: %(default)s)",
+    )
+    model.add_argument(
+        "--horizon",
+        type=positive_int,
+        default=1,
+        help="business days ahead to forecast; above 1 uses the encoder-decoder (default: %(default)s)",
+    )
+    model.add_argument(
+        "--attention",
+        choices=["none", "dot", "additive"],
+        default="none",
+        help="attention in the encoder-decoder, for --horizon above 1 (default: %(default)s)",
+    )
+    model.add_argument(
+        "--dropout",
+        type=float,
+        default=0.0,
+        help="dropout on recurrent inputs (default: %(default)s)",
+    )
+    model.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.15,
+        help="last share of days held out for the test table (default: %(default)s)",
+    )
+    model.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.15,
+        help="share of days before the test part used for early stopping (default: %(default)s)",
+    )
+    model.add_argument(
+        "--load",
+        type=Path,
+        metavar="DIR",
+        help="skip training: forecast past the last date with the model saved in DIR",
+    )
     return parser.parse_args(argv)
 
 
@@ -92,8 +163,14 @@ def read_price_csv(path, date_col, target_col):
         raise UserError(f"--csv {path}: no such file")
     try:
         raw = pd.read_csv(path, header=None, dtype=str, skip_blank_lines=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, EOFError,
-            zlib.error) as error:  # also a truncated or fake .gz
+    except (
+        pd.errors.ParserError,
+        pd.errors.EmptyDataError,
+        UnicodeDecodeError,
+        OSError,
+        EOFError,
+        zlib.error,
+    ) as error:  # also a truncated or fake .gz
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise UserError(f"--csv {path}: not a readable CSV ({reason})") from None
     if len(raw) < 2:
@@ -104,7 +181,9 @@ def read_price_csv(path, date_col, target_col):
         # yfinance.download(...).to_csv(): row 2 names the ticker of each column, row 3 says "Date".
         tickers = sorted({str(t) for t in raw.iloc[1, 1:] if isinstance(t, str)})
         if len(tickers) > 1:
-            raise UserError(f"--csv {path}: holds several tickers ({', '.join(tickers)}); save one ticker per file")
+            raise UserError(
+                f"--csv {path}: holds several tickers ({', '.join(tickers)}); save one ticker per file"
+            )
         header[0] = "Date"
         rows = raw.iloc[3:] if str(raw.iloc[2, 0]).strip() == "Date" else raw.iloc[2:]
     frame = pd.DataFrame(rows.values, columns=header)
@@ -115,13 +194,19 @@ def price_series(frame, date_col, target_col, origin):
     """Check a frame's date and price columns; return the prices as a sorted, dated Series."""
     for column, option in ((date_col, "--date-col"), (target_col, "--target-col")):
         if column not in frame.columns:
-            raise UserError(f"{origin}: no column '{column}'; columns are {', '.join(map(str, frame.columns))} (choose with {option})")
-    dates = pd.to_datetime(frame[date_col].astype(str).str.strip().str[:10], errors="coerce", format="%Y-%m-%d")
+            raise UserError(
+                f"{origin}: no column '{column}'; columns are {', '.join(map(str, frame.columns))} (choose with {option})"
+            )
+    dates = pd.to_datetime(
+        frame[date_col].astype(str).str.strip().str[:10], errors="coerce", format="%Y-%m-%d"
+    )
     if dates.isna().any():
         dates = pd.to_datetime(frame[date_col], errors="coerce")
     bad_dates = int(dates.isna().sum())
     if bad_dates:
-        raise UserError(f"{origin}: {bad_dates} rows have a date that cannot be read in column '{date_col}'")
+        raise UserError(
+            f"{origin}: {bad_dates} rows have a date that cannot be read in column '{date_col}'"
+        )
     prices = pd.to_numeric(frame[target_col], errors="coerce")
     bad = prices.isna()
     if bad.any():
@@ -131,15 +216,25 @@ def price_series(frame, date_col, target_col, origin):
             f"(first on {dates[first]:%Y-%m-%d}); clean or drop those rows"
         )
     if len(prices) and prices.min() == prices.max():
-        raise UserError(f"{origin}: every price in '{target_col}' is {prices.iloc[0]:g}; a constant series "
-                        "has nothing to forecast")
+        raise UserError(
+            f"{origin}: every price in '{target_col}' is {prices.iloc[0]:g}; a constant series "
+            "has nothing to forecast"
+        )
     infinite = ~np.isfinite(prices.to_numpy(dtype="float64"))
     if infinite.any():
-        raise UserError(f"{origin}: {int(infinite.sum())} prices in '{target_col}' are infinite or too large "
-                        f"for a float (first on {dates[frame.index[infinite][0]]:%Y-%m-%d})")
+        raise UserError(
+            f"{origin}: {int(infinite.sum())} prices in '{target_col}' are infinite or too large "
+            f"for a float (first on {dates[frame.index[infinite][0]]:%Y-%m-%d})"
+        )
     if (prices <= 0).any():
-        raise UserError(f"{origin}: {int((prices <= 0).sum())} prices in '{target_col}' are zero or negative; returns need positive prices")
-    series = pd.Series(prices.to_numpy(dtype="float64"), index=pd.DatetimeIndex(dates.to_numpy(), name="Date"), name=target_col)
+        raise UserError(
+            f"{origin}: {int((prices <= 0).sum())} prices in '{target_col}' are zero or negative; returns need positive prices"
+        )
+    series = pd.Series(
+        prices.to_numpy(dtype="float64"),
+        index=pd.DatetimeIndex(dates.to_numpy(), name="Date"),
+        name=target_col,
+    )
     series = series.sort_index()
     duplicated = int(series.index.duplicated().sum())
     if duplicated:
@@ -164,21 +259,33 @@ def download_prices(symbol, start, end, cache_dir):
     logging.getLogger("yfinance").setLevel(logging.CRITICAL)  # we report failures ourselves
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            frame = yfinance.Ticker(symbol).history(start=start, end=end, auto_adjust=True, raise_errors=True)
+            frame = yfinance.Ticker(symbol).history(
+                start=start, end=end, auto_adjust=True, raise_errors=True
+            )
     except OSError:  # curl's DNS and connection errors derive from OSError
         raise UserError(
             f"--ticker {symbol}: could not reach Yahoo Finance (no network?); run without --ticker to use the bundled MSFT data"
         ) from None
     except Exception as error:
-        if type(error).__name__.startswith("YF"):  # yfinance's own "no such ticker / no prices" errors
-            raise UserError(f"--ticker {symbol}: Yahoo Finance has no prices for it (unknown or delisted symbol?)") from None
-        raise UserError(f"--ticker {symbol}: download failed ({type(error).__name__}: {str(error)[:120]})") from None
+        if type(error).__name__.startswith(
+            "YF"
+        ):  # yfinance's own "no such ticker / no prices" errors
+            raise UserError(
+                f"--ticker {symbol}: Yahoo Finance has no prices for it (unknown or delisted symbol?)"
+            ) from None
+        raise UserError(
+            f"--ticker {symbol}: download failed ({type(error).__name__}: {str(error)[:120]})"
+        ) from None
     if frame is None or frame.empty or "Close" not in frame.columns:
-        raise UserError(f"--ticker {symbol}: Yahoo Finance has no prices for it (unknown or delisted symbol?)")
+        raise UserError(
+            f"--ticker {symbol}: Yahoo Finance has no prices for it (unknown or delisted symbol?)"
+        )
     frame = frame.reset_index()
     # Keep the exchange's calendar date; dropping the time zone must not shift the day.
     frame["Date"] = pd.to_datetime(frame["Date"]).dt.strftime("%Y-%m-%d")
-    columns = ["Date"] + [c for c in ("Open", "High", "Low", "Close", "Volume") if c in frame.columns]
+    columns = ["Date"] + [
+        c for c in ("Open", "High", "Low", "Close", "Volume") if c in frame.columns
+    ]
     cache_dir.mkdir(parents=True, exist_ok=True)
     frame[columns].to_csv(cache_file, index=False)
     return price_series(frame, "Date", "Close", origin=f"--ticker {symbol}")
@@ -236,7 +343,12 @@ def build_model(args):
     quantiles = len(QUANTILES)
     if args.horizon == 1:
         model = common.build_many_to_one(
-            (args.window, 1), quantiles, cell=args.cell, units=tuple(args.units), dropout=args.dropout, name="forecaster"
+            (args.window, 1),
+            quantiles,
+            cell=args.cell,
+            units=tuple(args.units),
+            dropout=args.dropout,
+            name="forecaster",
         )
     else:
         model = common.build_encoder_decoder(
@@ -249,7 +361,9 @@ def build_model(args):
             attention=None if args.attention == "none" else args.attention,
             name="forecaster",
         )
-    model.compile(optimizer=keras.optimizers.Adam(1e-3, clipnorm=1.0), loss=common.QuantileLoss(QUANTILES))
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3, clipnorm=1.0), loss=common.QuantileLoss(QUANTILES)
+    )
     return model
 
 
@@ -259,14 +373,18 @@ def predict_quantiles(model, inputs, horizon):
         predicted = model.predict(inputs, batch_size=1024, verbose=0)[:, None, :]
     else:
         # Autoregressive decoding: the median forecast for one day feeds the next.
-        predicted = common.predict_autoregressive(model, inputs, start_value=0.0, feedback=lambda step: step[:, 1:2])
+        predicted = common.predict_autoregressive(
+            model, inputs, start_value=0.0, feedback=lambda step: step[:, 1:2]
+        )
     return np.sort(predicted, axis=-1)  # quantiles must not cross
 
 
 # ---------------------------------------------------------------- evaluation
 
 
-def evaluate(prices, origins, targets, predicted_returns, train_returns_mean, training_prices, train_targets):
+def evaluate(
+    prices, origins, targets, predicted_returns, train_returns_mean, training_prices, train_targets
+):
     """The table: model, persistence and drift on price level, plus quantile scores."""
     horizon = targets.shape[1]
     last_close = prices[origins][:, None]
@@ -284,7 +402,8 @@ def evaluate(prices, origins, targets, predicted_returns, train_returns_mean, tr
             "RMSE": common.rmse(actual, forecast),
             "MAPE %": common.mape(actual, forecast),
             "MASE": common.mase(actual, forecast, training_prices),
-            "direction %": 100 * common.directional_accuracy(actual - last_close, forecast - last_close),
+            "direction %": 100
+            * common.directional_accuracy(actual - last_close, forecast - last_close),
         }
     # Quantiles: the model's against the training period's own return quantiles (no learning, no conditioning).
     historical = np.quantile(train_targets[..., 0], QUANTILES, axis=0).T  # (horizon, 3)
@@ -292,7 +411,10 @@ def evaluate(prices, origins, targets, predicted_returns, train_returns_mean, tr
     historical_prices = last_close[..., None] * np.exp(historical[None])
     quantile_rows = {}
     for name, bands in (("model", model_prices), ("historical quantiles", historical_prices)):
-        row = {f"pinball q{int(q * 100)}": common.pinball_loss(actual, bands[..., i], q) for i, q in enumerate(QUANTILES)}
+        row = {
+            f"pinball q{int(q * 100)}": common.pinball_loss(actual, bands[..., i], q)
+            for i, q in enumerate(QUANTILES)
+        }
         row["coverage 10-90 %"] = 100 * common.coverage(actual, bands[..., 0], bands[..., 2])
         quantile_rows[name] = row
     return table, quantile_rows, actual, forecasts
@@ -325,7 +447,9 @@ def forecast_future(model, prices, scaler, window, horizon):
     predicted = predict_quantiles(model, inputs, horizon)[0] * scaler.scale[0]
     quantile_prices = prices.iloc[-1] * np.exp(predicted)
     return pd.DataFrame(
-        quantile_prices, columns=["q10", "median", "q90"], index=future_business_days(prices.index[-1], horizon)
+        quantile_prices,
+        columns=["q10", "median", "q90"],
+        index=future_business_days(prices.index[-1], horizon),
     ).rename_axis("date")
 
 
@@ -351,8 +475,15 @@ def write_forecast_csv(path, prices, origins, actual, predicted_prices, forecast
             )
     for step, (date, values) in enumerate(future.iterrows()):
         rows.append(
-            {"origin_date": prices.index[-1].date(), "target_date": date.date(), "step": step + 1, "split": "future",
-             "q10": values["q10"], "median": values["median"], "q90": values["q90"]}
+            {
+                "origin_date": prices.index[-1].date(),
+                "target_date": date.date(),
+                "step": step + 1,
+                "split": "future",
+                "q10": values["q10"],
+                "median": values["median"],
+                "q90": values["q90"],
+            }
         )
     pd.DataFrame(rows).to_csv(path, index=False, float_format="%.6g")
 
@@ -360,7 +491,10 @@ def write_forecast_csv(path, prices, origins, actual, predicted_prices, forecast
 def print_future(future, target_col, source):
     print(f"\nForecast of {target_col} past the last date ({source}):")
     common.print_table(
-        {f"{date:%Y-%m-%d}": {"q10": row["q10"], "median": row["median"], "q90": row["q90"]} for date, row in future.iterrows()}
+        {
+            f"{date:%Y-%m-%d}": {"q10": row["q10"], "median": row["median"], "q90": row["q90"]}
+            for date, row in future.iterrows()
+        }
     )
 
 
@@ -386,8 +520,14 @@ def main(argv=None):
         prices = prices.iloc[-1200:]
 
     inputs, targets, origins = make_examples_checked(prices, args.window, args.horizon)
-    split, (in_train, in_val, in_test) = split_examples(len(prices), origins, args.horizon, args.val_fraction, args.test_fraction)
-    counts = {"train": int(in_train.sum()), "validation": int(in_val.sum()), "test": int(in_test.sum())}
+    split, (in_train, in_val, in_test) = split_examples(
+        len(prices), origins, args.horizon, args.val_fraction, args.test_fraction
+    )
+    counts = {
+        "train": int(in_train.sum()),
+        "validation": int(in_val.sum()),
+        "test": int(in_test.sum()),
+    }
     if min(counts.values()) < 10 or counts["train"] < 100:
         need = args.window + args.horizon
         raise UserError(
@@ -412,73 +552,143 @@ def main(argv=None):
         train_x = [train_x, common.teacher_forcing_inputs(train_y, 0.0)]
         val_x = [val_x, common.teacher_forcing_inputs(val_y, 0.0)]
 
-    print(f"Data: {source}, {len(prices)} days {prices.index[0]:%Y-%m-%d} to {prices.index[-1]:%Y-%m-%d}; "
-          f"examples: {counts['train']} train, {counts['validation']} validation, {counts['test']} test")
-    model_name = f"{args.cell.upper()}{'-'.join(map(str, args.units))}" + (
-        f" encoder-decoder{'' if args.attention == 'none' else ' + ' + args.attention + ' attention'}" if args.horizon > 1 else ""
+    print(
+        f"Data: {source}, {len(prices)} days {prices.index[0]:%Y-%m-%d} to {prices.index[-1]:%Y-%m-%d}; "
+        f"examples: {counts['train']} train, {counts['validation']} validation, {counts['test']} test"
     )
-    print(f"Training {model_name} on {args.window}-day windows, {args.horizon}-day horizon, up to {args.epochs} epochs ...")
+    model_name = f"{args.cell.upper()}{'-'.join(map(str, args.units))}" + (
+        f" encoder-decoder{'' if args.attention == 'none' else ' + ' + args.attention + ' attention'}"
+        if args.horizon > 1
+        else ""
+    )
+    print(
+        f"Training {model_name} on {args.window}-day windows, {args.horizon}-day horizon, up to {args.epochs} epochs ..."
+    )
     train_started = time.perf_counter()
-    history = common.fit(model, (train_x, train_y), (val_x, val_y), epochs=args.epochs, batch_size=args.batch_size,
-                         patience=4, verbose=common.progress_verbosity())
+    history = common.fit(
+        model,
+        (train_x, train_y),
+        (val_x, val_y),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        patience=4,
+        verbose=common.progress_verbosity(),
+    )
     train_seconds = time.perf_counter() - train_started
     epochs_run = len(history.history["loss"])
 
     predicted = predict_quantiles(model, scaled_inputs[in_test], args.horizon) * scaler.scale[0]
     table, quantile_rows, actual, forecasts = evaluate(
-        prices.to_numpy(), origins[in_test], targets[in_test], predicted, float(train_returns.mean()),
-        prices.to_numpy()[: split[0].stop], targets[in_train],
+        prices.to_numpy(),
+        origins[in_test],
+        targets[in_test],
+        predicted,
+        float(train_returns.mean()),
+        prices.to_numpy()[: split[0].stop],
+        targets[in_train],
     )
     test_start, test_end = prices.index[origins[in_test][0] + 1], prices.index[-1]
     print()
-    common.print_table(table, title=f"Test split, {test_start:%Y-%m-%d} to {test_end:%Y-%m-%d}, {args.target_col} price, {counts['test']} forecasts of {args.horizon} day(s):")
+    common.print_table(
+        table,
+        title=f"Test split, {test_start:%Y-%m-%d} to {test_end:%Y-%m-%d}, {args.target_col} price, {counts['test']} forecasts of {args.horizon} day(s):",
+    )
     print()
-    common.print_table(quantile_rows, title="Quantile forecasts (pinball loss: lower is better; coverage: 80% is ideal):")
+    common.print_table(
+        quantile_rows,
+        title="Quantile forecasts (pinball loss: lower is better; coverage: 80% is ideal):",
+    )
     print("\n" + verdict(table, model_name))
 
     # Everything is computed; only now touch the output folder.
     with run_folder(args.out, args.overwrite) as out:  # saved whole, or not at all
         save_model_atomically(model, out / "model.keras")
         config = {
-            "window": args.window, "horizon": args.horizon, "cell": args.cell, "units": args.units,
-            "attention": args.attention, "quantiles": list(QUANTILES), "target_col": args.target_col,
-            "source": source, "scaler": scaler.to_dict(), "seed": args.seed,
+            "window": args.window,
+            "horizon": args.horizon,
+            "cell": args.cell,
+            "units": args.units,
+            "attention": args.attention,
+            "quantiles": list(QUANTILES),
+            "target_col": args.target_col,
+            "source": source,
+            "scaler": scaler.to_dict(),
+            "seed": args.seed,
         }
         (out / "config.json").write_text(json.dumps(config, indent=2))
         future = forecast_future(model, prices, scaler, args.window, args.horizon)
         predicted_prices = prices.to_numpy()[origins[in_test]][:, None, None] * np.exp(predicted)
-        write_forecast_csv(out / "forecast.csv", prices, origins[in_test], actual, predicted_prices, forecasts, future)
+        write_forecast_csv(
+            out / "forecast.csv",
+            prices,
+            origins[in_test],
+            actual,
+            predicted_prices,
+            forecasts,
+            future,
+        )
         metrics = {
-            "test": table, "quantiles": quantile_rows, "verdict": verdict(table, model_name),
-            "examples": counts, "epochs_run": epochs_run, "train_seconds": round(train_seconds, 2),
+            "test": table,
+            "quantiles": quantile_rows,
+            "verdict": verdict(table, model_name),
+            "examples": counts,
+            "epochs_run": epochs_run,
+            "train_seconds": round(train_seconds, 2),
             "train_windows_per_second": round(counts["train"] * epochs_run / train_seconds, 1),
-            "test_period": [f"{test_start:%Y-%m-%d}", f"{test_end:%Y-%m-%d}"], "config": {k: v for k, v in config.items() if k != "scaler"},
+            "test_period": [f"{test_start:%Y-%m-%d}", f"{test_end:%Y-%m-%d}"],
+            "config": {k: v for k, v in config.items() if k != "scaler"},
         }
         write_json(out / "metrics.json", metrics)
-        plot_run(out, prices, origins[in_test], actual, predicted_prices, future, args.target_col, source, model_name)
+        plot_run(
+            out,
+            prices,
+            origins[in_test],
+            actual,
+            predicted_prices,
+            future,
+            args.target_col,
+            source,
+            model_name,
+        )
         common.plot_history(history, out / "training.png", title="Quantile loss")
         print_future(future, args.target_col, source)
-    print(f"\nSaved model.keras, metrics.json, forecast.csv, forecast.png and training.png in {args.out}/ "
-          f"({time.perf_counter() - started:.0f} s; reload with --load {args.out})")
+    print(
+        f"\nSaved model.keras, metrics.json, forecast.csv, forecast.png and training.png in {args.out}/ "
+        f"({time.perf_counter() - started:.0f} s; reload with --load {args.out})"
+    )
     return 0
 
 
 def make_examples_checked(prices, window, horizon):
     if len(prices) < window + horizon + 2:
-        raise UserError(f"too little data: {len(prices)} days, but --window {window} and --horizon {horizon} need far more")
+        raise UserError(
+            f"too little data: {len(prices)} days, but --window {window} and --horizon {horizon} need far more"
+        )
     return make_examples(prices, window, horizon)
 
 
-def plot_run(out, prices, test_origins, actual, predicted_prices, future, target_col, source, model_name):
-    last_step = actual.shape[1] - 1  # draw the farthest step ahead; for --horizon 1 that is the next day
+def plot_run(
+    out, prices, test_origins, actual, predicted_prices, future, target_col, source, model_name
+):
+    last_step = (
+        actual.shape[1] - 1
+    )  # draw the farthest step ahead; for --horizon 1 that is the next day
     target_days = test_origins + last_step + 1
     first_test = target_days[0]
     common.plot_forecast(
-        prices.index[:first_test], prices.to_numpy()[:first_test],
-        prices.index[target_days], actual[:, last_step],
-        predicted_prices[:, last_step, 1], predicted_prices[:, last_step, 0], predicted_prices[:, last_step, 2],
-        future.index, future["median"], future["q10"], future["q90"],
-        path=out / "forecast.png", ylabel=f"{target_col} price",
+        prices.index[:first_test],
+        prices.to_numpy()[:first_test],
+        prices.index[target_days],
+        actual[:, last_step],
+        predicted_prices[:, last_step, 1],
+        predicted_prices[:, last_step, 0],
+        predicted_prices[:, last_step, 2],
+        future.index,
+        future["median"],
+        future["q10"],
+        future["q90"],
+        path=out / "forecast.png",
+        ylabel=f"{target_col} price",
         title=f"{source}: {model_name}, {last_step + 1}-day-ahead forecasts on the test split and past the last date",
     )
 
@@ -491,11 +701,19 @@ def forecast_from_saved_run(args):
         scaler = common.StandardScaler.from_dict(config["scaler"])
         window, horizon = int(config["window"]), int(config["horizon"])
     except (OSError, ValueError, KeyError) as error:
-        raise UserError(f"--load {args.load}: config.json is missing or damaged ({type(error).__name__})") from None
-    args.target_col = config.get("target_col", args.target_col) if args.csv is None and not args.ticker else args.target_col
+        raise UserError(
+            f"--load {args.load}: config.json is missing or damaged ({type(error).__name__})"
+        ) from None
+    args.target_col = (
+        config.get("target_col", args.target_col)
+        if args.csv is None and not args.ticker
+        else args.target_col
+    )
     prices, source = load_prices(args)
     if len(prices) < window + 1:
-        raise UserError(f"too little data: the saved model reads {window} returns, the data has {len(prices)} days")
+        raise UserError(
+            f"too little data: the saved model reads {window} returns, the data has {len(prices)} days"
+        )
     future = forecast_future(model, prices, scaler, window, horizon)
     print_future(future, args.target_col, source)
     if args.out is not None:

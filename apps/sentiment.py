@@ -50,7 +50,6 @@ line one run, and one run's accuracy wobbles by about a point):
     TF-IDF + logistic regression (C=30)            0.769 / 0.787
 """
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -59,7 +58,16 @@ import common  # first: keeps TensorFlow's start-up log noise out of the termina
 import common.text as text
 from common.cli import shrink_for_quick, write_json
 from common.cli import positive_float
-from common.cli import UserError, app_parser, load_model_from_dir, positive_int, report_user_errors, prepare_out, run_folder, save_model_atomically
+from common.cli import (
+    UserError,
+    app_parser,
+    load_model_from_dir,
+    positive_int,
+    report_user_errors,
+    prepare_out,
+    run_folder,
+    save_model_atomically,
+)
 
 import keras
 import numpy as np
@@ -72,30 +80,116 @@ SPLIT_SEED = 20240  # the fixed split for --data files without a split column
 
 def parse_args(argv):
     parser = app_parser(__doc__, "sentiment", epochs=8, batch_size=32)
-    data = parser.add_argument_group("data (default: bundled Rotten Tomatoes snippets with a fixed train/validation/test split)")
+    data = parser.add_argument_group(
+        "data (default: bundled Rotten Tomatoes snippets with a fixed train/validation/test split)"
+    )
     source = data.add_mutually_exclusive_group()
-    source.add_argument("--dataset", choices=["rotten_tomatoes", "imdb"], default="rotten_tomatoes", help="bundled snippets, or IMDB reviews through keras.datasets.imdb (needs the network once; cached) (default: %(default)s)")
-    source.add_argument("--data", type=Path, metavar="PATH", help="CSV/TSV with a text column and a binary label column (0/1, pos/neg, positive/negative, fresh/rotten); a 'split' column (train/validation/test) is used if present, else a fixed 80/10/10 split")
-    data.add_argument("--text-col", default="text", help="text column in --data or --evaluate files (default: %(default)s)")
-    data.add_argument("--label-col", default="label", help="label column in --data or --evaluate files (default: %(default)s)")
-    data.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "rnn-workshop" / "imdb", help="where --dataset imdb downloads are kept (default: %(default)s)")
+    source.add_argument(
+        "--dataset",
+        choices=["rotten_tomatoes", "imdb"],
+        default="rotten_tomatoes",
+        help="bundled snippets, or IMDB reviews through keras.datasets.imdb (needs the network once; cached) (default: %(default)s)",
+    )
+    source.add_argument(
+        "--data",
+        type=Path,
+        metavar="PATH",
+        help="CSV/TSV with a text column and a binary label column (0/1, pos/neg, positive/negative, fresh/rotten); a 'split' column (train/validation/test) is used if present, else a fixed 80/10/10 split",
+    )
+    data.add_argument(
+        "--text-col",
+        default="text",
+        help="text column in --data or --evaluate files (default: %(default)s)",
+    )
+    data.add_argument(
+        "--label-col",
+        default="label",
+        help="label column in --data or --evaluate files (default: %(default)s)",
+    )
+    data.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path.home() / ".cache" / "rnn-workshop" / "imdb",
+        help="where --dataset imdb downloads are kept (default: %(default)s)",
+    )
 
     model = parser.add_argument_group("model")
-    model.add_argument("--cell", choices=sorted(common.CELLS), default="gru", help="recurrent cell (default: %(default)s)")
-    model.add_argument("--units", type=positive_int, default=32, help="units per direction of the recurrent layer (default: %(default)s)")
-    model.add_argument("--embedding-dim", type=positive_int, default=64, help="size of each word vector (default: %(default)s)")
-    model.add_argument("--unidirectional", action="store_true", help="read left to right only (default: both directions)")
-    model.add_argument("--dropout", type=float, default=0.3, help="dropout on the recurrent layer's inputs and before the output (default: %(default)s)")
-    model.add_argument("--max-tokens", type=positive_int, default=20000, help="vocabulary size, padding and [UNK] included (default: %(default)s)")
-    model.add_argument("--max-length", type=positive_int, default=200, help="tokens read per text; longer texts are cut (default: %(default)s)")
-    model.add_argument("--pretrain", choices=["ppmi", "none"], default="ppmi", help="start the embedding from word vectors counted on training + unlabelled text, or at random (default: %(default)s)")
-    model.add_argument("--seeds", type=positive_int, default=3, help="networks trained from different random starts and averaged (default: %(default)s)")
-    model.add_argument("--learning-rate", type=positive_float, default=5e-4, help="Adam learning rate (default: %(default)s)")
+    model.add_argument(
+        "--cell",
+        choices=sorted(common.CELLS),
+        default="gru",
+        help="recurrent cell (default: %(default)s)",
+    )
+    model.add_argument(
+        "--units",
+        type=positive_int,
+        default=32,
+        help="units per direction of the recurrent layer (default: %(default)s)",
+    )
+    model.add_argument(
+        "--embedding-dim",
+        type=positive_int,
+        default=64,
+        help="size of each word vector (default: %(default)s)",
+    )
+    model.add_argument(
+        "--unidirectional",
+        action="store_true",
+        help="read left to right only (default: both directions)",
+    )
+    model.add_argument(
+        "--dropout",
+        type=float,
+        default=0.3,
+        help="dropout on the recurrent layer's inputs and before the output (default: %(default)s)",
+    )
+    model.add_argument(
+        "--max-tokens",
+        type=positive_int,
+        default=20000,
+        help="vocabulary size, padding and [UNK] included (default: %(default)s)",
+    )
+    model.add_argument(
+        "--max-length",
+        type=positive_int,
+        default=200,
+        help="tokens read per text; longer texts are cut (default: %(default)s)",
+    )
+    model.add_argument(
+        "--pretrain",
+        choices=["ppmi", "none"],
+        default="ppmi",
+        help="start the embedding from word vectors counted on training + unlabelled text, or at random (default: %(default)s)",
+    )
+    model.add_argument(
+        "--seeds",
+        type=positive_int,
+        default=3,
+        help="networks trained from different random starts and averaged (default: %(default)s)",
+    )
+    model.add_argument(
+        "--learning-rate",
+        type=positive_float,
+        default=5e-4,
+        help="Adam learning rate (default: %(default)s)",
+    )
 
     use = parser.add_argument_group("use a saved model")
-    use.add_argument("--load", type=Path, metavar="DIR", help="skip training: use the model.keras saved in DIR")
-    use.add_argument("--predict", nargs="+", metavar="TEXT", help="with --load: print label and probability for each TEXT ('-' reads one text per line from stdin)")
-    use.add_argument("--evaluate", type=Path, metavar="FILE", help="with --load: accuracy, F1 and ROC AUC on a labelled CSV/TSV (--text-col, --label-col)")
+    use.add_argument(
+        "--load", type=Path, metavar="DIR", help="skip training: use the model.keras saved in DIR"
+    )
+    use.add_argument(
+        "--predict",
+        nargs="+",
+        metavar="TEXT",
+        help="with --load: print label and probability for each TEXT ('-' reads one text per line from stdin)",
+    )
+    use.add_argument(
+        "--evaluate",
+        type=Path,
+        metavar="FILE",
+        help="with --load: accuracy, F1 and ROC AUC on a labelled CSV/TSV (--text-col, --label-col)",
+    )
     args = parser.parse_args(argv)
     if (args.predict or args.evaluate) and not args.load:
         parser.error("--predict and --evaluate need --load DIR")
@@ -103,8 +197,10 @@ def parse_args(argv):
         parser.error("--load needs --predict TEXT... or --evaluate FILE")
     # Word vectors of embedding_dim numbers are counted from a vocabulary of at least that many words.
     if args.max_tokens < args.embedding_dim + 2:
-        parser.error(f"--max-tokens {args.max_tokens} is too small for --embedding-dim {args.embedding_dim}: "
-                     f"it needs at least {args.embedding_dim + 2} (padding and [UNK] included)")
+        parser.error(
+            f"--max-tokens {args.max_tokens} is too small for --embedding-dim {args.embedding_dim}: "
+            f"it needs at least {args.embedding_dim + 2} (padding and [UNK] included)"
+        )
     return args
 
 
@@ -116,11 +212,19 @@ def load_rotten_tomatoes():
     frame = frame[frame["text"].str.strip() != ""]
     labelled = frame[frame["split"] != "unlabelled"]
     splits = {
-        name: (part["text"].to_numpy(dtype=object), text.parse_labels(part["label"], origin=str(BUNDLED_CSV)))
+        name: (
+            part["text"].to_numpy(dtype=object),
+            text.parse_labels(part["label"], origin=str(BUNDLED_CSV)),
+        )
         for name, part in labelled.groupby("split")
     }
     unlabelled = frame.loc[frame["split"] == "unlabelled", "text"].to_numpy(dtype=object)
-    return splits, unlabelled, "bundled Rotten Tomatoes snippets (data/rotten_tomatoes.csv.gz)", ("rotten", "fresh")
+    return (
+        splits,
+        unlabelled,
+        "bundled Rotten Tomatoes snippets (data/rotten_tomatoes.csv.gz)",
+        ("rotten", "fresh"),
+    )
 
 
 def load_table(path, text_col, label_col):
@@ -129,7 +233,9 @@ def load_table(path, text_col, label_col):
         split = frame["split"].to_numpy()
         if "validation" not in set(split):  # carve validation out of train, as below
             train_rows = np.flatnonzero(split == "train")
-            chosen = np.random.default_rng(SPLIT_SEED).permutation(train_rows)[: len(train_rows) // 9]
+            chosen = np.random.default_rng(SPLIT_SEED).permutation(train_rows)[
+                : len(train_rows) // 9
+            ]
             split = split.copy()
             split[chosen] = "validation"
     else:
@@ -140,7 +246,9 @@ def load_table(path, text_col, label_col):
         splits[name] = (rows["text"].to_numpy(dtype=object), rows["label"].to_numpy())
     counts = {name: len(labels) for name, (_, labels) in splits.items()}
     if counts["train"] < 20 or counts["validation"] < 2 or counts["test"] < 2:
-        raise UserError(f"--data {path}: too little data ({counts['train']} train, {counts['validation']} validation, {counts['test']} test texts); need at least 20 training texts")
+        raise UserError(
+            f"--data {path}: too little data ({counts['train']} train, {counts['validation']} validation, {counts['test']} test texts); need at least 20 training texts"
+        )
     if len(set(splits["train"][1].tolist())) < 2:
         raise UserError(f"--data {path}: the training split holds only one class")
     return splits, np.array([], dtype=object), f"--data {path}", ("negative", "positive")
@@ -169,28 +277,45 @@ def load_imdb(cache_dir):
     cache_dir = Path(cache_dir)
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        (train_ids, train_labels), (test_ids, test_labels) = keras.datasets.imdb.load_data(path=str(cache_dir / "imdb.npz"))
-        word_index = keras.datasets.imdb.get_word_index(path=str(cache_dir / "imdb_word_index.json"))
+        (train_ids, train_labels), (test_ids, test_labels) = keras.datasets.imdb.load_data(
+            path=str(cache_dir / "imdb.npz")
+        )
+        word_index = keras.datasets.imdb.get_word_index(
+            path=str(cache_dir / "imdb_word_index.json")
+        )
     except Exception as error:  # keras.utils.get_file raises a bare Exception for network failures
         reason = str(error).splitlines()[0][:100] if str(error) else type(error).__name__
         raise UserError(
             f"--dataset imdb: could not download the IMDB reviews ({reason}); "
             "run without --dataset to use the bundled Rotten Tomatoes snippets (the default)"
         ) from None
-    words = {index + 3: word for word, index in word_index.items()}  # load_data shifts ids by index_from=3
+    words = {
+        index + 3: word for word, index in word_index.items()
+    }  # load_data shifts ids by index_from=3
 
     def decode(reviews):
-        return np.array([" ".join(words.get(i, "") for i in review if i >= 3) for review in reviews], dtype=object)
+        return np.array(
+            [" ".join(words.get(i, "") for i in review if i >= 3) for review in reviews],
+            dtype=object,
+        )
 
     train_texts, test_texts = decode(train_ids), decode(test_ids)
     rows = np.random.default_rng(SPLIT_SEED).permutation(len(train_texts))
     validation_rows, train_rows = rows[: len(rows) // 10], rows[len(rows) // 10 :]
     splits = {
         "train": (train_texts[train_rows], np.asarray(train_labels)[train_rows].astype("int32")),
-        "validation": (train_texts[validation_rows], np.asarray(train_labels)[validation_rows].astype("int32")),
+        "validation": (
+            train_texts[validation_rows],
+            np.asarray(train_labels)[validation_rows].astype("int32"),
+        ),
         "test": (test_texts, np.asarray(test_labels).astype("int32")),
     }
-    return splits, np.array([], dtype=object), "IMDB reviews (keras.datasets.imdb)", ("negative", "positive")
+    return (
+        splits,
+        np.array([], dtype=object),
+        "IMDB reviews (keras.datasets.imdb)",
+        ("negative", "positive"),
+    )
 
 
 def load_data(args):
@@ -265,7 +390,11 @@ def tfidf_baseline(splits):
         if best is None or accuracy > best[0]:
             best = (accuracy, strength, candidate)
     validation_accuracy, strength, model = best
-    return lambda texts: model.predict_proba(vectorizer.transform(texts))[:, 1], strength, validation_accuracy
+    return (
+        lambda texts: model.predict_proba(vectorizer.transform(texts))[:, 1],
+        strength,
+        validation_accuracy,
+    )
 
 
 def scores(labels, probabilities):
@@ -288,7 +417,9 @@ def predict_texts(model, texts, batch_size=256):
     probabilities = np.empty(len(texts), dtype="float32")
     for start in range(0, len(texts), batch_size):
         rows = order[start : start + batch_size]
-        probabilities[rows] = model.predict_on_batch(keras.ops.convert_to_tensor(texts[rows].tolist()))[:, 0]
+        probabilities[rows] = model.predict_on_batch(
+            keras.ops.convert_to_tensor(texts[rows].tolist())
+        )[:, 0]
     return probabilities
 
 
@@ -297,8 +428,10 @@ def verdict(table):
     difference = 100 * (rnn["accuracy"] - baseline["accuracy"])
     auc = f"ROC AUC {rnn['ROC AUC']:.4f} vs {baseline['ROC AUC']:.4f}"
     if rnn["accuracy"] > baseline["accuracy"]:
-        return (f"Verdict: the RNN beat the TF-IDF + logistic regression baseline on the test split "
-                f"(accuracy {rnn['accuracy']:.4f} vs {baseline['accuracy']:.4f}, {difference:+.1f} points; {auc}).")
+        return (
+            f"Verdict: the RNN beat the TF-IDF + logistic regression baseline on the test split "
+            f"(accuracy {rnn['accuracy']:.4f} vs {baseline['accuracy']:.4f}, {difference:+.1f} points; {auc})."
+        )
     return (
         f"Verdict: the RNN did NOT beat the TF-IDF + logistic regression baseline on test accuracy "
         f"({rnn['accuracy']:.4f} vs {baseline['accuracy']:.4f}, {difference:+.1f} points; {auc}). "
@@ -315,8 +448,17 @@ def plot_histories(histories, seeds, path):
     for metric, axis in zip(("loss", "accuracy"), axes):
         for seed, history in zip(seeds, histories):
             epochs = np.arange(1, len(history[metric]) + 1)
-            line = axis.plot(epochs, history[metric], marker="o", alpha=0.6, label=f"seed {seed}, training")[0]
-            axis.plot(epochs, history[f"val_{metric}"], marker="s", ls="--", color=line.get_color(), label=f"seed {seed}, validation")
+            line = axis.plot(
+                epochs, history[metric], marker="o", alpha=0.6, label=f"seed {seed}, training"
+            )[0]
+            axis.plot(
+                epochs,
+                history[f"val_{metric}"],
+                marker="s",
+                ls="--",
+                color=line.get_color(),
+                label=f"seed {seed}, validation",
+            )
         axis.set(xlabel="epoch", ylabel=metric, title=f"Training curves: {metric}")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
@@ -343,39 +485,66 @@ def main(argv=None):
     if args.quick:  # a smoke test: a sample of each split, a small model, two epochs, one seed
         splits, unlabelled = shrink_for_quick_run(splits, unlabelled, args.seed)
         # Two short epochs: bigger steps.
-        shrink_for_quick(args, argv, epochs=2, units=16, embedding_dim=32, seeds=1, learning_rate=3e-3)
+        shrink_for_quick(
+            args, argv, epochs=2, units=16, embedding_dim=32, seeds=1, learning_rate=3e-3
+        )
     counts = {name: len(labels) for name, (_, labels) in splits.items()}
-    print(f"Data: {source}; texts: {counts['train']} train, {counts['validation']} validation, {counts['test']} test"
-          + (f", {len(unlabelled)} unlabelled" if len(unlabelled) else ""))
+    print(
+        f"Data: {source}; texts: {counts['train']} train, {counts['validation']} validation, {counts['test']} test"
+        + (f", {len(unlabelled)} unlabelled" if len(unlabelled) else "")
+    )
 
     # The vocabulary comes from training text only: a word seen only in test text stays [UNK].
     train_texts, train_labels = splits["train"]
     vectorizer = text.make_vectorizer(train_texts, max_tokens=args.max_tokens)
     vocab_size = vectorizer.vocabulary_size()
-    token_ids = {name: text.vectorize(vectorizer, texts, args.max_length) for name, (texts, _) in splits.items()}
+    token_ids = {
+        name: text.vectorize(vectorizer, texts, args.max_length)
+        for name, (texts, _) in splits.items()
+    }
     embedding_weights = None
     if args.pretrain == "ppmi":
         pretrain_ids = token_ids["train"] + text.vectorize(vectorizer, unlabelled, 10**6)
-        embedding_weights = text.pretrain_embeddings(pretrain_ids, vocab_size, args.embedding_dim, seed=args.seed)
-        print(f"Pretrained {args.embedding_dim}-d word vectors for {vocab_size} words on training + unlabelled text (PPMI + SVD)")
+        embedding_weights = text.pretrain_embeddings(
+            pretrain_ids, vocab_size, args.embedding_dim, seed=args.seed
+        )
+        print(
+            f"Pretrained {args.embedding_dim}-d word vectors for {vocab_size} words on training + unlabelled text (PPMI + SVD)"
+        )
 
-    validation_batches = text.bucketed_batches(token_ids["validation"], splits["validation"][1], 256, shuffle=False)
+    validation_batches = text.bucketed_batches(
+        token_ids["validation"], splits["validation"][1], 256, shuffle=False
+    )
     direction = "unidirectional" if args.unidirectional else "bidirectional"
-    model_name = f"{direction} {args.cell.upper()}{args.units}, embedding {args.embedding_dim}" + (f", {args.seeds} seeds averaged" if args.seeds > 1 else "")
-    print(f"Training {model_name} on length-bucketed batches, up to {args.epochs} epochs per seed ...")
+    model_name = f"{direction} {args.cell.upper()}{args.units}, embedding {args.embedding_dim}" + (
+        f", {args.seeds} seeds averaged" if args.seeds > 1 else ""
+    )
+    print(
+        f"Training {model_name} on length-bucketed batches, up to {args.epochs} epochs per seed ..."
+    )
     members, histories = [], []
     train_started = time.perf_counter()
     epochs_run = 0
     for number in range(args.seeds):
         seed = args.seed + number
-        train_batches = text.bucketed_batches(token_ids["train"], train_labels, args.batch_size, seed=seed)
+        train_batches = text.bucketed_batches(
+            token_ids["train"], train_labels, args.batch_size, seed=seed
+        )
         classifier = build_classifier(args, vocab_size, seed, embedding_weights)
         # Validation loss bottoms out after about two epochs and then climbs: one epoch of patience is enough.
-        history = common.fit(classifier, train_batches, validation_batches, epochs=args.epochs, patience=1,
-                             verbose=common.progress_verbosity())
+        history = common.fit(
+            classifier,
+            train_batches,
+            validation_batches,
+            epochs=args.epochs,
+            patience=1,
+            verbose=common.progress_verbosity(),
+        )
         best = int(np.argmin(history.history["val_loss"]))
         epochs_run += len(history.history["loss"])
-        print(f"  seed {seed}: {len(history.history['loss'])} epochs, best validation accuracy {history.history['val_accuracy'][best]:.4f} (epoch {best + 1})")
+        print(
+            f"  seed {seed}: {len(history.history['loss'])} epochs, best validation accuracy {history.history['val_accuracy'][best]:.4f} (epoch {best + 1})"
+        )
         members.append(classifier)
         histories.append(history.history)
     train_seconds = time.perf_counter() - train_started
@@ -383,7 +552,9 @@ def main(argv=None):
     model = text.end_to_end_model(vectorizer, average_members(members), args.max_length)
     test_texts, test_labels = splits["test"]
     probabilities = predict_texts(model, test_texts)
-    validation_accuracy = float(np.mean((predict_texts(model, splits["validation"][0]) >= 0.5) == splits["validation"][1]))
+    validation_accuracy = float(
+        np.mean((predict_texts(model, splits["validation"][0]) >= 0.5) == splits["validation"][1])
+    )
     baseline, strength, baseline_validation_accuracy = tfidf_baseline(splits)
     majority = int(np.mean(train_labels) >= 0.5)
     table = {
@@ -391,7 +562,9 @@ def main(argv=None):
         "TF-IDF + logistic regression": scores(test_labels, baseline(test_texts)),
         "majority class": {"accuracy": float(np.mean(test_labels == majority))},
     }
-    print(f"\nValidation accuracy (where choices are made): RNN {validation_accuracy:.4f}, TF-IDF + logistic regression {baseline_validation_accuracy:.4f}\n")
+    print(
+        f"\nValidation accuracy (where choices are made): RNN {validation_accuracy:.4f}, TF-IDF + logistic regression {baseline_validation_accuracy:.4f}\n"
+    )
     common.print_table(table, title=f"Test split, {counts['test']} texts ({source}):")
     print("\n" + verdict(table))
 
@@ -399,24 +572,48 @@ def main(argv=None):
     with run_folder(args.out, args.overwrite) as out:  # saved whole, or not at all
         save_model_atomically(model, out / "model.keras")
         metrics = {
-            "test": table, "verdict": verdict(table), "validation_accuracy": {"RNN": validation_accuracy, "TF-IDF + logistic regression": baseline_validation_accuracy},
-            "examples": counts, "source": source, "class_names": list(class_names),
-            "model": model_name, "vocabulary_size": vocab_size, "baseline_C": strength,
-            "epochs_run": epochs_run, "train_seconds": round(train_seconds, 2),
+            "test": table,
+            "verdict": verdict(table),
+            "validation_accuracy": {
+                "RNN": validation_accuracy,
+                "TF-IDF + logistic regression": baseline_validation_accuracy,
+            },
+            "examples": counts,
+            "source": source,
+            "class_names": list(class_names),
+            "model": model_name,
+            "vocabulary_size": vocab_size,
+            "baseline_C": strength,
+            "epochs_run": epochs_run,
+            "train_seconds": round(train_seconds, 2),
             "train_examples_per_second": round(counts["train"] * epochs_run / train_seconds, 1),
-            "config": {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()},
+            "config": {
+                key: (str(value) if isinstance(value, Path) else value)
+                for key, value in vars(args).items()
+            },
             # A reload check: keras.models.load_model("model.keras") must give these same probabilities.
             "example_predictions": [
                 {"text": example, "probability": float(probability)}
-                for example, probability in zip(test_texts[:5], predict_texts(model, test_texts[:5]))
+                for example, probability in zip(
+                    test_texts[:5], predict_texts(model, test_texts[:5])
+                )
             ],
         }
         write_json(out / "metrics.json", metrics)
-        text.plot_confusion_matrix(test_labels, probabilities >= 0.5, out / "confusion_matrix.png",
-                                   class_names=[f"{name}" for name in class_names], title=f"RNN on the test split ({counts['test']} texts)")
-        plot_histories(histories, [args.seed + number for number in range(args.seeds)], out / "training.png")
-    print(f"\nSaved model.keras, metrics.json, confusion_matrix.png and training.png in {args.out}/ "
-          f"({time.perf_counter() - started:.0f} s; try --load {args.out} --predict \"some review\")")
+        text.plot_confusion_matrix(
+            test_labels,
+            probabilities >= 0.5,
+            out / "confusion_matrix.png",
+            class_names=[f"{name}" for name in class_names],
+            title=f"RNN on the test split ({counts['test']} texts)",
+        )
+        plot_histories(
+            histories, [args.seed + number for number in range(args.seeds)], out / "training.png"
+        )
+    print(
+        f"\nSaved model.keras, metrics.json, confusion_matrix.png and training.png in {args.out}/ "
+        f'({time.perf_counter() - started:.0f} s; try --load {args.out} --predict "some review")'
+    )
     return 0
 
 
@@ -427,17 +624,27 @@ def read_stdin_lines():
     try:
         return data.decode("utf-8").splitlines()
     except UnicodeDecodeError as error:
-        raise UserError(f"--predict -: standard input is not UTF-8 text (byte {data[error.start]:#x} "
-                        f"at position {error.start})") from None
+        raise UserError(
+            f"--predict -: standard input is not UTF-8 text (byte {data[error.start]:#x} "
+            f"at position {error.start})"
+        ) from None
 
 
 def use_saved_model(args):
     model = load_model_from_dir(args.load)
     if len(model.inputs) != 1 or model.inputs[0].dtype != "string":
-        raise UserError(f"--load {args.load}: model.keras is not a sentiment model (it does not read text); "
-                        "was it saved by another app?")
+        raise UserError(
+            f"--load {args.load}: model.keras is not a sentiment model (it does not read text); "
+            "was it saved by another app?"
+        )
     if args.evaluate:
-        frame = text.read_text_table(args.evaluate, args.text_col, args.label_col, origin=f"--evaluate {args.evaluate}", need_both=False)
+        frame = text.read_text_table(
+            args.evaluate,
+            args.text_col,
+            args.label_col,
+            origin=f"--evaluate {args.evaluate}",
+            need_both=False,
+        )
         probabilities = predict_texts(model, frame["text"].to_numpy(dtype=object))
         labels = frame["label"].to_numpy()
         result = scores(labels, probabilities)
@@ -448,10 +655,17 @@ def use_saved_model(args):
         texts = read_stdin_lines() if args.predict == ["-"] else list(args.predict)
         kept = [t for t in texts if t.strip()]
         if not kept:
-            raise UserError("--predict: the text is empty; give at least one word" if len(texts) <= 1 else "--predict: every text is empty")
+            raise UserError(
+                "--predict: the text is empty; give at least one word"
+                if len(texts) <= 1
+                else "--predict: every text is empty"
+            )
         for number, item in enumerate(texts, start=1):
             if not item.strip():
-                print(f"sentiment: skipping text {number} of {len(texts)}: it is empty", file=sys.stderr)
+                print(
+                    f"sentiment: skipping text {number} of {len(texts)}: it is empty",
+                    file=sys.stderr,
+                )
         probabilities = predict_texts(model, np.array(kept, dtype=object))
         for item, probability in zip(kept, probabilities):
             label = text.LABEL_NAMES[int(probability >= 0.5)]

@@ -47,8 +47,11 @@ def run_detector(name, files, config):
         _, window = app.plan(found, config)
         detection = app.detect(found, name, config, None, window)
         row = alarms.overlap_scores(detection.alarms, found.label_windows or [])
-        print(f"  {app.NAMES[name]:18} {found.name}: {len(detection.alarms)} alarm(s), "
-              f"TP {row['tp']} FP {row['fp']} FN {row['fn']}", flush=True)
+        print(
+            f"  {app.NAMES[name]:18} {found.name}: {len(detection.alarms)} alarm(s), "
+            f"TP {row['tp']} FP {row['fp']} FN {row['fn']}",
+            flush=True,
+        )
         detections.append(detection)
     return detections, time.perf_counter() - started
 
@@ -68,11 +71,17 @@ def table_row(files, found_alarms, seconds):
     by_folder, flagged, points = {}, 0, 0
     for found, intervals in zip(files, found_alarms):
         folder = found.name.split("/")[0]
-        by_folder.setdefault(folder, []).append(alarms.overlap_scores(intervals, found.label_windows or []))
+        by_folder.setdefault(folder, []).append(
+            alarms.overlap_scores(intervals, found.label_windows or [])
+        )
         if folder in SCORED:
             flagged += int(alarms.intervals_to_mask(intervals, len(found)).sum())
             points += len(found)
-    row = {folder: alarms.pooled_scores(by_folder[folder])["f1"] for folder in SCORED if folder in by_folder}
+    row = {
+        folder: alarms.pooled_scores(by_folder[folder])["f1"]
+        for folder in SCORED
+        if folder in by_folder
+    }
     pooled = alarms.pooled_scores([r for folder in SCORED for r in by_folder.get(folder, [])])
     row |= {"P": pooled["precision"], "R": pooled["recall"], "F1": pooled["f1"]}
     row["alarms, no-anomaly files"] = sum(r["fp"] for r in by_folder.get("artificialNoAnomaly", []))
@@ -83,15 +92,35 @@ def table_row(files, found_alarms, seconds):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--nab", type=Path, required=True, help="NAB-layout folder (data/ and combined_windows.json)")
-    parser.add_argument("--detectors", nargs="+", choices=list(app.NAMES),
-                        default=["bidirectional", "zscore", "discord", "holt-winters"],
-                        help="detectors to run, the first with both alarm rules (default: %(default)s)")
-    parser.add_argument("--quick", action="store_true", help="the app's --quick settings, two files per folder")
+    parser.add_argument(
+        "--nab",
+        type=Path,
+        required=True,
+        help="NAB-layout folder (data/ and combined_windows.json)",
+    )
+    parser.add_argument(
+        "--detectors",
+        nargs="+",
+        choices=list(app.NAMES),
+        default=["bidirectional", "zscore", "discord", "holt-winters"],
+        help="detectors to run, the first with both alarm rules (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="the app's --quick settings, two files per folder"
+    )
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
-    config = app.read_config(["--csv", str(args.nab / "data"), "--labels", str(args.nab / "combined_windows.json"),
-                              "--seed", str(args.seed)] + (["--quick"] if args.quick else []))
+    config = app.read_config(
+        [
+            "--csv",
+            str(args.nab / "data"),
+            "--labels",
+            str(args.nab / "combined_windows.json"),
+            "--seed",
+            str(args.seed),
+        ]
+        + (["--quick"] if args.quick else [])
+    )
     started = time.perf_counter()
     try:
         files = app.load_series(config)
@@ -99,26 +128,40 @@ def main(argv=None):
         print(f"anomaly bench: error: {error}", file=sys.stderr)
         return 2
     if args.quick:
-        files = [f for f in files if sum(g.name.split("/")[0] == f.name.split("/")[0] for g in files[: files.index(f)]) < 2]
+        files = [
+            f
+            for f in files
+            if sum(g.name.split("/")[0] == f.name.split("/")[0] for g in files[: files.index(f)])
+            < 2
+        ]
     print(f"{len(files)} files from {args.nab}; detectors: {', '.join(args.detectors)}")
 
     rows = {}
     for name in args.detectors:
         detections, seconds = run_detector(name, files, config)
-        rows[app.NAMES[name] + " (ours)"] = table_row(files, [d.alarms for d in detections], seconds)
+        rows[app.NAMES[name] + " (ours)"] = table_row(
+            files, [d.alarms for d in detections], seconds
+        )
         if name == args.detectors[0]:  # the other alarm rule, measured on the same scores
             rows[app.NAMES[name] + ", Hundman threshold + pruning"] = table_row(
-                files, [hundman_alarms(d) for d in detections], None)
+                files, [hundman_alarms(d) for d in detections], None
+            )
     rows |= PUBLISHED
     print()
     evaluation.print_table(
-        rows, digits=3, columns=[*SCORED, "P", "R", "F1", "alarms, no-anomaly files", "% flagged", "wall s"],
-        title="Overlap event scores; P, R, F1 pooled over " + ", ".join(SCORED) + " (published: Orion 0.7.1, n/a: not reported)",
+        rows,
+        digits=3,
+        columns=[*SCORED, "P", "R", "F1", "alarms, no-anomaly files", "% flagged", "wall s"],
+        title="Overlap event scores; P, R, F1 pooled over "
+        + ", ".join(SCORED)
+        + " (published: Orion 0.7.1, n/a: not reported)",
     )
     window = config.window
-    print(f"\nWall time {time.perf_counter() - started:.0f} s on {platform.machine()} ({__import__('os').cpu_count()} CPUs); "
-          f"app defaults: audit, --window {window} --units {config.units} --epochs {config.epochs} --seed {config.seed}"
-          f"{' (--quick)' if args.quick else ''}; detectors: {', '.join(sorted(anomaly.DETECTORS))}")
+    print(
+        f"\nWall time {time.perf_counter() - started:.0f} s on {platform.machine()} ({__import__('os').cpu_count()} CPUs); "
+        f"app defaults: audit, --window {window} --units {config.units} --epochs {config.epochs} --seed {config.seed}"
+        f"{' (--quick)' if args.quick else ''}; detectors: {', '.join(sorted(anomaly.DETECTORS))}"
+    )
     return 0
 
 

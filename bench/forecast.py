@@ -28,19 +28,43 @@ import forecast  # noqa: E402
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 2)[2],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("csvs", nargs="*", type=Path, help="extra price CSVs (columns Date and Close)")
-    parser.add_argument("--cells", nargs="+", default=["lstm", "gru"], choices=sorted(common.CELLS), help="cells to compare (default: lstm gru)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "csvs", nargs="*", type=Path, help="extra price CSVs (columns Date and Close)"
+    )
+    parser.add_argument(
+        "--cells",
+        nargs="+",
+        default=["lstm", "gru"],
+        choices=sorted(common.CELLS),
+        help="cells to compare (default: lstm gru)",
+    )
     parser.add_argument("--horizon", type=int, default=1, help="business days ahead (default: 1)")
     parser.add_argument("--seed", type=int, default=42, help="seed for every run (default: 42)")
-    parser.add_argument("--quick", action="store_true", help="pass --quick to the app: check the script works in seconds")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="pass --quick to the app: check the script works in seconds",
+    )
     return parser.parse_args(argv)
 
 
 def run_once(csv, cell, args):
     with tempfile.TemporaryDirectory() as out:
-        argv = ["--cell", cell, "--horizon", str(args.horizon), "--seed", str(args.seed), "--out", out]
+        argv = [
+            "--cell",
+            cell,
+            "--horizon",
+            str(args.horizon),
+            "--seed",
+            str(args.seed),
+            "--out",
+            out,
+        ]
         argv += ["--csv", str(csv)] if csv else []
         argv += ["--quick"] if args.quick else []
         started = time.perf_counter()
@@ -64,7 +88,11 @@ def main(argv=None):
                 continue
             metrics, seconds = result
             table = metrics["test"]
-            model, persistence, drift = table["model (median)"], table["persistence"], table["drift"]
+            model, persistence, drift = (
+                table["model (median)"],
+                table["persistence"],
+                table["drift"],
+            )
             rows[f"{name} {cell.upper()}"] = {
                 "test days": metrics["examples"]["test"],
                 "MAE model": model["MAE"],
@@ -78,8 +106,13 @@ def main(argv=None):
                 "windows/s": metrics["train_windows_per_second"],
                 "run s": seconds,
             }
-    common.print_table(rows, title=f"Forecast benchmark: horizon {args.horizon}, seed {args.seed}{', --quick' if args.quick else ''}")
-    print("vs persist. %: the model's test MAE relative to persistence; below 0 beats it. coverage: share inside the 10-90% band (80% ideal).")
+    common.print_table(
+        rows,
+        title=f"Forecast benchmark: horizon {args.horizon}, seed {args.seed}{', --quick' if args.quick else ''}",
+    )
+    print(
+        "vs persist. %: the model's test MAE relative to persistence; below 0 beats it. coverage: share inside the 10-90% band (80% ideal)."
+    )
     return 0
 
 

@@ -81,9 +81,21 @@ def train_and_score(name, model, train, validation, test, num_train, epochs):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=4, help="most epochs per row; early stopping may end sooner (default: %(default)s)")
-    parser.add_argument("--pad-length", type=int, default=200, help="tokens every text is padded to in the padded rows, as in keras.io (default: %(default)s)")
-    parser.add_argument("--quick", action="store_true", help="a small sample and one epoch: checks the script runs")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=4,
+        help="most epochs per row; early stopping may end sooner (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--pad-length",
+        type=int,
+        default=200,
+        help="tokens every text is padded to in the padded rows, as in keras.io (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a small sample and one epoch: checks the script runs"
+    )
     args = parser.parse_args(argv)
 
     app = sentiment_app
@@ -91,31 +103,85 @@ def main(argv=None):
     if args.quick:
         splits, unlabelled = app.shrink_for_quick_run(splits, unlabelled, seed=0)
         args.epochs = 1
-    (train_texts, train_labels), (val_texts, val_labels), (test_texts, test_labels) = (splits[name] for name in ("train", "validation", "test"))
-    print(f"Data: {source}; {len(train_labels)} train, {len(val_labels)} validation, {len(test_labels)} test texts")
+    (train_texts, train_labels), (val_texts, val_labels), (test_texts, test_labels) = (
+        splits[name] for name in ("train", "validation", "test")
+    )
+    print(
+        f"Data: {source}; {len(train_labels)} train, {len(val_labels)} validation, {len(test_labels)} test texts"
+    )
     rows = {}
 
     # keras.io: default standardization, fixed-length padded batches.
     plain = keras.layers.TextVectorization(max_tokens=20000)
     plain.adapt(train_texts)
-    plain_ids = {name: text.vectorize(plain, texts, args.pad_length) for name, (texts, _) in splits.items()}
-    padded = {name: text.padded_batches(plain_ids[name], labels, 32 if name == "train" else 256, args.pad_length, shuffle=name == "train")
-              for name, (_, labels) in splits.items()}
+    plain_ids = {
+        name: text.vectorize(plain, texts, args.pad_length) for name, (texts, _) in splits.items()
+    }
+    padded = {
+        name: text.padded_batches(
+            plain_ids[name],
+            labels,
+            32 if name == "train" else 256,
+            args.pad_length,
+            shuffle=name == "train",
+        )
+        for name, (_, labels) in splits.items()
+    }
     rows[f"keras.io-style BiLSTM64x2, padded to {args.pad_length}"] = train_and_score(
-        "keras.io-style", keras_io_model(plain.vocabulary_size()), padded["train"], padded["validation"], padded["test"], len(train_labels), args.epochs)
+        "keras.io-style",
+        keras_io_model(plain.vocabulary_size()),
+        padded["train"],
+        padded["validation"],
+        padded["test"],
+        len(train_labels),
+        args.epochs,
+    )
 
     # The app's network, with the app's tokenizer and pretrained embedding, padded then bucketed.
     options = app.parse_args([])
     vectorizer = text.make_vectorizer(train_texts, max_tokens=options.max_tokens)
-    ids = {name: text.vectorize(vectorizer, texts, options.max_length) for name, (texts, _) in splits.items()}
-    embedding = text.pretrain_embeddings(ids["train"] + text.vectorize(vectorizer, unlabelled, 10**6), vectorizer.vocabulary_size(), options.embedding_dim)
-    padded = {name: text.padded_batches(ids[name], labels, options.batch_size if name == "train" else 256, args.pad_length, shuffle=name == "train")
-              for name, (_, labels) in splits.items()}
-    bucketed = {name: text.bucketed_batches(ids[name], labels, options.batch_size if name == "train" else 256, shuffle=name == "train")
-                for name, (_, labels) in splits.items()}
-    for label, batches in ((f"app BiGRU32 (1 seed), padded to {args.pad_length}", padded), ("app BiGRU32 (1 seed), bucketed", bucketed)):
+    ids = {
+        name: text.vectorize(vectorizer, texts, options.max_length)
+        for name, (texts, _) in splits.items()
+    }
+    embedding = text.pretrain_embeddings(
+        ids["train"] + text.vectorize(vectorizer, unlabelled, 10**6),
+        vectorizer.vocabulary_size(),
+        options.embedding_dim,
+    )
+    padded = {
+        name: text.padded_batches(
+            ids[name],
+            labels,
+            options.batch_size if name == "train" else 256,
+            args.pad_length,
+            shuffle=name == "train",
+        )
+        for name, (_, labels) in splits.items()
+    }
+    bucketed = {
+        name: text.bucketed_batches(
+            ids[name],
+            labels,
+            options.batch_size if name == "train" else 256,
+            shuffle=name == "train",
+        )
+        for name, (_, labels) in splits.items()
+    }
+    for label, batches in (
+        (f"app BiGRU32 (1 seed), padded to {args.pad_length}", padded),
+        ("app BiGRU32 (1 seed), bucketed", bucketed),
+    ):
         model = app.build_classifier(options, vectorizer.vocabulary_size(), 0, embedding)
-        rows[label] = train_and_score(label, model, batches["train"], batches["validation"], batches["test"], len(train_labels), args.epochs)
+        rows[label] = train_and_score(
+            label,
+            model,
+            batches["train"],
+            batches["validation"],
+            batches["test"],
+            len(train_labels),
+            args.epochs,
+        )
 
     baseline, _, _ = app.tfidf_baseline(splits)
     rows["TF-IDF + logistic regression"] = {
@@ -124,8 +190,13 @@ def main(argv=None):
     }
     print()
     common.print_table(rows, title=f"Sentiment bench ({source}; times on this machine, now):")
-    speedup = rows["app BiGRU32 (1 seed), bucketed"]["examples/s"] / rows[f"app BiGRU32 (1 seed), padded to {args.pad_length}"]["examples/s"]
-    print(f"\nBucketing trains the same network {speedup:.1f}x faster than padding to {args.pad_length} tokens.")
+    speedup = (
+        rows["app BiGRU32 (1 seed), bucketed"]["examples/s"]
+        / rows[f"app BiGRU32 (1 seed), padded to {args.pad_length}"]["examples/s"]
+    )
+    print(
+        f"\nBucketing trains the same network {speedup:.1f}x faster than padding to {args.pad_length} tokens."
+    )
     return 0
 
 

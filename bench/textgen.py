@@ -44,28 +44,98 @@ import textgen as textgen_app  # noqa: E402
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
-        prog="bench/textgen.py", description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 2)[2],
+        prog="bench/textgen.py",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 2)[2],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--minutes", type=float, default=10.0, help="training budget in wall-clock minutes (default: %(default)s)")
-    parser.add_argument("--cell", default="lstm", choices=["lstm", "gru"], help="recurrent cell (default: %(default)s)")
-    parser.add_argument("--units", type=int, nargs="+", default=[512], help="units per layer (default: 512)")
-    parser.add_argument("--seq-length", type=int, default=None, help="training sequence length (default: the app's default)")
-    parser.add_argument("--batch-size", type=int, default=None, help="training batch size (default: the app's default)")
-    parser.add_argument("--steps-per-epoch", type=int, default=100, help="batches between validations (default: %(default)s)")
-    parser.add_argument("--load", type=Path, metavar="DIR", help="skip training: time generation with DIR/model.keras")
-    parser.add_argument("--out", type=Path, default=None, help="keep the trained run here (default: a temporary folder)")
-    parser.add_argument("--chars", type=int, default=1000, help="characters to generate per timing (default: %(default)s)")
-    parser.add_argument("--batch-samples", type=int, default=32, help="samples in the batched timing (default: %(default)s)")
-    parser.add_argument("--slow-chars", type=int, default=20, help="characters for the model.predict loop (default: %(default)s)")
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=10.0,
+        help="training budget in wall-clock minutes (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--cell",
+        default="lstm",
+        choices=["lstm", "gru"],
+        help="recurrent cell (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--units", type=int, nargs="+", default=[512], help="units per layer (default: 512)"
+    )
+    parser.add_argument(
+        "--seq-length",
+        type=int,
+        default=None,
+        help="training sequence length (default: the app's default)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="training batch size (default: the app's default)",
+    )
+    parser.add_argument(
+        "--steps-per-epoch",
+        type=int,
+        default=100,
+        help="batches between validations (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--load",
+        type=Path,
+        metavar="DIR",
+        help="skip training: time generation with DIR/model.keras",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="keep the trained run here (default: a temporary folder)",
+    )
+    parser.add_argument(
+        "--chars",
+        type=int,
+        default=1000,
+        help="characters to generate per timing (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--batch-samples",
+        type=int,
+        default=32,
+        help="samples in the batched timing (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--slow-chars",
+        type=int,
+        default=20,
+        help="characters for the model.predict loop (default: %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=42, help="random seed (default: %(default)s)")
     return parser.parse_args(argv)
 
 
 def train(args, out):
-    app_argv = ["--minutes", str(args.minutes), "--cell", args.cell, "--steps-per-epoch", str(args.steps_per_epoch),
-                "--seed", str(args.seed), "--out", str(out), "--generate", "300"]
-    for option, value in (("--units", args.units), ("--seq-length", args.seq_length), ("--batch-size", args.batch_size)):
+    app_argv = [
+        "--minutes",
+        str(args.minutes),
+        "--cell",
+        args.cell,
+        "--steps-per-epoch",
+        str(args.steps_per_epoch),
+        "--seed",
+        str(args.seed),
+        "--out",
+        str(out),
+        "--generate",
+        "300",
+    ]
+    for option, value in (
+        ("--units", args.units),
+        ("--seq-length", args.seq_length),
+        ("--batch-size", args.batch_size),
+    ):
         if value is not None:
             app_argv += [option, *map(str, value if isinstance(value, list) else [value])]
     print(f"Training: python apps/textgen.py {' '.join(app_argv)}", flush=True)
@@ -76,15 +146,19 @@ def train(args, out):
     print("\nValidation loss against wall time (held-out last 10% of the text):")
     rows = {
         f"epoch {row['epoch']}": {
-            "minutes": row["wall_seconds"] / 60, "val nats/char": row["val_loss_nats"], "val bits/char": row["val_bits_per_char"],
+            "minutes": row["wall_seconds"] / 60,
+            "val nats/char": row["val_loss_nats"],
+            "val bits/char": row["val_bits_per_char"],
             "train chars/s": row["train_chars_per_second"] or float("nan"),
         }
         for row in metrics["epochs"]
     }
     common.print_table(rows, digits=4)
-    print(f"Best: {metrics['val_loss_nats']:.3f} nats/char = {metrics['val_bits_per_char']:.3f} bits/char "
-          f"(epoch {metrics['best_epoch']}), {metrics['model']['cell'].upper()}-{'-'.join(map(str, metrics['model']['units']))}, "
-          f"{args.minutes:g} minutes budget, mean {metrics['training']['chars_per_second']:,.0f} training chars/s")
+    print(
+        f"Best: {metrics['val_loss_nats']:.3f} nats/char = {metrics['val_bits_per_char']:.3f} bits/char "
+        f"(epoch {metrics['best_epoch']}), {metrics['model']['cell'].upper()}-{'-'.join(map(str, metrics['model']['units']))}, "
+        f"{args.minutes:g} minutes budget, mean {metrics['training']['chars_per_second']:,.0f} training chars/s"
+    )
     return metrics
 
 
@@ -99,23 +173,42 @@ def speed_table(model, args):
     rows = {}
 
     def stateful(name, sampler, samples):
-        _, compile_seconds = timed(lambda: sampler.generate(prompt, args.chars, samples=samples, temperature=0.8, seed=1))
-        _, seconds = timed(lambda: sampler.generate(prompt, args.chars, samples=samples, temperature=0.8, seed=2))
-        rows[name] = {"chars": samples * args.chars, "seconds": seconds, "chars/s": samples * args.chars / seconds,
-                      "first call s": compile_seconds}
+        _, compile_seconds = timed(
+            lambda: sampler.generate(prompt, args.chars, samples=samples, temperature=0.8, seed=1)
+        )
+        _, seconds = timed(
+            lambda: sampler.generate(prompt, args.chars, samples=samples, temperature=0.8, seed=2)
+        )
+        rows[name] = {
+            "chars": samples * args.chars,
+            "seconds": seconds,
+            "chars/s": samples * args.chars / seconds,
+            "first call s": compile_seconds,
+        }
 
     stateful("stateful sampler, XLA, 1 sample", generation.CharSampler(model), 1)
-    stateful(f"stateful sampler, XLA, {args.batch_samples} samples", generation.CharSampler(model), args.batch_samples)
-    stateful("stateful sampler, no XLA, 1 sample", generation.CharSampler(model, jit_compile=False), 1)
+    stateful(
+        f"stateful sampler, XLA, {args.batch_samples} samples",
+        generation.CharSampler(model),
+        args.batch_samples,
+    )
+    stateful(
+        "stateful sampler, no XLA, 1 sample", generation.CharSampler(model, jit_compile=False), 1
+    )
     _, warm_up = timed(lambda: generation.predict_window_loop(model, prompt, 2))
     _, seconds = timed(lambda: generation.predict_window_loop(model, prompt, args.slow_chars))
     rows[f"model.predict on a 100-char window ({args.slow_chars} chars, extrapolated)"] = {
-        "chars": args.chars, "seconds": seconds * args.chars / args.slow_chars, "chars/s": args.slow_chars / seconds, "first call s": warm_up,
+        "chars": args.chars,
+        "seconds": seconds * args.chars / args.slow_chars,
+        "chars/s": args.slow_chars / seconds,
+        "first call s": warm_up,
     }
     slow = rows[list(rows)[-1]]["chars/s"]
     for row in rows.values():
         row["speed-up"] = row["chars/s"] / slow
-    print(f"\nGeneration speed, {args.chars:,} characters after the prompt {prompt!r} (temperature 0.8):")
+    print(
+        f"\nGeneration speed, {args.chars:,} characters after the prompt {prompt!r} (temperature 0.8):"
+    )
     common.print_table(rows, digits=4)
     return rows
 

@@ -250,7 +250,9 @@ def overlap_scores(alarms, windows):
         alarms, windows: inclusive ``(start, end)`` pairs, in the same units (indices or times).
     """
     found = sum(any(a <= w_end and b >= w_start for a, b in alarms) for w_start, w_end in windows)
-    false = sum(not any(a <= w_end and b >= w_start for w_start, w_end in windows) for a, b in alarms)
+    false = sum(
+        not any(a <= w_end and b >= w_start for w_start, w_end in windows) for a, b in alarms
+    )
     return precision_recall_f1(found, false, len(windows) - found)
 
 

@@ -79,14 +79,27 @@ def event_scores(flags, windows):
     flags = np.asarray(flags).astype(bool)
     for start, end in windows:
         if not 0 <= start <= end < len(flags):
-            raise ValueError(f"Expected windows inside 0..{len(flags) - 1} with start <= end. Received: ({start}, {end})")
+            raise ValueError(
+                f"Expected windows inside 0..{len(flags) - 1} with start <= end. Received: ({start}, {end})"
+            )
     found = sum(bool(flags[start : end + 1].any()) for start, end in windows)
     outside = flags & ~intervals_to_mask(windows, len(flags))
     false_alarms = len(label_windows(outside))
     precision = found / (found + false_alarms) if found + false_alarms else math.nan
     recall = found / len(windows) if windows else math.nan
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else (0.0 if windows else math.nan)
-    return {"windows": len(windows), "found": found, "false_alarms": false_alarms, "precision": precision, "recall": recall, "f1": f1}
+    f1 = (
+        2 * precision * recall / (precision + recall)
+        if precision + recall > 0
+        else (0.0 if windows else math.nan)
+    )
+    return {
+        "windows": len(windows),
+        "found": found,
+        "false_alarms": false_alarms,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+    }
 
 
 def roc_auc(scores, is_anomaly):
@@ -184,7 +197,9 @@ def sliding_windows(series, window):
     """All windows of ``window`` consecutive points, (num_windows, window, channels), a read-only view."""
     series = _as_2d(series)
     if len(series) < window:
-        raise ValueError(f"Expected a series of at least window = {window} points. Received: {len(series)} points")
+        raise ValueError(
+            f"Expected a series of at least window = {window} points. Received: {len(series)} points"
+        )
     return np.lib.stride_tricks.sliding_window_view(series, window, axis=0).transpose(0, 2, 1)
 
 
@@ -201,7 +216,9 @@ class RollingZScore:
     """
 
     name = "rolling z-score"
-    quiet_below = 3.0  # robust standard deviations: closer than this to the recent median is never news
+    quiet_below = (
+        3.0  # robust standard deviations: closer than this to the recent median is never news
+    )
 
     def __init__(self, window=64):
         self.window = int(window)
@@ -220,7 +237,9 @@ class RollingZScore:
         past = sliding_windows(series, self.window)[:-1]  # past[i] holds points i .. i + window - 1
         median = np.median(past, axis=1)
         spread = 1.4826 * np.median(np.abs(past - median[:, None]), axis=1)
-        spread = np.maximum(spread, 1e-3)  # a flat stretch would divide by zero; series are scaled to unit variance
+        spread = np.maximum(
+            spread, 1e-3
+        )  # a flat stretch would divide by zero; series are scaled to unit variance
         current = series[self.window :]
         scores = np.full(len(series), np.nan)
         scores[self.window :] = (np.abs(current - median) / spread).max(axis=1)
@@ -256,7 +275,9 @@ class MatrixProfileDiscord:
     def fit(self, normal_series, **unused):
         self.reference = _as_2d(normal_series).astype("float64")
         if len(self.reference) < self.window + 1:
-            raise ValueError(f"Expected a normal part longer than window = {self.window}. Received: {len(self.reference)} points")
+            raise ValueError(
+                f"Expected a normal part longer than window = {self.window}. Received: {len(self.reference)} points"
+            )
         return self
 
     @staticmethod
@@ -282,7 +303,9 @@ class MatrixProfileDiscord:
         series = _as_2d(series).astype("float64")
         distances = np.zeros(len(series) - self.window + 1)
         for channel in range(series.shape[1]):
-            references = self._znormalise(sliding_windows(self.reference[:, channel], self.window)[..., 0])
+            references = self._znormalise(
+                sliding_windows(self.reference[:, channel], self.window)[..., 0]
+            )
             queries = self._znormalise(sliding_windows(series[:, channel], self.window)[..., 0])
             nearest = np.empty(len(queries))
             for block_start in range(0, len(queries), self.block_size):
@@ -290,7 +313,9 @@ class MatrixProfileDiscord:
                 correlation = block @ references.T / self.window
                 if exclude_offset is not None:
                     query_index = exclude_offset + block_start + np.arange(len(block))[:, None]
-                    trivial = np.abs(query_index - np.arange(len(references))[None, :]) < self.window // 2
+                    trivial = (
+                        np.abs(query_index - np.arange(len(references))[None, :]) < self.window // 2
+                    )
                     correlation = np.where(trivial, -np.inf, correlation)
                 nearest[block_start : block_start + len(block)] = correlation.max(axis=1)
             distances += np.sqrt(np.maximum(2 * self.window * (1 - nearest), 0.0))
@@ -301,7 +326,9 @@ class MatrixProfileDiscord:
             exclude_offset = 0  # an audit: the series is its own reference, so skip self-matches
         window_scores = self.window_scores(series, exclude_offset)
         errors = np.repeat(window_scores[:, None], self.window, axis=1)
-        return point_scores_from_window_errors(errors, np.arange(len(window_scores)), len(_as_2d(series)))
+        return point_scores_from_window_errors(
+            errors, np.arange(len(window_scores)), len(_as_2d(series))
+        )
 
     def config(self):
         return {"window": self.window}
@@ -329,11 +356,20 @@ class HoltWinters:
 
         seasonal = "add" if self.period else None
         if params is None:
-            return ExponentialSmoothing(values, trend="add", seasonal=seasonal,
-                                        seasonal_periods=self.period, initialization_method="estimated")
+            return ExponentialSmoothing(
+                values,
+                trend="add",
+                seasonal=seasonal,
+                seasonal_periods=self.period,
+                initialization_method="estimated",
+            )
         return ExponentialSmoothing(
-            values, trend="add", seasonal=seasonal, seasonal_periods=self.period,
-            initialization_method="known", initial_level=params["initial_level"],
+            values,
+            trend="add",
+            seasonal=seasonal,
+            seasonal_periods=self.period,
+            initialization_method="known",
+            initial_level=params["initial_level"],
             initial_trend=params["initial_trend"],
             initial_seasonal=params["initial_seasons"] if self.period else None,
         )
@@ -345,10 +381,20 @@ class HoltWinters:
         self.period = dominant_period(series, max_lag=len(series) // 3)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # statsmodels warns about its optimiser's convergence
-            fitted = [self._model(series[:, channel]).fit().params for channel in range(series.shape[1])]
-        keys = ("smoothing_level", "smoothing_trend", "smoothing_seasonal", "initial_level",
-                "initial_trend", "initial_seasons")
-        self.params = [{key: np.asarray(p[key]).tolist() for key in keys if key in p} for p in fitted]
+            fitted = [
+                self._model(series[:, channel]).fit().params for channel in range(series.shape[1])
+            ]
+        keys = (
+            "smoothing_level",
+            "smoothing_trend",
+            "smoothing_seasonal",
+            "initial_level",
+            "initial_trend",
+            "initial_seasons",
+        )
+        self.params = [
+            {key: np.asarray(p[key]).tolist() for key in keys if key in p} for p in fitted
+        ]
         return self
 
     def score(self, series):
@@ -388,12 +434,16 @@ def build_lstm_autoencoder(window, channels, units=32, cell="lstm"):
     >>> [tuple(spec.shape) for spec in model.inputs], tuple(model.output.shape)
     ([(None, 16, 2), (None, 16, 1)], (None, 16, 2))
     """
-    return build_encoder_decoder((window, channels), (window, 1), channels, cell=cell, units=units, name="lstm_autoencoder")
+    return build_encoder_decoder(
+        (window, channels), (window, 1), channels, cell=cell, units=units, name="lstm_autoencoder"
+    )
 
 
 def build_lstm_forecaster(window, channels, units=32, cell="lstm"):
     """Many-to-one network predicting the next point of every channel from the ``window`` points before it."""
-    return build_many_to_one((window, channels), channels, cell=cell, units=units, name="lstm_forecaster")
+    return build_many_to_one(
+        (window, channels), channels, cell=cell, units=units, name="lstm_forecaster"
+    )
 
 
 def _select(examples, keep):
@@ -431,7 +481,12 @@ class _RecurrentDetector:
     quiet_below = 0.1  # standard deviations of the scaled series: an error this small is not news
 
     def __init__(self, window=48, units=32, epochs=20, batch_size=64, model=None, verbose=0):
-        self.window, self.units, self.epochs, self.batch_size = int(window), units, epochs, batch_size
+        self.window, self.units, self.epochs, self.batch_size = (
+            int(window),
+            units,
+            epochs,
+            batch_size,
+        )
         self.model, self.verbose = model, verbose
         self.epochs_run = 0
 
@@ -448,12 +503,22 @@ class _RecurrentDetector:
         examples = evenly_spaced(self.examples(normal_series), self.max_windows)
         if validation_series is not None:
             train = examples
-            validation = evenly_spaced(self.examples(_as_2d(validation_series)), self.max_windows // 2)
+            validation = evenly_spaced(
+                self.examples(_as_2d(validation_series)), self.max_windows // 2
+            )
         else:
             every_tenth = np.arange(len(_first(examples[1]))) % 10 == 9
             train, validation = _select(examples, ~every_tenth), _select(examples, every_tenth)
-        history = fit(self.model, train, validation, epochs=self.epochs, batch_size=self.batch_size,
-                      patience=self.patience, max_seconds=max_seconds, verbose=self.verbose)
+        history = fit(
+            self.model,
+            train,
+            validation,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            patience=self.patience,
+            max_seconds=max_seconds,
+            verbose=self.verbose,
+        )
         self.epochs_run = len(history.history["loss"])
         self.history = history
         return self
@@ -470,8 +535,7 @@ class _RecurrentDetector:
 
 
 class LSTMAutoencoder(_RecurrentDetector):
-    """Scores each point by how badly the autoencoder rebuilds it, averaged over the windows covering it.
-    """
+    """Scores each point by how badly the autoencoder rebuilds it, averaged over the windows covering it."""
 
     name = "LSTM autoencoder"
 
@@ -489,7 +553,9 @@ class LSTMAutoencoder(_RecurrentDetector):
         series = _as_2d(series)
         windows = np.ascontiguousarray(sliding_windows(series, self.window))
         rebuilt = self.model.predict(self._inputs(windows), batch_size=batch_size, verbose=0)
-        errors = ((rebuilt - windows) ** 2).mean(axis=2)  # (num_windows, window): squared error, mean over channels
+        errors = ((rebuilt - windows) ** 2).mean(
+            axis=2
+        )  # (num_windows, window): squared error, mean over channels
         return point_scores_from_window_errors(errors, np.arange(len(windows)), len(series))
 
 
@@ -578,8 +644,11 @@ class BidirectionalLSTM(_RecurrentDetector):
         return build_lstm_aer(self.window, channels, self.units)
 
     def compile(self, model):
-        model.compile(optimizer=keras.optimizers.Adam(2e-3, clipnorm=1.0), loss=["mse", "mse", "mse"],
-                      loss_weights=[0.25, 0.25, 0.5])
+        model.compile(
+            optimizer=keras.optimizers.Adam(2e-3, clipnorm=1.0),
+            loss=["mse", "mse", "mse"],
+            loss_weights=[0.25, 0.25, 0.5],
+        )
 
     def examples(self, series):
         """Segments of ``window + 2`` points: the middle ``window`` is read, the two ends predicted."""
@@ -777,8 +846,12 @@ class Settings:
         """Settings for a series of ``length`` raw points: smooth over 1%, merge within 3%."""
         factor = aggregation_factor(length, points)
         aggregated = -(-length // factor)
-        return cls(factor=factor, span=max(1, int(0.01 * aggregated)),
-                   gap=max(1, int(0.03 * aggregated)), **overrides)
+        return cls(
+            factor=factor,
+            span=max(1, int(0.01 * aggregated)),
+            gap=max(1, int(0.03 * aggregated)),
+            **overrides,
+        )
 
 
 @dataclass
@@ -814,8 +887,9 @@ class Detection:
         return intervals_to_mask(self.alarms, len(self.scores))
 
 
-def audit(values, name="bidirectional", window=48, settings=None, seed=42, max_alarms=2,
-          **training):
+def audit(
+    values, name="bidirectional", window=48, settings=None, seed=42, max_alarms=2, **training
+):
     """Audit a recorded series: fit on all of it, unsupervised, and mark what stands out.
 
     This is how the published pipelines (Hundman et al. 2018; sintel-dev/Orion)
@@ -835,8 +909,9 @@ def audit(values, name="bidirectional", window=48, settings=None, seed=42, max_a
     """
     values = _as_2d(values).astype("float64")
     detector = make_detector(name, window, **training)
-    settings = settings or Settings.for_length(len(values), floor=detector.quiet_below,
-                                               max_alarms=max_alarms)
+    settings = settings or Settings.for_length(
+        len(values), floor=detector.quiet_below, max_alarms=max_alarms
+    )
     coarse = aggregate(values, settings.factor)
     scaler = StandardScaler().fit(coarse)
     set_seed(seed)
@@ -848,8 +923,17 @@ def audit(values, name="bidirectional", window=48, settings=None, seed=42, max_a
     return detection
 
 
-def monitor(values, normal_end, name="bidirectional", window=48, settings=None, seed=42,
-            holdout_fraction=0.25, threshold_factor=1.5, **training):
+def monitor(
+    values,
+    normal_end,
+    name="bidirectional",
+    window=48,
+    settings=None,
+    seed=42,
+    holdout_fraction=0.25,
+    threshold_factor=1.5,
+    **training,
+):
     """Monitor: fit on a normal prefix, then alarm only on the points after it.
 
     The prefix ``[0, normal_end)`` is assumed free of anomalies. The detector is
@@ -885,8 +969,9 @@ def monitor(values, normal_end, name="bidirectional", window=48, settings=None, 
     if held_out.size == 0:
         raise ValueError("Expected scored points in the held-out normal part. Received: none")
     threshold = max(threshold_factor * float(held_out.max()), settings.floor)
-    detection = rescore(values, name, detector, scaler, settings, threshold,
-                        scored_from=prefix * settings.factor)
+    detection = rescore(
+        values, name, detector, scaler, settings, threshold, scored_from=prefix * settings.factor
+    )
     detection.fitted_on, detection.fit_seconds = fit_end * settings.factor, fit_seconds
     return detection
 
@@ -907,12 +992,27 @@ def rescore(values, name, detector, scaler, settings, threshold, scored_from=0):
     counted = smoothed.copy()
     counted[: -(-scored_from // settings.factor)] = np.nan
     if threshold is None:
-        alarms, threshold = find_alarms(counted, None, settings.gap, settings.z,
-                                        settings.max_alarms, settings.min_ratio, settings.floor)
+        alarms, threshold = find_alarms(
+            counted,
+            None,
+            settings.gap,
+            settings.z,
+            settings.max_alarms,
+            settings.min_ratio,
+            settings.floor,
+        )
     else:  # a fixed threshold, set on normal data: every interval above it alarms
         alarms, threshold = find_alarms(counted, threshold, settings.gap, max_alarms=None)
     length, factor = len(values), settings.factor
-    return Detection(name, detector, scaler, settings, expand(scores, factor, length),
-                     expand(smoothed, factor, length), threshold,
-                     expand_intervals(alarms, factor, length), scored_from=scored_from,
-                     score_seconds=score_seconds)
+    return Detection(
+        name,
+        detector,
+        scaler,
+        settings,
+        expand(scores, factor, length),
+        expand(smoothed, factor, length),
+        threshold,
+        expand_intervals(alarms, factor, length),
+        scored_from=scored_from,
+        score_seconds=score_seconds,
+    )

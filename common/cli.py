@@ -49,7 +49,10 @@ def report_user_errors(main):
         except OSError as error:  # the disk, not the code: full, removed, read-only
             program = Path(main.__code__.co_filename).stem
             where = f": {error.filename}" if error.filename else ""
-            print(f"{program}: error: could not write{where} ({error.strerror or error})", file=sys.stderr)
+            print(
+                f"{program}: error: could not write{where} ({error.strerror or error})",
+                file=sys.stderr,
+            )
             return EXIT_USER_ERROR
 
     return wrapper
@@ -62,12 +65,40 @@ def common_parser(epochs=20, batch_size=64, app="app"):
     """
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group("training and output")
-    group.add_argument("--epochs", type=positive_int, default=epochs, help="most passes over the training data; early stopping may end sooner (default: %(default)s)")
-    group.add_argument("--batch-size", type=positive_int, default=batch_size, help="examples per gradient step (default: %(default)s)")
-    group.add_argument("--seed", type=seed_int, default=42, help="random seed 0 to 2**32 - 1, for a run you can repeat (default: %(default)s)")
-    group.add_argument("--quick", action="store_true", help="tiny data and few epochs: a smoke test in seconds, for tests and CI")
-    group.add_argument("--out", type=Path, default=None, help=f"new folder for the model, metrics and plots (default: runs/{app}/<time>-<process>/)")
-    group.add_argument("--overwrite", action="store_true", help="replace an existing --out folder, once the new run is complete")
+    group.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=epochs,
+        help="most passes over the training data; early stopping may end sooner (default: %(default)s)",
+    )
+    group.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=batch_size,
+        help="examples per gradient step (default: %(default)s)",
+    )
+    group.add_argument(
+        "--seed",
+        type=seed_int,
+        default=42,
+        help="random seed 0 to 2**32 - 1, for a run you can repeat (default: %(default)s)",
+    )
+    group.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny data and few epochs: a smoke test in seconds, for tests and CI",
+    )
+    group.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"new folder for the model, metrics and plots (default: runs/{app}/<time>-<process>/)",
+    )
+    group.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --out folder, once the new run is complete",
+    )
     return parser
 
 
@@ -91,7 +122,9 @@ class OneLineErrorParser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose errors are one line and a pointer to ``--help``, not the usage block."""
 
     def error(self, message):
-        self.exit(EXIT_USER_ERROR, f"{self.prog.removesuffix('.py')}: error: {message} (see --help)\n")
+        self.exit(
+            EXIT_USER_ERROR, f"{self.prog.removesuffix('.py')}: error: {message} (see --help)\n"
+        )
 
 
 def positive_int(text):
@@ -171,6 +204,7 @@ def write_json(path, data):
     >>> _ = write_json(path, {"f1": float("nan"), "n": 3}); path.read_text()
     '{\\n  "f1": null,\\n  "n": 3\\n}'
     """
+
     def clean(value):
         if isinstance(value, dict):
             return {key: clean(item) for key, item in value.items()}
@@ -204,9 +238,13 @@ def check_out_folder(out, overwrite=False, load=None):
     """
     out = Path(out)
     if load is not None and out.resolve() == Path(load).resolve():
-        raise ValueError(f"Expected an output folder other than the loaded run, which is never overwritten. Received: {out}")
+        raise ValueError(
+            f"Expected an output folder other than the loaded run, which is never overwritten. Received: {out}"
+        )
     if out.exists() and not out.is_dir():
-        raise ValueError(f"Expected a folder to write the run into. Received: {out}, an existing file")
+        raise ValueError(
+            f"Expected a folder to write the run into. Received: {out}, an existing file"
+        )
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise ValueError(f"Expected a new or empty folder. Received: {out}, which holds files")
     parent = out.parent
@@ -217,7 +255,9 @@ def check_out_folder(out, overwrite=False, load=None):
             raise NotADirectoryError(parent)
         os.rmdir(tempfile.mkdtemp(prefix=".probe-", dir=parent))
     except OSError:
-        raise ValueError(f"Expected a writable place for {out}. Received: {parent}, which cannot be written") from None
+        raise ValueError(
+            f"Expected a writable place for {out}. Received: {parent}, which cannot be written"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -244,7 +284,9 @@ def run_folder(target, overwrite=False):
     try:
         yield temporary
         _share_permissions(temporary)
-        if target.exists():  # empty, or --overwrite: set the old one aside until the new is in place
+        if (
+            target.exists()
+        ):  # empty, or --overwrite: set the old one aside until the new is in place
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
             os.replace(target, old / "run")
             os.replace(temporary, target)
@@ -291,7 +333,9 @@ def prepare_out(out, app, overwrite=False, load=None):
         check_out_folder(out, overwrite, load)
     except ValueError as error:
         hint = "" if overwrite else "; pass --overwrite to replace it"
-        raise UserError(f"--out {out}: {error}{hint if 'holds files' in str(error) else ''}") from None
+        raise UserError(
+            f"--out {out}: {error}{hint if 'holds files' in str(error) else ''}"
+        ) from None
     return out
 
 

@@ -95,8 +95,10 @@ def windows_dataset(
     dataset = tf.data.Dataset.from_tensor_slices(starts)
     if shuffle:
         dataset = dataset.shuffle(len(starts), seed=seed, reshuffle_each_iteration=True)
-    return dataset.map(cut, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(
-        tf.data.AUTOTUNE
+    return (
+        dataset.map(cut, num_parallel_calls=tf.data.AUTOTUNE)
+        .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
     )
 
 
@@ -114,8 +116,14 @@ def chronological_split(length, validation_fraction=0.15, test_fraction=0.15):
     test_start = length - int(round(length * test_fraction))
     validation_start = test_start - int(round(length * validation_fraction))
     if validation_start < 1 or test_start >= length:
-        raise ValueError(f"Expected a series long enough to split three ways. Received: {length} steps")
-    return slice(0, validation_start), slice(validation_start, test_start), slice(test_start, length)
+        raise ValueError(
+            f"Expected a series long enough to split three ways. Received: {length} steps"
+        )
+    return (
+        slice(0, validation_start),
+        slice(validation_start, test_start),
+        slice(test_start, length),
+    )
 
 
 def assign_windows(starts, window, horizon, split):

@@ -74,7 +74,7 @@ def format_value(value, digits=4):
         return "n/a"
     if isinstance(value, (float, np.floating)):
         # Significant figures suit both 0.0123 and 43.5; large values keep one decimal.
-        return f"{value:,.1f}" if abs(value) >= 10 ** digits else f"{value:.{digits}g}"
+        return f"{value:,.1f}" if abs(value) >= 10**digits else f"{value:.{digits}g}"
     return str(value)
 
 
@@ -89,11 +89,16 @@ def format_table(rows, columns=None, title=None, digits=4):
     """
     columns = list(columns or dict.fromkeys(key for row in rows.values() for key in row))
     header = [""] + columns
-    body = [[name] + [format_value(row.get(column), digits) for column in columns] for name, row in rows.items()]
+    body = [
+        [name] + [format_value(row.get(column), digits) for column in columns]
+        for name, row in rows.items()
+    ]
     widths = [max(len(str(line[i])) for line in [header] + body) for i in range(len(header))]
 
     def line(cells):
-        return "| " + " | ".join(str(cell).ljust(width) for cell, width in zip(cells, widths)) + " |"
+        return (
+            "| " + " | ".join(str(cell).ljust(width) for cell, width in zip(cells, widths)) + " |"
+        )
 
     lines = [line(header), "|" + "|".join("-" * (width + 2) for width in widths) + "|"]
     lines += [line(cells) for cells in body]

@@ -62,10 +62,14 @@ class CharacterVocabulary(keras.layers.Layer):
         super().__init__(**kwargs)
         characters = str(characters)
         if len(set(characters)) != len(characters) or not characters:
-            raise ValueError(f"Expected a non-empty string of distinct characters. Received: characters={characters!r}")
+            raise ValueError(
+                f"Expected a non-empty string of distinct characters. Received: characters={characters!r}"
+            )
         self.characters = characters
         self.supports_masking = True
-        self.id_of = {character: index + FIRST_CHARACTER_ID for index, character in enumerate(characters)}
+        self.id_of = {
+            character: index + FIRST_CHARACTER_ID for index, character in enumerate(characters)
+        }
         self.lookup = np.array(["", ""] + list(characters))
 
     @classmethod
@@ -84,7 +88,9 @@ class CharacterVocabulary(keras.layers.Layer):
 
     def encode(self, text):
         """A string as an int32 array of ids; unknown characters become ``UNKNOWN_ID``."""
-        return np.array([self.id_of.get(character, UNKNOWN_ID) for character in text], dtype="int32")
+        return np.array(
+            [self.id_of.get(character, UNKNOWN_ID) for character in text], dtype="int32"
+        )
 
     def decode(self, ids):
         """Ids back to a string (padding and unknown ids give nothing)."""
@@ -100,7 +106,9 @@ class CharacterVocabulary(keras.layers.Layer):
         return {**super().get_config(), "characters": self.characters}
 
 
-def build_char_model(vocabulary, *, cell="lstm", units=(256,), embedding_dim=64, dropout=0.0, name="char_model"):
+def build_char_model(
+    vocabulary, *, cell="lstm", units=(256,), embedding_dim=64, dropout=0.0, name="char_model"
+):
     """Embedding, stacked LSTM/GRU, dense logits per position; the vocabulary rides along.
 
     The network is :func:`common.build_many_to_many` with ``vocab_size``; the
@@ -119,10 +127,18 @@ def build_char_model(vocabulary, *, cell="lstm", units=(256,), embedding_dim=64,
         dropout: dropout on each recurrent layer's inputs and before the head.
     """
     if not isinstance(vocabulary, CharacterVocabulary):
-        raise ValueError(f"Expected a CharacterVocabulary. Received: vocabulary={type(vocabulary).__name__}")
+        raise ValueError(
+            f"Expected a CharacterVocabulary. Received: vocabulary={type(vocabulary).__name__}"
+        )
     network = build_many_to_many(
-        (None,), vocabulary.size, cell=cell, units=units, dropout=dropout,
-        vocab_size=vocabulary.size, embedding_dim=embedding_dim, name=name,
+        (None,),
+        vocabulary.size,
+        cell=cell,
+        units=units,
+        dropout=dropout,
+        vocab_size=vocabulary.size,
+        embedding_dim=embedding_dim,
+        name=name,
     )
     logits = vocabulary(network.output)
     return keras.Model(network.input, logits, name=name)
@@ -133,7 +149,9 @@ def vocabulary_of(model):
     for layer in model.layers:
         if isinstance(layer, CharacterVocabulary):
             return layer
-    raise ValueError(f"Expected a model built by build_char_model (with a 'vocabulary' layer). Received: model {model.name!r}")
+    raise ValueError(
+        f"Expected a model built by build_char_model (with a 'vocabulary' layer). Received: model {model.name!r}"
+    )
 
 
 # ---------------------------------------------------------------- training data
@@ -151,7 +169,9 @@ def sequence_dataset(ids, seq_length, batch_size, seed=None):
     positions = int(ids.shape[0]) - 1  # positions that have a next character
     count = positions // seq_length
     if count < 1:
-        raise ValueError(f"Expected at least seq_length + 1 = {seq_length + 1} ids. Received: {positions + 1} ids")
+        raise ValueError(
+            f"Expected at least seq_length + 1 = {seq_length + 1} ids. Received: {positions + 1} ids"
+        )
     if seed is None:
         starts = tf.data.Dataset.range(0, count * seq_length, seq_length)
     else:
@@ -160,14 +180,22 @@ def sequence_dataset(ids, seq_length, batch_size, seed=None):
         offset_range = min(seq_length, positions - count * seq_length + 1)
         offsets = tf.data.Dataset.random(seed=seed).map(lambda value: value % offset_range)
         # Shuffle all slice positions (a few hundred KB of int64), afresh on every pass.
-        starts = tf.data.Dataset.range(count).shuffle(count, seed=seed, reshuffle_each_iteration=True).repeat()
-        starts = tf.data.Dataset.zip(starts, offsets).map(lambda start, offset: start * seq_length + offset)
+        starts = (
+            tf.data.Dataset.range(count)
+            .shuffle(count, seed=seed, reshuffle_each_iteration=True)
+            .repeat()
+        )
+        starts = tf.data.Dataset.zip(starts, offsets).map(
+            lambda start, offset: start * seq_length + offset
+        )
 
     def slice_pair(start):
         window = ids[start : start + seq_length + 1]
         return window[:-1], window[1:]
 
-    batches = starts.map(slice_pair, num_parallel_calls=tf.data.AUTOTUNE).batch(min(batch_size, count), drop_remainder=True)
+    batches = starts.map(slice_pair, num_parallel_calls=tf.data.AUTOTUNE).batch(
+        min(batch_size, count), drop_remainder=True
+    )
     return batches.prefetch(tf.data.AUTOTUNE)
 
 
@@ -242,9 +270,13 @@ class CharSampler:
         self.model = model
         self.vocabulary = vocabulary_of(model)
         self.embedding = model.get_layer("embedding")
-        self.recurrent_layers = [layer for layer in model.layers if isinstance(layer, keras.layers.RNN)]
+        self.recurrent_layers = [
+            layer for layer in model.layers if isinstance(layer, keras.layers.RNN)
+        ]
         if not self.recurrent_layers:
-            raise ValueError(f"Expected a model with recurrent layers. Received: model {model.name!r}")
+            raise ValueError(
+                f"Expected a model with recurrent layers. Received: model {model.name!r}"
+            )
         self.head = model.get_layer("head")
         # Compiled once per batch size: the prompt reader for any prompt length, the
         # generator with XLA for a fixed chunk of characters (any length is whole chunks).
@@ -262,7 +294,9 @@ class CharSampler:
 
     def step(self, char_ids, states):
         """One character per row in, next-character logits and the new states out."""
-        x = tf.gather(self.embedding.embeddings, char_ids)  # the Embedding's lookup, without its padding mask
+        x = tf.gather(
+            self.embedding.embeddings, char_ids
+        )  # the Embedding's lookup, without its padding mask
         new_states = []
         for layer, state in zip(self.recurrent_layers, states):
             x, state = layer.cell(x, state, training=False)
@@ -279,7 +313,9 @@ class CharSampler:
             return position + 1, logits, states
 
         _, logits, states = tf.while_loop(
-            lambda position, logits, states: position < tf.shape(prompt_ids)[0], read_one, (0, logits, states)
+            lambda position, logits, states: position < tf.shape(prompt_ids)[0],
+            read_one,
+            (0, logits, states),
         )
         return logits, states
 
@@ -303,13 +339,19 @@ class CharSampler:
             raise ValueError('Expected a prompt of at least one character. Received: prompt=""')
         unknown = self.vocabulary.unknown_characters(prompt)
         if unknown:
-            raise ValueError(f"Expected prompt characters from the training text. Received unknown characters: {unknown}")
+            raise ValueError(
+                f"Expected prompt characters from the training text. Received unknown characters: {unknown}"
+            )
         if temperature < 0:
-            raise ValueError(f"Expected temperature >= 0 (0 is greedy). Received: temperature={temperature}")
+            raise ValueError(
+                f"Expected temperature >= 0 (0 is greedy). Received: temperature={temperature}"
+            )
         if top_k < 0:
             raise ValueError(f"Expected top_k >= 0 (0 means no limit). Received: top_k={top_k}")
         # samples stays a Python int: the batch size is fixed per compiled function.
-        logits, states = self._read_prompt_compiled(tf.constant(self.vocabulary.encode(prompt)), int(samples))
+        logits, states = self._read_prompt_compiled(
+            tf.constant(self.vocabulary.encode(prompt)), int(samples)
+        )
         settings = (
             tf.constant(float(temperature), tf.float32),
             tf.constant(int(top_k), tf.int32),
@@ -317,9 +359,15 @@ class CharSampler:
         )
         chunks = []
         for offset in range(0, length, CHUNK):
-            ids, logits, states = self._generate_chunk_compiled(logits, states, *settings, tf.constant(offset, tf.int32))
+            ids, logits, states = self._generate_chunk_compiled(
+                logits, states, *settings, tf.constant(offset, tf.int32)
+            )
             chunks.append(ids.numpy())
-        return np.concatenate(chunks, axis=1)[:, :length] if chunks else np.zeros((samples, 0), "int32")
+        return (
+            np.concatenate(chunks, axis=1)[:, :length]
+            if chunks
+            else np.zeros((samples, 0), "int32")
+        )
 
     def generate(self, prompt, length, *, samples=1, temperature=1.0, top_k=0, seed=0):
         """``samples`` continuations of ``prompt``, each ``length`` characters (prompt not included).
@@ -332,7 +380,9 @@ class CharSampler:
             top_k: sample among the ``top_k`` most likely characters only; 0 for all.
             seed: the same seed, prompt and settings give the same text.
         """
-        ids = self.generate_ids(prompt, length, samples=samples, temperature=temperature, top_k=top_k, seed=seed)
+        ids = self.generate_ids(
+            prompt, length, samples=samples, temperature=temperature, top_k=top_k, seed=seed
+        )
         return [self.vocabulary.decode(row) for row in ids]
 
 
@@ -351,7 +401,7 @@ def generate_by_rerunning(model, prompt, length):
     for position in range(len(prompt), len(prompt) + length):
         logits = run_model(tf.constant(ids))[:, position - 1]
         ids[0, position] = int(choose_next(logits, 0.0, 0, tf.constant([0, 0]))[0])
-    return vocabulary.decode(ids[0, len(prompt):])
+    return vocabulary.decode(ids[0, len(prompt) :])
 
 
 def predict_window_loop(model, prompt, length, window=100, temperature=1.0, seed=0):
@@ -367,8 +417,10 @@ def predict_window_loop(model, prompt, length, window=100, temperature=1.0, seed
     rng = np.random.default_rng(seed)
     ids = [PADDING_ID] * window + list(vocabulary.encode(prompt))
     for _ in range(length):
-        logits = model.predict(np.array([ids[-window:]], dtype="int32"), verbose=0)[0, -1].astype("float64")
+        logits = model.predict(np.array([ids[-window:]], dtype="int32"), verbose=0)[0, -1].astype(
+            "float64"
+        )
         logits[[PADDING_ID, UNKNOWN_ID]] = -np.inf
         probabilities = np.exp((logits - logits.max()) / temperature)
         ids.append(int(rng.choice(len(probabilities), p=probabilities / probabilities.sum())))
-    return vocabulary.decode(ids[window + len(prompt):])
+    return vocabulary.decode(ids[window + len(prompt) :])

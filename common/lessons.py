@@ -19,7 +19,9 @@ import numpy as np
 ACTIVATIONS = {"tanh": np.tanh, "relu": lambda values: np.maximum(values, 0.0)}
 
 
-def simple_rnn_forward(inputs, kernel, recurrent_kernel, bias, initial_state=None, activation="tanh"):
+def simple_rnn_forward(
+    inputs, kernel, recurrent_kernel, bias, initial_state=None, activation="tanh"
+):
     """Run ``h(t) = f(x(t) W + h(t-1) U + b)`` over every step; return all states.
 
     Row-vector convention, as Keras stores the weights: ``W`` is ``kernel``
@@ -36,10 +38,14 @@ def simple_rnn_forward(inputs, kernel, recurrent_kernel, bias, initial_state=Non
         (batch, timesteps, units): the hidden state after each step.
     """
     if activation not in ACTIVATIONS:
-        raise ValueError(f'Expected activation in {set(ACTIVATIONS)}. Received: activation="{activation}"')
+        raise ValueError(
+            f'Expected activation in {set(ACTIVATIONS)}. Received: activation="{activation}"'
+        )
     inputs = np.asarray(inputs)
     if inputs.ndim != 3:
-        raise ValueError(f"Expected inputs of shape (batch, timesteps, features). Received: shape {inputs.shape}")
+        raise ValueError(
+            f"Expected inputs of shape (batch, timesteps, features). Received: shape {inputs.shape}"
+        )
     batch, timesteps, _ = inputs.shape
     units = recurrent_kernel.shape[0]
     state = np.zeros((batch, units), dtype=inputs.dtype) if initial_state is None else initial_state

@@ -316,7 +316,9 @@ def build_one_to_many(
     """
     _check_common(cell, units, dropout, recurrent_dropout)
     if not isinstance(timesteps, int) or timesteps <= 0:
-        raise ValueError(f"Expected timesteps to be a positive int. Received: timesteps={timesteps!r}")
+        raise ValueError(
+            f"Expected timesteps to be a positive int. Received: timesteps={timesteps!r}"
+        )
     inputs = keras.Input(shape=(input_dim,), name="inputs")
     repeated = layers.RepeatVector(timesteps, name="repeat")(inputs)
     states = recurrent_stack(

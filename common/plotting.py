@@ -81,12 +81,34 @@ def plot_forecast(
     )
     for axis, part, panel_title, show_history in panels:
         if show_history:
-            axis.plot(history_dates[-history_to_show:], history_values[-history_to_show:], color="0.55", lw=1, label="history")
+            axis.plot(
+                history_dates[-history_to_show:],
+                history_values[-history_to_show:],
+                color="0.55",
+                lw=1,
+                label="history",
+            )
         axis.plot(test_dates[part], test_actual[part], color="black", lw=1, label="actual (test)")
-        axis.plot(test_dates[part], test_median[part], color="tab:blue", lw=1, label="forecast, median")
-        axis.fill_between(test_dates[part], test_lower[part], test_upper[part], color="tab:blue", alpha=0.2, label="10-90% interval")
+        axis.plot(
+            test_dates[part], test_median[part], color="tab:blue", lw=1, label="forecast, median"
+        )
+        axis.fill_between(
+            test_dates[part],
+            test_lower[part],
+            test_upper[part],
+            color="tab:blue",
+            alpha=0.2,
+            label="10-90% interval",
+        )
         if future_dates is not None and len(future_dates):
-            axis.plot(future_dates, future_median, color="tab:red", marker=".", lw=1.5, label="forecast past last date")
+            axis.plot(
+                future_dates,
+                future_median,
+                color="tab:red",
+                marker=".",
+                lw=1.5,
+                label="forecast past last date",
+            )
             axis.fill_between(future_dates, future_lower, future_upper, color="tab:red", alpha=0.2)
         axis.set(title=panel_title, xlabel="date", ylabel=ylabel)
         axis.legend(loc="upper left", fontsize="small")
@@ -112,26 +134,48 @@ def plot_alarms(path, series, detection, title):
         spread = values.std(axis=0)
         values = (values - values.mean(axis=0)) / np.where(spread > 0, spread, 1)
     for channel in range(values.shape[1]):
-        top.plot(times, values[:, channel], lw=0.6, label=series.columns[channel],
-                 color="black" if values.shape[1] == 1 else None)
+        top.plot(
+            times,
+            values[:, channel],
+            lw=0.6,
+            label=series.columns[channel],
+            color="black" if values.shape[1] == 1 else None,
+        )
     if detection.scored_from:
         for axis in (top, bottom):
             axis.axvspan(times[0], times[detection.scored_from - 1], color="0.88", lw=0)
         top.plot([], [], color="0.88", lw=8, label="normal prefix (fitted, not alarmed)")
     windows = runs_of_true(series.is_anomaly) if series.is_anomaly is not None else []
     for number, (start, end) in enumerate(windows):
-        top.axvspan(times[start], times[end], color="tab:green", alpha=0.25, lw=0,
-                    label="labelled window" if number == 0 else None)
+        top.axvspan(
+            times[start],
+            times[end],
+            color="tab:green",
+            alpha=0.25,
+            lw=0,
+            label="labelled window" if number == 0 else None,
+        )
     for number, (start, end) in enumerate(detection.alarms):
         for axis in (top, bottom):
-            axis.axvspan(times[start], times[end], color="tab:red", alpha=0.35, lw=0,
-                         label="alarm" if number == 0 and axis is top else None)
+            axis.axvspan(
+                times[start],
+                times[end],
+                color="tab:red",
+                alpha=0.35,
+                lw=0,
+                label="alarm" if number == 0 and axis is top else None,
+            )
     top.set_title(title)
     top.set_ylabel(series.columns[0] if values.shape[1] == 1 else "standardised channels")
     top.legend(loc="upper left", fontsize="small")
     bottom.plot(times, detection.smoothed, color="tab:blue", lw=0.7, label="smoothed score")
-    bottom.axhline(detection.threshold, color="tab:red", ls="--", lw=1,
-                   label=f"threshold {detection.threshold:.3g}")
+    bottom.axhline(
+        detection.threshold,
+        color="tab:red",
+        ls="--",
+        lw=1,
+        label=f"threshold {detection.threshold:.3g}",
+    )
     bottom.set_ylabel("anomaly score")
     bottom.legend(loc="upper left", fontsize="small")
     for axis in (top, bottom):

@@ -47,7 +47,9 @@ def _run_encoder(sequence, cell, units, bidirectional, dropout, recurrent_dropou
             # so a decoder of twice the width can start from both directions at once.
             half = len(states) // 2
             states = [
-                layers.Concatenate(name=f"encoder_{depth + 1}_state_{i}")([states[i], states[half + i]])
+                layers.Concatenate(name=f"encoder_{depth + 1}_state_{i}")(
+                    [states[i], states[half + i]]
+                )
                 for i in range(half)
             ]
         states_per_layer.append(states)
@@ -112,7 +114,10 @@ def build_encoder_decoder(
         input_shape, vocab_size, embedding_dim, "encoder_inputs"
     )
     decoder_inputs, decoder_sequence = _sequence_input(
-        decoder_input_shape, target_vocab_size, embedding_dim, "decoder_inputs",
+        decoder_input_shape,
+        target_vocab_size,
+        embedding_dim,
+        "decoder_inputs",
         embedding_name="decoder_embedding",
     )
 
@@ -186,11 +191,15 @@ def predict_autoregressive(model, encoder_inputs, start_value, horizon=None, fee
     if horizon is None:
         raise ValueError("Expected horizon for a model whose decoder length is None.")
     batch = encoder_inputs.shape[0]
-    decoder_inputs = np.zeros((batch, horizon) + tuple(decoder_spec.shape[2:]), dtype=decoder_spec.dtype)
+    decoder_inputs = np.zeros(
+        (batch, horizon) + tuple(decoder_spec.shape[2:]), dtype=decoder_spec.dtype
+    )
     decoder_inputs[:, 0] = start_value
     feedback = feedback or (lambda step_output: step_output)
     for step in range(horizon):
-        outputs = keras.ops.convert_to_numpy(model([encoder_inputs, decoder_inputs], training=False))
+        outputs = keras.ops.convert_to_numpy(
+            model([encoder_inputs, decoder_inputs], training=False)
+        )
         if step + 1 < horizon:
             decoder_inputs[:, step + 1] = feedback(outputs[:, step])
     return outputs
@@ -208,4 +217,6 @@ def attention_scores(model, encoder_inputs, decoder_inputs):
     except ValueError:
         raise ValueError("Expected a model built with attention='dot' or 'additive'.") from None
     scores_model = keras.Model(model.inputs, layer.output[1])
-    return keras.ops.convert_to_numpy(scores_model([np.asarray(encoder_inputs), np.asarray(decoder_inputs)]))
+    return keras.ops.convert_to_numpy(
+        scores_model([np.asarray(encoder_inputs), np.asarray(decoder_inputs)])
+    )

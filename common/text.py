@@ -28,8 +28,14 @@ from common.cli import UserError
 
 # Every spelling of a binary label we accept, lower-cased. 1 is the positive class.
 LABEL_VALUES = {
-    "1": 1, "pos": 1, "positive": 1, "fresh": 1,
-    "0": 0, "neg": 0, "negative": 0, "rotten": 0,
+    "1": 1,
+    "pos": 1,
+    "positive": 1,
+    "fresh": 1,
+    "0": 0,
+    "neg": 0,
+    "negative": 0,
+    "rotten": 0,
 }
 LABEL_NAMES = ("negative", "positive")
 
@@ -49,18 +55,24 @@ def parse_labels(values, origin="labels", need_both=True):
     cleaned = [{"1.0": "1", "0.0": "0"}.get(value, value) for value in cleaned]
     unknown = sorted({value for value in cleaned if value not in LABEL_VALUES})
     if unknown:
-        shown = ", ".join(repr(value) for value in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        shown = ", ".join(repr(value) for value in unknown[:5]) + (
+            ", ..." if len(unknown) > 5 else ""
+        )
         raise UserError(
             f"{origin}: labels must be binary (0/1, pos/neg, positive/negative or fresh/rotten); "
             f"found {len(unknown)} other value(s): {shown}"
         )
     labels = np.array([LABEL_VALUES[value] for value in cleaned], dtype="int32")
     if need_both and len(labels) and len(set(labels.tolist())) < 2:
-        raise UserError(f"{origin}: every label is {LABEL_NAMES[labels[0]]}; a binary classifier needs both classes")
+        raise UserError(
+            f"{origin}: every label is {LABEL_NAMES[labels[0]]}; a binary classifier needs both classes"
+        )
     return labels
 
 
-def read_text_table(path, text_col="text", label_col="label", origin=None, need_labels=True, need_both=True):
+def read_text_table(
+    path, text_col="text", label_col="label", origin=None, need_labels=True, need_both=True
+):
     """Read a CSV or TSV (``.tsv``/``.tab``, or tabs sniffed) into a frame with ``text`` and ``label`` columns.
 
     ``label`` holds 0/1 from :func:`parse_labels`; rows with an empty text are
@@ -93,20 +105,30 @@ def read_text_table(path, text_col="text", label_col="label", origin=None, need_
         separator = "\t" if first_line.count("\t") > first_line.count(",") else ","
     try:
         frame = pd.read_csv(path, sep=separator, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, EOFError,
-            zlib.error) as error:
+    except (
+        pd.errors.ParserError,
+        pd.errors.EmptyDataError,
+        UnicodeDecodeError,
+        OSError,
+        EOFError,
+        zlib.error,
+    ) as error:
         reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
         raise UserError(f"{origin}: not a readable CSV/TSV ({reason})") from None
     columns = [text_col] + ([label_col] if need_labels else [])
     for column, option in zip(columns, ("--text-col", "--label-col")):
         if column not in frame.columns:
-            raise UserError(f"{origin}: no column '{column}'; columns are {', '.join(map(str, frame.columns))} (choose with {option})")
+            raise UserError(
+                f"{origin}: no column '{column}'; columns are {', '.join(map(str, frame.columns))} (choose with {option})"
+            )
     texts = frame[text_col].astype(str)
     keep = texts.str.strip() != ""
     result = pd.DataFrame({"text": texts[keep].to_numpy()})
     if need_labels:
         labels = frame[label_col][keep]
-        result["label"] = parse_labels(labels.tolist(), origin=f"{origin}, column '{label_col}'", need_both=need_both)
+        result["label"] = parse_labels(
+            labels.tolist(), origin=f"{origin}, column '{label_col}'", need_both=need_both
+        )
     if "split" in frame.columns and "split" not in (text_col, label_col):
         result["split"] = frame["split"][keep].str.strip().str.lower().to_numpy()
     if len(result) == 0:
@@ -127,7 +149,9 @@ def standardize_review(texts):
     """
     texts = tf.strings.lower(texts)
     texts = tf.strings.regex_replace(texts, r"<br\s*/?>", " ")
-    texts = tf.strings.regex_replace(texts, r"(^|\s)'|'(\s|$)", r"\1 \2")  # quotation marks, not "it's"
+    texts = tf.strings.regex_replace(
+        texts, r"(^|\s)'|'(\s|$)", r"\1 \2"
+    )  # quotation marks, not "it's"
     texts = tf.strings.regex_replace(texts, r"n't\b", " n't")
     texts = tf.strings.regex_replace(texts, r"'(s|re|ve|ll|d|m)\b", r" '\1")
     texts = tf.strings.regex_replace(texts, r"([!?.,;:()\"]|--)", r" \1 ")
@@ -156,9 +180,15 @@ def make_vectorizer(train_texts, max_tokens=20000):
             most frequent words are kept.
     """
     vectorizer = keras.layers.TextVectorization(
-        max_tokens=max_tokens, standardize=standardize_review, split="whitespace", output_mode="int", name="vectorizer"
+        max_tokens=max_tokens,
+        standardize=standardize_review,
+        split="whitespace",
+        output_mode="int",
+        name="vectorizer",
     )
-    vectorizer.adapt(tf.data.Dataset.from_tensor_slices(np.asarray(train_texts, dtype=object)).batch(1024))
+    vectorizer.adapt(
+        tf.data.Dataset.from_tensor_slices(np.asarray(train_texts, dtype=object)).batch(1024)
+    )
     return vectorizer
 
 
@@ -174,7 +204,9 @@ def vectorize(vectorizer, texts, max_length):
     """Token ids for ``texts`` as a list of int arrays, each cut to at most ``max_length`` and unpadded."""
     ids = []
     for start in range(0, len(texts), 2048):
-        batch = vectorizer(tf.constant(np.asarray(texts[start : start + 2048], dtype=object))).numpy()
+        batch = vectorizer(
+            tf.constant(np.asarray(texts[start : start + 2048], dtype=object))
+        ).numpy()
         ids.extend(row[row != 0][:max_length] for row in batch)
     return ids
 
@@ -205,7 +237,9 @@ class TruncateTokens(keras.layers.Layer):
         return padded[:, : self.max_length]
 
     def compute_output_shape(self, input_shape):
-        length = input_shape[1] if input_shape[1] is None else min(input_shape[1] + 1, self.max_length)
+        length = (
+            input_shape[1] if input_shape[1] is None else min(input_shape[1] + 1, self.max_length)
+        )
         return (input_shape[0], length)
 
     def get_config(self):
@@ -247,7 +281,9 @@ def pretrain_embeddings(token_ids, vocab_size, embedding_dim, window=4, row_norm
     from sklearn.decomposition import TruncatedSVD
 
     if embedding_dim >= vocab_size:
-        raise ValueError(f"Expected embedding_dim < vocab_size. Received: embedding_dim={embedding_dim}, vocab_size={vocab_size}")
+        raise ValueError(
+            f"Expected embedding_dim < vocab_size. Received: embedding_dim={embedding_dim}, vocab_size={vocab_size}"
+        )
     rows, columns, weights = [], [], []
     for ids in token_ids:
         ids = np.asarray(ids)
@@ -257,16 +293,26 @@ def pretrain_embeddings(token_ids, vocab_size, embedding_dim, window=4, row_norm
                 rows += [ids[:-distance], ids[distance:]]
                 columns += [ids[distance:], ids[:-distance]]
                 weights += [np.full(2 * pairs, 1.0 / distance)]
-    counts = scipy.sparse.coo_matrix(
-        (np.concatenate(weights), (np.concatenate(rows), np.concatenate(columns))), shape=(vocab_size, vocab_size)
-    ).tocsr().tocoo()  # tocsr() sums repeated pairs
+    counts = (
+        scipy.sparse.coo_matrix(
+            (np.concatenate(weights), (np.concatenate(rows), np.concatenate(columns))),
+            shape=(vocab_size, vocab_size),
+        )
+        .tocsr()
+        .tocoo()
+    )  # tocsr() sums repeated pairs
     total = counts.sum()
     word_totals = np.asarray(counts.sum(axis=1)).ravel()
-    context_totals = np.asarray(counts.sum(axis=0)).ravel() ** 0.75  # smoothing: rare contexts count less
+    context_totals = (
+        np.asarray(counts.sum(axis=0)).ravel() ** 0.75
+    )  # smoothing: rare contexts count less
     context_totals = context_totals / context_totals.sum() * total
     pmi = np.log(counts.data * total / (word_totals[counts.row] * context_totals[counts.col]))
     positive = pmi > 0
-    ppmi = scipy.sparse.csr_matrix((pmi[positive], (counts.row[positive], counts.col[positive])), shape=(vocab_size, vocab_size))
+    ppmi = scipy.sparse.csr_matrix(
+        (pmi[positive], (counts.row[positive], counts.col[positive])),
+        shape=(vocab_size, vocab_size),
+    )
     vectors = TruncatedSVD(embedding_dim, random_state=seed).fit_transform(ppmi)
     lengths = np.linalg.norm(vectors, axis=1, keepdims=True)
     return (row_norm * vectors / np.maximum(lengths, 1e-8)).astype("float32")
@@ -291,21 +337,38 @@ def bucketed_batches(token_ids, labels, batch_size, shuffle=True, seed=0, num_bu
         seed: seed for the shuffles.
     """
     lengths = np.array([max(len(ids), 1) for ids in token_ids])
-    padded = keras.utils.pad_sequences([ids if len(ids) else [1] for ids in token_ids], padding="post").astype("int64")
-    dataset = tf.data.Dataset.from_tensor_slices((padded, lengths, np.asarray(labels, dtype="float32")))
-    dataset = dataset.map(lambda ids, length, label: (ids[:length], label))  # unpad; buckets pad again
+    padded = keras.utils.pad_sequences(
+        [ids if len(ids) else [1] for ids in token_ids], padding="post"
+    ).astype("int64")
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (padded, lengths, np.asarray(labels, dtype="float32"))
+    )
+    dataset = dataset.map(
+        lambda ids, length, label: (ids[:length], label)
+    )  # unpad; buckets pad again
     if shuffle:
         dataset = dataset.shuffle(len(lengths), seed=seed, reshuffle_each_iteration=True)
-    boundaries = sorted(set(np.quantile(lengths, np.linspace(0, 1, num_buckets + 1)[1:-1]).astype(int).tolist() + [1]))
-    boundaries = [edge + 1 for edge in boundaries]  # bucket_by_sequence_length's edges are exclusive upper bounds
+    boundaries = sorted(
+        set(
+            np.quantile(lengths, np.linspace(0, 1, num_buckets + 1)[1:-1]).astype(int).tolist()
+            + [1]
+        )
+    )
+    boundaries = [
+        edge + 1 for edge in boundaries
+    ]  # bucket_by_sequence_length's edges are exclusive upper bounds
     dataset = dataset.bucket_by_sequence_length(
         element_length_func=lambda ids, label: tf.shape(ids)[0],
         bucket_boundaries=boundaries,
         bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
     )
     # Tell Keras how many batches an epoch has (each bucket ends with one partial batch).
-    per_bucket = np.bincount(np.searchsorted(boundaries, lengths, side="right"), minlength=len(boundaries) + 1)
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(int(np.sum(-(-per_bucket // batch_size)))))
+    per_bucket = np.bincount(
+        np.searchsorted(boundaries, lengths, side="right"), minlength=len(boundaries) + 1
+    )
+    dataset = dataset.apply(
+        tf.data.experimental.assert_cardinality(int(np.sum(-(-per_bucket // batch_size))))
+    )
     if shuffle:
         dataset = dataset.shuffle(64, seed=seed, reshuffle_each_iteration=True)
     return dataset.prefetch(tf.data.AUTOTUNE)
@@ -313,8 +376,15 @@ def bucketed_batches(token_ids, labels, batch_size, shuffle=True, seed=0, num_bu
 
 def padded_batches(token_ids, labels, batch_size, length, shuffle=True, seed=0):
     """The plain keras.io setup: every text padded (or cut) to ``length``, batches in random order."""
-    padded = keras.utils.pad_sequences([ids if len(ids) else [1] for ids in token_ids], maxlen=length, padding="post", truncating="post")
-    dataset = tf.data.Dataset.from_tensor_slices((padded.astype("int64"), np.asarray(labels, dtype="float32")))
+    padded = keras.utils.pad_sequences(
+        [ids if len(ids) else [1] for ids in token_ids],
+        maxlen=length,
+        padding="post",
+        truncating="post",
+    )
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (padded.astype("int64"), np.asarray(labels, dtype="float32"))
+    )
     if shuffle:
         dataset = dataset.shuffle(len(padded), seed=seed, reshuffle_each_iteration=True)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
@@ -349,7 +419,9 @@ def end_to_end_model(vectorizer, classifier, max_length, name="sentiment"):
 # ---------------------------------------------------------------- plots
 
 
-def plot_confusion_matrix(labels, predicted, path, class_names=LABEL_NAMES, title="Confusion matrix"):
+def plot_confusion_matrix(
+    labels, predicted, path, class_names=LABEL_NAMES, title="Confusion matrix"
+):
     """Counts of true class (rows) against predicted class (columns), saved as PNG."""
     import matplotlib.pyplot as plt
 
@@ -362,8 +434,22 @@ def plot_confusion_matrix(labels, predicted, path, class_names=LABEL_NAMES, titl
     axis.imshow(matrix, cmap="Blues")
     for row in range(2):
         for column in range(2):
-            axis.text(column, row, str(matrix[row, column]), ha="center", va="center",
-                      color="white" if matrix[row, column] > matrix.max() / 2 else "black", fontsize=13)
-    axis.set(xticks=[0, 1], yticks=[0, 1], xticklabels=class_names, yticklabels=class_names,
-             xlabel="predicted class", ylabel="true class", title=title)
+            axis.text(
+                column,
+                row,
+                str(matrix[row, column]),
+                ha="center",
+                va="center",
+                color="white" if matrix[row, column] > matrix.max() / 2 else "black",
+                fontsize=13,
+            )
+    axis.set(
+        xticks=[0, 1],
+        yticks=[0, 1],
+        xticklabels=class_names,
+        yticklabels=class_names,
+        xlabel="predicted class",
+        ylabel="true class",
+        title=title,
+    )
     return save_figure(figure, path)

@@ -84,7 +84,9 @@ def fit(
     ]
     if max_seconds is not None:
         callbacks.append(TimeBudget(max_seconds))
-    fit_kwargs = dict(epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose)
+    fit_kwargs = dict(
+        epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose
+    )
     if isinstance(train, tuple):
         inputs, targets = train
         return model.fit(

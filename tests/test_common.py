@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import common
-from common import cli, data, evaluation, models, seq2seq, training
+from common import cli
 
 import keras
 
@@ -20,20 +20,26 @@ CELLS = ["rnn", "gru", "lstm"]
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_many_to_one_shape(cell, bidirectional):
-    model = common.build_many_to_one((7, 3), output_units=2, cell=cell, units=(8,), bidirectional=bidirectional)
+    model = common.build_many_to_one(
+        (7, 3), output_units=2, cell=cell, units=(8,), bidirectional=bidirectional
+    )
     assert model(np.zeros((4, 7, 3), "float32")).shape == (4, 2)
 
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_many_to_many_shape(cell, bidirectional):
-    model = common.build_many_to_many((7, 3), output_units=5, cell=cell, units=8, bidirectional=bidirectional)
+    model = common.build_many_to_many(
+        (7, 3), output_units=5, cell=cell, units=8, bidirectional=bidirectional
+    )
     assert model(np.zeros((4, 7, 3), "float32")).shape == (4, 7, 5)
 
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_one_to_many_feeds_the_same_vector_at_every_step(cell):
-    model = common.build_one_to_many(input_dim=3, timesteps=6, output_units=2, cell=cell, units=(8,))
+    model = common.build_one_to_many(
+        input_dim=3, timesteps=6, output_units=2, cell=cell, units=(8,)
+    )
     assert model(np.zeros((4, 3), "float32")).shape == (4, 6, 2)
     assert model.get_layer("repeat").output.shape == (None, 6, 3)
 
@@ -49,8 +55,14 @@ def test_one_to_one_is_dense_only():
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("attention", [None, "dot", "additive"])
 def test_encoder_decoder_shape(cell, attention):
-    model = common.build_encoder_decoder((9, 2), (4, 1), output_units=3, cell=cell, units=(8,), attention=attention)
-    assert model([np.zeros((5, 9, 2), "float32"), np.zeros((5, 4, 1), "float32")]).shape == (5, 4, 3)
+    model = common.build_encoder_decoder(
+        (9, 2), (4, 1), output_units=3, cell=cell, units=(8,), attention=attention
+    )
+    assert model([np.zeros((5, 9, 2), "float32"), np.zeros((5, 4, 1), "float32")]).shape == (
+        5,
+        4,
+        3,
+    )
 
 
 def test_stacking_builds_one_recurrent_layer_per_entry_of_units():
@@ -62,7 +74,9 @@ def test_stacking_builds_one_recurrent_layer_per_entry_of_units():
 
 
 def test_bidirectional_doubles_the_width():
-    model = common.build_many_to_many((7, 1), output_units=1, cell="lstm", units=(6,), bidirectional=True)
+    model = common.build_many_to_many(
+        (7, 1), output_units=1, cell="lstm", units=(6,), bidirectional=True
+    )
     wrapper = next(layer for layer in model.layers if isinstance(layer, keras.layers.Bidirectional))
     assert wrapper.output.shape == (None, 7, 12)
 
@@ -76,12 +90,16 @@ def test_parameter_count_matches_the_lstm_formula():
 
 
 def test_embedding_input_masks_padding():
-    model = common.build_many_to_one((None,), output_units=1, vocab_size=20, embedding_dim=4, units=(8,))
+    model = common.build_many_to_one(
+        (None,), output_units=1, vocab_size=20, embedding_dim=4, units=(8,)
+    )
     tokens = np.array([[3, 5, 7, 0, 0], [3, 5, 7, 9, 0]])
     padded_more = np.array([[3, 5, 7, 0, 0, 0, 0, 0]])
     outputs = keras.ops.convert_to_numpy(model(tokens))
     # Padding (id 0) is skipped, so extra padding cannot change the result.
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(padded_more)), outputs[:1], atol=1e-6)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(model(padded_more)), outputs[:1], atol=1e-6
+    )
     assert not np.allclose(outputs[0], outputs[1])
 
 
@@ -105,7 +123,9 @@ def test_defaults_keep_the_cudnn_kernel_eligible():
     ],
 )
 def test_builder_mistakes_raise_value_error(kwargs, message):
-    with pytest.raises(ValueError, match=message.replace("{", r"\{").replace("}", r"\}").replace("(", r"\(")):
+    with pytest.raises(
+        ValueError, match=message.replace("{", r"\{").replace("}", r"\}").replace("(", r"\(")
+    ):
         common.build_many_to_one((7, 1), output_units=1, **kwargs)
 
 
@@ -132,8 +152,16 @@ def test_every_topology_reloads_to_identical_predictions(tmp_path):
     vector = rng.normal(size=(3, 4)).astype("float32")
     _round_trip(common.build_one_to_one(4, 2), vector, tmp_path)
     _round_trip(common.build_one_to_many(4, 5, 2, cell="gru"), vector, tmp_path)
-    _round_trip(common.build_many_to_one((7, 2), 1, cell="rnn", units=(4, 4), bidirectional=True), sequence, tmp_path)
-    _round_trip(common.build_many_to_many((None,), 11, vocab_size=11, embedding_dim=3), np.array([[1, 2, 3, 0]]), tmp_path)
+    _round_trip(
+        common.build_many_to_one((7, 2), 1, cell="rnn", units=(4, 4), bidirectional=True),
+        sequence,
+        tmp_path,
+    )
+    _round_trip(
+        common.build_many_to_many((None,), 11, vocab_size=11, embedding_dim=3),
+        np.array([[1, 2, 3, 0]]),
+        tmp_path,
+    )
     reloaded = _round_trip(
         common.build_encoder_decoder((7, 2), (3, 1), 1, attention="additive", bidirectional=True),
         [sequence, rng.normal(size=(3, 3, 1)).astype("float32")],
@@ -181,7 +209,11 @@ def test_attention_scores_are_a_distribution_over_encoder_steps():
     assert scores.shape == (2, 3, 6)
     np.testing.assert_allclose(scores.sum(axis=-1), 1.0, rtol=1e-5)
     with pytest.raises(ValueError, match="attention"):
-        common.attention_scores(common.build_encoder_decoder((6, 1), (3, 1), 1, units=(4,)), np.ones((1, 6, 1)), np.ones((1, 3, 1)))
+        common.attention_scores(
+            common.build_encoder_decoder((6, 1), (3, 1), 1, units=(4,)),
+            np.ones((1, 6, 1)),
+            np.ones((1, 3, 1)),
+        )
 
 
 # --- windowing and splits, against hand-worked examples ----------------------------------
@@ -196,7 +228,9 @@ def test_make_windows_by_hand():
 
 def test_make_windows_takes_targets_from_another_series():
     features = np.stack([np.arange(6.0), -np.arange(6.0)], axis=1)
-    inputs, targets = common.make_windows(features, window=2, horizon=1, targets=np.arange(6.0) * 10)
+    inputs, targets = common.make_windows(
+        features, window=2, horizon=1, targets=np.arange(6.0) * 10
+    )
     assert inputs.shape == (4, 2, 2) and targets.shape == (4, 1, 1)
     np.testing.assert_array_equal(targets[:, 0, 0], [20, 30, 40, 50])
 
@@ -210,12 +244,16 @@ def test_windows_dataset_matches_make_windows():
 
 
 def test_too_short_series_is_refused_with_the_numbers():
-    with pytest.raises(ValueError, match="at least window \\+ horizon = 5 steps. Received: 4 steps"):
+    with pytest.raises(
+        ValueError, match="at least window \\+ horizon = 5 steps. Received: 4 steps"
+    ):
         common.make_windows(np.arange(4.0), window=3, horizon=2)
 
 
 def test_chronological_split_by_hand():
-    train, validation, test = common.chronological_split(20, validation_fraction=0.25, test_fraction=0.25)
+    train, validation, test = common.chronological_split(
+        20, validation_fraction=0.25, test_fraction=0.25
+    )
     assert (train, validation, test) == (slice(0, 10), slice(10, 15), slice(15, 20))
     with pytest.raises(ValueError):
         common.chronological_split(20, validation_fraction=0.5, test_fraction=0.5)
@@ -228,7 +266,9 @@ def test_no_training_target_lies_in_validation_or_test():
     train, validation, test = common.assign_windows(starts, window, horizon, split)
     last_train_target = (starts[train] + window + horizon - 1).max()
     assert last_train_target == 29
-    assert (starts[validation] + window).min() == 30 and (starts[validation] + window + horizon - 1).max() == 39
+    assert (starts[validation] + window).min() == 30 and (
+        starts[validation] + window + horizon - 1
+    ).max() == 39
     assert (starts[test] + window).min() == 40
     # Windows whose targets straddle a boundary belong to no part.
     assert not np.any(train & validation) and not np.any(validation & test)
@@ -266,32 +306,44 @@ def test_point_metrics_by_hand():
     assert common.mape(actual, predicted) == pytest.approx(100 * (0.2 + 0.1 + 0.1) / 3)
     assert math.isnan(common.mape([0.0, 1.0], [1.0, 1.0]))
     # Training naive MAE: |2-1| + |4-2| = 1.5 on average.
-    assert common.mase(actual, predicted, training_series=[1.0, 2.0, 4.0]) == pytest.approx((8 / 3) / 1.5)
+    assert common.mase(actual, predicted, training_series=[1.0, 2.0, 4.0]) == pytest.approx(
+        (8 / 3) / 1.5
+    )
 
 
 def test_directional_accuracy_by_hand():
     assert common.directional_accuracy([1, -1, 2, -3], [1, 1, 1, -1]) == pytest.approx(0.75)
-    assert common.directional_accuracy([1, 0, -1], [1, 5, 1]) == pytest.approx(0.5)  # a flat day is left out
-    assert math.isnan(common.directional_accuracy([1, -1], [0, 0]))  # persistence calls no direction
+    assert common.directional_accuracy([1, 0, -1], [1, 5, 1]) == pytest.approx(
+        0.5
+    )  # a flat day is left out
+    assert math.isnan(
+        common.directional_accuracy([1, -1], [0, 0])
+    )  # persistence calls no direction
 
 
 def test_pinball_loss_and_coverage_by_hand():
     # q = 0.9: under-predicting by 2 costs 0.9 * 2; over-predicting by 1 costs 0.1 * 1.
     assert common.pinball_loss([5.0, 5.0], [3.0, 6.0], 0.9) == pytest.approx((1.8 + 0.1) / 2)
-    assert common.coverage([1, 2, 3, 4], lower=[0, 2.5, 2, 5], upper=[2, 3, 3, 6]) == pytest.approx(0.5)
+    assert common.coverage([1, 2, 3, 4], lower=[0, 2.5, 2, 5], upper=[2, 3, 3, 6]) == pytest.approx(
+        0.5
+    )
 
 
 def test_quantile_loss_matches_the_numpy_pinball_loss():
     y_true = np.array([[1.0], [4.0], [-2.0]], "float32")
     y_pred = np.array([[0.0, 1.0, 2.0], [3.0, 3.5, 5.0], [-1.0, 0.0, 1.0]], "float32")
     quantiles = (0.1, 0.5, 0.9)
-    expected = np.mean([common.pinball_loss(y_true[:, 0], y_pred[:, i], q) for i, q in enumerate(quantiles)])
+    expected = np.mean(
+        [common.pinball_loss(y_true[:, 0], y_pred[:, i], q) for i, q in enumerate(quantiles)]
+    )
     loss = common.QuantileLoss(quantiles)(y_true, y_pred)
     assert float(loss) == pytest.approx(expected, rel=1e-6)
 
 
 def test_format_table_aligns_columns_and_marks_missing_values():
-    text = common.format_table({"model": {"MAE": 1.25, "MAPE": math.nan}, "persistence": {"MAE": 12345.678}})
+    text = common.format_table(
+        {"model": {"MAE": 1.25, "MAPE": math.nan}, "persistence": {"MAE": 12345.678}}
+    )
     lines = text.splitlines()
     assert lines[0] == "|             | MAE      | MAPE |"
     assert lines[2] == "| model       | 1.25     | n/a  |"
@@ -310,7 +362,9 @@ def test_fit_restores_the_best_weights():
     model = common.build_one_to_one(4, 1, hidden_units=())
     # A learning rate this large makes validation loss bounce, so the last epoch is not the best.
     model.compile(optimizer=keras.optimizers.SGD(0.9), loss="mse")
-    history = common.fit(model, (inputs, targets), (inputs[:16], targets[:16]), epochs=8, patience=3, batch_size=16)
+    history = common.fit(
+        model, (inputs, targets), (inputs[:16], targets[:16]), epochs=8, patience=3, batch_size=16
+    )
     best = min(history.history["val_loss"])
     assert model.evaluate(inputs[:16], targets[:16], verbose=0) == pytest.approx(best, rel=1e-4)
 
@@ -327,8 +381,14 @@ def test_set_seed_makes_weights_repeatable():
 def test_time_budget_stops_training():
     model = common.build_one_to_one(4, 1)
     model.compile(optimizer="adam", loss="mse")
-    history = model.fit(np.zeros((64, 4)), np.zeros((64, 1)), epochs=50, batch_size=8, verbose=0,
-                        callbacks=[common.TimeBudget(0.0)])
+    history = model.fit(
+        np.zeros((64, 4)),
+        np.zeros((64, 1)),
+        epochs=50,
+        batch_size=8,
+        verbose=0,
+        callbacks=[common.TimeBudget(0.0)],
+    )
     assert len(history.history["loss"]) == 1
 
 
@@ -348,7 +408,9 @@ def test_report_user_errors_prints_one_line_and_returns_2(capsys):
 def test_common_parser_defaults_and_validation():
     import argparse
 
-    parser = argparse.ArgumentParser(parents=[cli.common_parser(epochs=7, batch_size=16, app="demo")])
+    parser = argparse.ArgumentParser(
+        parents=[cli.common_parser(epochs=7, batch_size=16, app="demo")]
+    )
     args = parser.parse_args(["--quick", "--seed", "3"])
     assert (args.epochs, args.batch_size, args.seed, args.quick, args.out) == (7, 16, 3, True, None)
     with pytest.raises(SystemExit):
@@ -404,7 +466,9 @@ def test_a_bad_option_is_one_line_pointing_to_help(argv, expected, capsys):
         parser.parse_args(argv)
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and err.count("\n") == 1
-    assert err.startswith("demo: error:") and expected in err and err.rstrip().endswith("(see --help)")
+    assert (
+        err.startswith("demo: error:") and expected in err and err.rstrip().endswith("(see --help)")
+    )
 
 
 @pytest.mark.parametrize("text", ["nan", "inf", "-inf", "0", "-1", "1e400", "abc"])
@@ -436,7 +500,9 @@ def test_run_folder_is_written_whole_or_not_at_all(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
     with cli.run_folder(target, overwrite=True) as folder:
         (folder / "metrics.json").write_text("new")
-    assert (target / "metrics.json").read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["run"]
+    assert (target / "metrics.json").read_text() == "new" and [
+        p.name for p in tmp_path.iterdir()
+    ] == ["run"]
 
 
 def test_out_folder_checks(tmp_path):
@@ -451,14 +517,20 @@ def test_out_folder_checks(tmp_path):
 
 
 def test_write_json_is_strict():
-    import json
     import tempfile
     from pathlib import Path
 
     path = Path(tempfile.mkdtemp()) / "metrics.json"
-    cli.write_json(path, {"f1": float("nan"), "auc": np.float32(0.5), "n": np.int64(3), "big": float("inf")})
+    cli.write_json(
+        path, {"f1": float("nan"), "auc": np.float32(0.5), "n": np.int64(3), "big": float("inf")}
+    )
 
     def refuse(constant):
         raise ValueError(constant)
 
-    assert json.loads(path.read_text(), parse_constant=refuse) == {"f1": None, "auc": 0.5, "n": 3, "big": None}
+    assert json.loads(path.read_text(), parse_constant=refuse) == {
+        "f1": None,
+        "auc": 0.5,
+        "n": 3,
+        "big": None,
+    }

@@ -31,13 +31,25 @@ def quick_run(tmp_path_factory):
 def test_quick_run_writes_every_output(quick_run):
     status, stdout, out = quick_run
     assert status == 0
-    for name in ("model.keras", "config.json", "metrics.json", "forecast.csv", "forecast.png", "training.png"):
+    for name in (
+        "model.keras",
+        "config.json",
+        "metrics.json",
+        "forecast.csv",
+        "forecast.png",
+        "training.png",
+    ):
         assert (out / name).stat().st_size > 0, name
     assert "persistence" in stdout and "drift" in stdout and "Verdict:" in stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["test"]) == {"model (median)", "persistence", "drift"}
     assert set(metrics["test"]["persistence"]) == {"MAE", "RMSE", "MAPE %", "MASE", "direction %"}
-    assert set(metrics["quantiles"]["model"]) == {"pinball q10", "pinball q50", "pinball q90", "coverage 10-90 %"}
+    assert set(metrics["quantiles"]["model"]) == {
+        "pinball q10",
+        "pinball q50",
+        "pinball q90",
+        "coverage 10-90 %",
+    }
 
 
 def test_metrics_agree_with_the_forecast_csv(quick_run):
@@ -47,14 +59,22 @@ def test_metrics_agree_with_the_forecast_csv(quick_run):
     test = rows[rows["split"] == "test"]
     assert len(test) == metrics["examples"]["test"]
     # Recompute the table's MAEs by hand from the saved forecasts.
-    assert np.mean(np.abs(test["actual"] - test["persistence"])) == pytest.approx(metrics["test"]["persistence"]["MAE"], rel=1e-4)
-    assert np.mean(np.abs(test["actual"] - test["median"])) == pytest.approx(metrics["test"]["model (median)"]["MAE"], rel=1e-4)
+    assert np.mean(np.abs(test["actual"] - test["persistence"])) == pytest.approx(
+        metrics["test"]["persistence"]["MAE"], rel=1e-4
+    )
+    assert np.mean(np.abs(test["actual"] - test["median"])) == pytest.approx(
+        metrics["test"]["model (median)"]["MAE"], rel=1e-4
+    )
     inside = (test["actual"] >= test["q10"]) & (test["actual"] <= test["q90"])
     # The CSV rounds to 6 significant figures, which may move one boundary case.
-    assert 100 * inside.mean() == pytest.approx(metrics["quantiles"]["model"]["coverage 10-90 %"], abs=100 / len(test) + 1e-9)
+    assert 100 * inside.mean() == pytest.approx(
+        metrics["quantiles"]["model"]["coverage 10-90 %"], abs=100 / len(test) + 1e-9
+    )
     assert (test["q10"] <= test["median"]).all() and (test["median"] <= test["q90"]).all()
     # Persistence is "tomorrow = today": each test row's persistence is the previous row's actual.
-    np.testing.assert_allclose(test["persistence"].to_numpy()[1:], test["actual"].to_numpy()[:-1], rtol=1e-5)
+    np.testing.assert_allclose(
+        test["persistence"].to_numpy()[1:], test["actual"].to_numpy()[:-1], rtol=1e-5
+    )
 
 
 def test_test_split_is_the_last_part_and_the_scaler_saw_training_data_only(quick_run):
@@ -78,11 +98,15 @@ def test_saved_model_reloads_to_identical_forecasts(quick_run, run_app, tmp_path
     assert status == 0 and "median" in stdout
     trained = pd.read_csv(out / "forecast.csv").query("split == 'future'")
     reloaded = pd.read_csv(tmp_path / "forecast.csv")
-    np.testing.assert_array_equal(reloaded[["q10", "median", "q90"]].to_numpy(), trained[["q10", "median", "q90"]].to_numpy())
+    np.testing.assert_array_equal(
+        reloaded[["q10", "median", "q90"]].to_numpy(), trained[["q10", "median", "q90"]].to_numpy()
+    )
 
 
 def test_encoder_decoder_horizon_with_attention(run_app, tmp_path):
-    status, stdout, err = run_app("forecast", "--quick", "--horizon", "3", "--attention", "dot", "--out", tmp_path)
+    status, stdout, err = run_app(
+        "forecast", "--quick", "--horizon", "3", "--attention", "dot", "--out", tmp_path
+    )
     assert status == 0, err
     rows = pd.read_csv(tmp_path / "forecast.csv")
     assert sorted(rows["step"].unique()) == [1, 2, 3]
@@ -96,7 +120,9 @@ def test_encoder_decoder_horizon_with_attention(run_app, tmp_path):
 def fake_history(rows=700):
     """What ``yfinance.Ticker(...).history(auto_adjust=True)`` returns: a tz-aware 'Date' index."""
     recent = MSFT.iloc[-rows:]
-    index = pd.DatetimeIndex(pd.to_datetime(recent["Date"]), name="Date").tz_localize("America/New_York")
+    index = pd.DatetimeIndex(pd.to_datetime(recent["Date"]), name="Date").tz_localize(
+        "America/New_York"
+    )
     frame = recent[["Open", "High", "Low", "Close", "Volume"]].set_axis(index)
     return frame.assign(Dividends=0.0, **{"Stock Splits": 0.0})
 
@@ -132,7 +158,16 @@ def test_ticker_downloads_once_then_reads_the_cache(monkeypatch, tmp_path):
 
 def test_ticker_run_end_to_end(monkeypatch, run_app, tmp_path):
     install_fake_yfinance(monkeypatch, fake_history(900))
-    status, stdout, err = run_app("forecast", "--ticker", "MSFT", "--quick", "--cache-dir", tmp_path / "cache", "--out", tmp_path / "run")
+    status, stdout, err = run_app(
+        "forecast",
+        "--ticker",
+        "MSFT",
+        "--quick",
+        "--cache-dir",
+        tmp_path / "cache",
+        "--out",
+        tmp_path / "run",
+    )
     assert status == 0, err
     assert "yfinance MSFT" in stdout
     assert (tmp_path / "run" / "model.keras").is_file()
@@ -152,8 +187,14 @@ class YFTickerMissingError(Exception):
 @pytest.mark.parametrize(
     "history, message",
     [
-        (raise_(OSError("Could not resolve host: query2.finance.yahoo.com")), "could not reach Yahoo Finance (no network?)"),
-        (raise_(YFTickerMissingError("$NOPE: possibly delisted")), "Yahoo Finance has no prices for it"),
+        (
+            raise_(OSError("Could not resolve host: query2.finance.yahoo.com")),
+            "could not reach Yahoo Finance (no network?)",
+        ),
+        (
+            raise_(YFTickerMissingError("$NOPE: possibly delisted")),
+            "Yahoo Finance has no prices for it",
+        ),
         (pd.DataFrame(), "Yahoo Finance has no prices for it"),
     ],
 )
@@ -171,7 +212,9 @@ def test_ticker_failures_are_one_line(monkeypatch, run_app, tmp_path, history, m
 def test_reads_yfinance_multi_row_header_export(tmp_path):
     recent = MSFT.iloc[-5:]
     lines = ["Price,Close,High,Low,Open,Volume", "Ticker,MSFT,MSFT,MSFT,MSFT,MSFT", "Date,,,,,"]
-    lines += [f"{r.Date},{r.Close},{r.High},{r.Low},{r.Open},{r.Volume}" for r in recent.itertuples()]
+    lines += [
+        f"{r.Date},{r.Close},{r.High},{r.Low},{r.Open},{r.Volume}" for r in recent.itertuples()
+    ]
     path = tmp_path / "msft_download.csv"
     path.write_text("\n".join(lines) + "\n")
     prices = forecast.read_price_csv(path, "Date", "Close")
@@ -181,7 +224,9 @@ def test_reads_yfinance_multi_row_header_export(tmp_path):
 
 def test_reads_a_plain_csv_with_other_column_names(tmp_path):
     path = tmp_path / "prices.csv"
-    pd.DataFrame({"day": ["2020-01-03", "2020-01-02"], "price": [2.0, 1.0]}).to_csv(path, index=False)
+    pd.DataFrame({"day": ["2020-01-03", "2020-01-02"], "price": [2.0, 1.0]}).to_csv(
+        path, index=False
+    )
     prices = forecast.read_price_csv(path, "day", "price")
     assert prices.tolist() == [1.0, 2.0]  # sorted by date
 
@@ -209,17 +254,45 @@ def write_prices(path, closes):
     "make_args, message",
     [
         (lambda tmp: ["--csv", tmp / "missing.csv"], "no such file"),
-        (lambda tmp: ["--csv", write_prices(tmp / "p.csv", np.linspace(10, 20, 50)), "--target-col", "Adj Close"],
-         "no column 'Adj Close'; columns are Date, Close"),
-        (lambda tmp: ["--csv", write_prices(tmp / "p.csv", [10.0, np.nan, 11.0, "n/a", 12.0] * 200)],
-         "400 of 1000 rows in 'Close' are empty, NaN or not numbers"),
-        (lambda tmp: ["--csv", write_prices(tmp / "p.csv", np.linspace(10, 20, 60))], "too little data: 60 days"),
-        (lambda tmp: ["--csv", write_prices(tmp / "p.csv", [10.0, -1.0] * 300)], "zero or negative"),
-        (lambda tmp: ["--csv", write_prices(tmp / "p.csv", [5.0] * 400)], "constant series has nothing to forecast"),
-        (lambda tmp: ["--csv", write_prices(tmp / "p.csv", ["1e400"] + [5.0 + i / 100 for i in range(399)])],
-         "1 prices in 'Close' are infinite or too large for a float (first on 2000-01-03)"),
-        (lambda tmp: ["--csv", gzip_half(write_prices(tmp / "p.csv", np.linspace(10, 20, 400)))],
-         "not a readable CSV"),
+        (
+            lambda tmp: [
+                "--csv",
+                write_prices(tmp / "p.csv", np.linspace(10, 20, 50)),
+                "--target-col",
+                "Adj Close",
+            ],
+            "no column 'Adj Close'; columns are Date, Close",
+        ),
+        (
+            lambda tmp: [
+                "--csv",
+                write_prices(tmp / "p.csv", [10.0, np.nan, 11.0, "n/a", 12.0] * 200),
+            ],
+            "400 of 1000 rows in 'Close' are empty, NaN or not numbers",
+        ),
+        (
+            lambda tmp: ["--csv", write_prices(tmp / "p.csv", np.linspace(10, 20, 60))],
+            "too little data: 60 days",
+        ),
+        (
+            lambda tmp: ["--csv", write_prices(tmp / "p.csv", [10.0, -1.0] * 300)],
+            "zero or negative",
+        ),
+        (
+            lambda tmp: ["--csv", write_prices(tmp / "p.csv", [5.0] * 400)],
+            "constant series has nothing to forecast",
+        ),
+        (
+            lambda tmp: [
+                "--csv",
+                write_prices(tmp / "p.csv", ["1e400"] + [5.0 + i / 100 for i in range(399)]),
+            ],
+            "1 prices in 'Close' are infinite or too large for a float (first on 2000-01-03)",
+        ),
+        (
+            lambda tmp: ["--csv", gzip_half(write_prices(tmp / "p.csv", np.linspace(10, 20, 400)))],
+            "not a readable CSV",
+        ),
         (lambda tmp: ["--load", tmp / "no_run"], "no such folder"),
         (lambda tmp: ["--load", tmp], "no model.keras"),
     ],
@@ -250,7 +323,9 @@ def test_corrupt_model_is_reported_and_left_alone(quick_run, run_app, tmp_path):
     damaged = tmp_path / "run"
     damaged.mkdir()
     (damaged / "config.json").write_text((out / "config.json").read_text())
-    (damaged / "model.keras").write_bytes((out / "model.keras").read_bytes()[:2000])  # a truncated download
+    (damaged / "model.keras").write_bytes(
+        (out / "model.keras").read_bytes()[:2000]
+    )  # a truncated download
     status, _, err = run_app("forecast", "--load", damaged)
     assert status == 2 and "model.keras" in err and err.count("\n") == 1
     assert (damaged / "model.keras").stat().st_size == 2000

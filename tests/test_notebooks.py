@@ -28,7 +28,9 @@ def notebook_id(path):
 
 
 def test_the_track_is_there():
-    assert len(NOTEBOOKS) >= 8, f"Expected the teaching notebooks in {NOTEBOOK_DIR}. Found: {[p.name for p in NOTEBOOKS]}"
+    assert len(NOTEBOOKS) >= 8, (
+        f"Expected the teaching notebooks in {NOTEBOOK_DIR}. Found: {[p.name for p in NOTEBOOKS]}"
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=notebook_id)
@@ -37,20 +39,31 @@ def test_notebook_has_no_outputs(path):
     dirty = [
         index
         for index, cell in enumerate(notebook.cells)
-        if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count") is not None)
+        if cell.cell_type == "code"
+        and (cell.get("outputs") or cell.get("execution_count") is not None)
     ]
-    assert not dirty, f"{path.name}: cells {dirty} have outputs or execution counts; clear them before committing"
+    assert not dirty, (
+        f"{path.name}: cells {dirty} have outputs or execution counts; clear them before committing"
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=notebook_id)
 def test_notebook_solutions_are_folded(path):
     """The exercises' solutions are hidden until the learner unfolds them."""
     notebook = nbformat.read(path, as_version=4)
-    solutions = [cell for cell in notebook.cells if cell.cell_type == "code" and cell.source.startswith("# Solution")]
+    solutions = [
+        cell
+        for cell in notebook.cells
+        if cell.cell_type == "code" and cell.source.startswith("# Solution")
+    ]
     assert solutions, f"{path.name}: expected solution cells starting with '# Solution'"
     for cell in solutions:
-        assert cell.metadata.get("jupyter", {}).get("source_hidden") is True, f"{path.name}: unfolded solution {cell.source[:40]!r}"
-        assert "solution" in cell.metadata.get("tags", []), f"{path.name}: solution without the 'solution' tag"
+        assert cell.metadata.get("jupyter", {}).get("source_hidden") is True, (
+            f"{path.name}: unfolded solution {cell.source[:40]!r}"
+        )
+        assert "solution" in cell.metadata.get("tags", []), (
+            f"{path.name}: solution without the 'solution' tag"
+        )
 
 
 @pytest.fixture(scope="module")

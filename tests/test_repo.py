@@ -18,7 +18,9 @@ def quickstart_commands():
 def test_quickstart_is_two_commands_and_ci_runs_the_second_verbatim():
     install_and_run, install_and_test = quickstart_commands()
     assert install_and_run.endswith("pip install -r requirements.txt && python apps/forecast.py")
-    assert install_and_test.endswith("pip install -r requirements-dev.txt && python -m pytest")
+    assert install_and_test.endswith(
+        "pip install -r requirements-dev.txt && ruff format --check . && ruff check . && python -m pytest"
+    )
     ci_lines = (REPO / ".ci" / "run").read_text().splitlines()
     assert install_and_test in ci_lines
 
@@ -35,14 +37,22 @@ def test_bundled_data_matches_its_recorded_size_and_checksum():
     assert rows, "data/README.md lists no files"
     for name, checksum in rows:
         assert hashlib.sha256((REPO / "data" / name).read_bytes()).hexdigest() == checksum, name
-    bundled = {path.name for path in (REPO / "data").iterdir() if path.suffix in {".csv", ".gz", ".txt", ".json"}}
+    bundled = {
+        path.name
+        for path in (REPO / "data").iterdir()
+        if path.suffix in {".csv", ".gz", ".txt", ".json"}
+    }
     assert bundled <= {name for name, _ in rows}, "a data file is missing from data/README.md"
-    assert sum((REPO / "data" / name).stat().st_size for name, _ in rows) < 8 * 2**20  # a few MB in all
+    assert (
+        sum((REPO / "data" / name).stat().st_size for name, _ in rows) < 8 * 2**20
+    )  # a few MB in all
 
 
 def test_apps_answer_help_without_a_traceback():
     for app in sorted((REPO / "apps").glob("*.py")):
-        result = subprocess.run([sys.executable, str(app), "--help"], capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [sys.executable, str(app), "--help"], capture_output=True, text=True, timeout=120
+        )
         assert result.returncode == 0, f"{app.name}: {result.stderr[-500:]}"
         assert "--quick" in result.stdout and "--seed" in result.stdout, app.name
         # TensorFlow's start-up log noise stays out of the terminal.

@@ -21,7 +21,15 @@ BUNDLED = REPO / "data" / "rotten_tomatoes.csv.gz"
 
 
 def test_parse_labels_accepts_every_spelling():
-    assert text.parse_labels(["fresh", "Rotten", " 1", 0, "POS", "negative", "1.0"]).tolist() == [1, 0, 1, 0, 1, 0, 1]
+    assert text.parse_labels(["fresh", "Rotten", " 1", 0, "POS", "negative", "1.0"]).tolist() == [
+        1,
+        0,
+        1,
+        0,
+        1,
+        0,
+        1,
+    ]
 
 
 def test_parse_labels_rejects_non_binary_and_single_class():
@@ -33,12 +41,25 @@ def test_parse_labels_rejects_non_binary_and_single_class():
 
 
 def test_tokenize_keeps_sentiment_punctuation_and_negation():
-    assert text.tokenize("Isn't it GREAT?! It's a 'film'<br />") == ["is", "n't", "it", "great", "?", "!", "it", "'s", "a", "film"]
+    assert text.tokenize("Isn't it GREAT?! It's a 'film'<br />") == [
+        "is",
+        "n't",
+        "it",
+        "great",
+        "?",
+        "!",
+        "it",
+        "'s",
+        "a",
+        "film",
+    ]
 
 
 def test_truncate_tokens_layer():
     assert text.TruncateTokens(3)(np.array([[5, 6, 7, 8], [1, 0, 0, 0]])).shape == (2, 3)
-    assert np.asarray(text.TruncateTokens(3)(np.array([[5, 0]]))).tolist() == [[5, 0, 0]]  # a masked step
+    assert np.asarray(text.TruncateTokens(3)(np.array([[5, 0]]))).tolist() == [
+        [5, 0, 0]
+    ]  # a masked step
     assert text.TruncateTokens(3)(np.zeros((1, 0), dtype="int64")).shape == (1, 1)  # never empty
 
 
@@ -49,13 +70,20 @@ def test_bucketed_batches_pad_less_and_keep_every_text():
     bucketed = text.bucketed_batches(token_ids, labels, batch_size=32, seed=0)
     assert sum(int(ids.shape[0]) for ids, _ in bucketed) == 500
     assert bucketed.cardinality().numpy() == sum(1 for _ in bucketed)
-    assert text.padding_share(bucketed) < 0.15 < 0.4 < text.padding_share(text.padded_batches(token_ids, labels, 32, 60))
+    assert (
+        text.padding_share(bucketed)
+        < 0.15
+        < 0.4
+        < text.padding_share(text.padded_batches(token_ids, labels, 32, 60))
+    )
 
 
 def test_pretrained_embeddings_put_words_with_shared_contexts_together():
     # "good" and "fine" share their neighbours; "xylophone" never meets them.
     sentences = [[2, 3, 4, 5], [2, 6, 4, 5], [7, 8, 9, 10]] * 50
-    vectors = text.pretrain_embeddings([np.array(s) for s in sentences], vocab_size=12, embedding_dim=4, window=1)
+    vectors = text.pretrain_embeddings(
+        [np.array(s) for s in sentences], vocab_size=12, embedding_dim=4, window=1
+    )
     assert vectors.shape == (12, 4)
     cosine = lambda a, b: a @ b / np.linalg.norm(a) / np.linalg.norm(b)  # noqa: E731
     assert cosine(vectors[3], vectors[6]) > 0.9
@@ -95,7 +123,9 @@ def test_reload_gives_identical_probabilities(quick_run):
     model = keras.models.load_model(out / "model.keras")  # plain Keras: no custom_objects
     texts = np.array([example["text"] for example in examples], dtype=object)
     reloaded = load_app("sentiment").predict_texts(model, texts)
-    np.testing.assert_allclose(reloaded, [example["probability"] for example in examples], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        reloaded, [example["probability"] for example in examples], rtol=0, atol=1e-6
+    )
     assert np.all((reloaded > 0) & (reloaded < 1))
 
 
@@ -147,11 +177,19 @@ def test_vocabulary_never_sees_test_text(quick_run):
 
 def test_predict_prints_label_and_probability_and_skips_empty_text(quick_run, run_app):
     out, _ = quick_run
-    status, stdout, stderr = run_app("sentiment", "--load", out, "--predict", "A triumph.", "   ", "Dull and overlong.")
+    status, stdout, stderr = run_app(
+        "sentiment", "--load", out, "--predict", "A triumph.", "   ", "Dull and overlong."
+    )
     assert status == 0
     lines = stdout.strip().splitlines()
-    assert len(lines) == 2 and lines[0].endswith("A triumph.") and lines[1].endswith("Dull and overlong.")
-    assert all(line.split()[0] in ("positive", "negative") and "P(positive)=" in line for line in lines)
+    assert (
+        len(lines) == 2
+        and lines[0].endswith("A triumph.")
+        and lines[1].endswith("Dull and overlong.")
+    )
+    assert all(
+        line.split()[0] in ("positive", "negative") and "P(positive)=" in line for line in lines
+    )
     assert "skipping text 2 of 3" in stderr
 
 
@@ -159,21 +197,41 @@ def test_predict_reads_stdin(quick_run, run_app, monkeypatch):
     out, _ = quick_run
     monkeypatch.setattr("sys.stdin", io.StringIO("Loved it.\n\nHated it.\n"))
     status, stdout, stderr = run_app("sentiment", "--load", out, "--predict", "-")
-    assert status == 0 and len(stdout.strip().splitlines()) == 2 and "skipping text 2 of 3" in stderr
+    assert (
+        status == 0 and len(stdout.strip().splitlines()) == 2 and "skipping text 2 of 3" in stderr
+    )
 
 
 def test_evaluate_gives_the_hand_counted_accuracy(quick_run, run_app, tmp_path):
     out, _ = quick_run
     app = load_app("sentiment")
     model = keras.models.load_model(out / "model.keras")
-    texts = ["A triumph.", "Dull and overlong.", "Not bad at all.", "I want my money back.", "Charming, witty and warm."]
+    texts = [
+        "A triumph.",
+        "Dull and overlong.",
+        "Not bad at all.",
+        "I want my money back.",
+        "Charming, witty and warm.",
+    ]
     predicted = (app.predict_texts(model, np.array(texts, dtype=object)) >= 0.5).astype(int)
     # Label the first three as the model predicts and the last two the other way: 3 of 5 right.
     truth = np.concatenate([predicted[:3], 1 - predicted[3:]])
     spelled = {1: "fresh", 0: "rotten"}
     path = tmp_path / "hand.tsv"
-    pd.DataFrame({"review": texts, "verdict": [spelled[label] for label in truth]}).to_csv(path, sep="\t", index=False)
-    status, stdout, _ = run_app("sentiment", "--load", out, "--evaluate", path, "--text-col", "review", "--label-col", "verdict")
+    pd.DataFrame({"review": texts, "verdict": [spelled[label] for label in truth]}).to_csv(
+        path, sep="\t", index=False
+    )
+    status, stdout, _ = run_app(
+        "sentiment",
+        "--load",
+        out,
+        "--evaluate",
+        path,
+        "--text-col",
+        "review",
+        "--label-col",
+        "verdict",
+    )
     assert status == 0
     assert "Accuracy 0.6000 (3 of 5 correct)" in stdout
 
@@ -188,7 +246,10 @@ def test_imdb_reviews_are_rebuilt_as_text_from_the_word_index(monkeypatch, tmp_p
     monkeypatch.setattr(imdb, "get_word_index", lambda path: word_index)
     splits, unlabelled, source, _ = load_app("sentiment").load_imdb(tmp_path)
     assert splits["test"][0].tolist() == ["film great"]
-    assert sorted(set(splits["train"][0]) | set(splits["validation"][0])) == ["the film was awful", "the film was great"]
+    assert sorted(set(splits["train"][0]) | set(splits["validation"][0])) == [
+        "the film was awful",
+        "the film was great",
+    ]
     assert len(splits["train"][0]) == 18 and len(splits["validation"][0]) == 2 and "IMDB" in source
 
 
@@ -213,7 +274,10 @@ def labelled_csv(tmp_path):
 
 
 def test_missing_data_file(run_app, tmp_path):
-    assert_one_line_error(*run_app("sentiment", "--data", tmp_path / "nope.csv", "--out", tmp_path / "run")[::2], "no such file")
+    assert_one_line_error(
+        *run_app("sentiment", "--data", tmp_path / "nope.csv", "--out", tmp_path / "run")[::2],
+        "no such file",
+    )
     assert not (tmp_path / "run").exists()
 
 
@@ -224,7 +288,9 @@ def test_missing_column(run_app, labelled_csv, tmp_path):
 
 
 def test_labels_that_are_not_binary(run_app, labelled_csv, tmp_path):
-    path = labelled_csv({"text": ["good", "bad", "meh"] * 10, "label": ["pos", "neg", "neutral"] * 10})
+    path = labelled_csv(
+        {"text": ["good", "bad", "meh"] * 10, "label": ["pos", "neg", "neutral"] * 10}
+    )
     status, _, stderr = run_app("sentiment", "--data", path, "--out", tmp_path / "run")
     assert_one_line_error(status, stderr, "'neutral'")
 
@@ -252,6 +318,15 @@ def test_offline_imdb_names_the_default(run_app, tmp_path, monkeypatch):
     out = tmp_path / "run"
     out.mkdir()
     (out / "metrics.json").write_text("keep me")
-    status, _, stderr = run_app("sentiment", "--dataset", "imdb", "--cache-dir", tmp_path / "cache", "--out", out, "--overwrite")
+    status, _, stderr = run_app(
+        "sentiment",
+        "--dataset",
+        "imdb",
+        "--cache-dir",
+        tmp_path / "cache",
+        "--out",
+        out,
+        "--overwrite",
+    )
     assert_one_line_error(status, stderr, "bundled Rotten Tomatoes")
     assert (out / "metrics.json").read_text() == "keep me"  # nothing overwritten

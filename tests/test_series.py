@@ -524,6 +524,7 @@ def test_malformed_json(tmp_path):
 
 # --- a property: messy files give a clean series or a ValueError, nothing else -----------
 
+
 @st.composite
 def messy_rows(draw):
     """Rows of a 5-minute series, shuffled, with duplicates, gaps and empty values."""
@@ -539,6 +540,7 @@ def messy_rows(draw):
         value = draw(st.one_of(st.floats(-1e6, 1e6), st.just(""), st.just("nan")))
         rows.append((str(time), value))
     return draw(st.permutations(rows))
+
 
 @settings(
     max_examples=50,

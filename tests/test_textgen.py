@@ -39,7 +39,11 @@ def train_tiny_model(cell="lstm", units=(32, 32), epochs=15, seed=0):
     targets = ids[1 : count * length + 1].reshape(count, length)
     model = generation.build_char_model(vocabulary, cell=cell, units=units, embedding_dim=16)
     # No XLA here: compiling would take longer than these few hundred small steps.
-    model.compile(optimizer=keras.optimizers.Adam(2e-2), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False)
+    model.compile(
+        optimizer=keras.optimizers.Adam(2e-2),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=False,
+    )
     model.fit(inputs, targets, batch_size=16, epochs=epochs, verbose=0)
     return model
 
@@ -82,8 +86,13 @@ def test_sequences_are_contiguous_slices_with_targets_shifted_by_one():
     np.testing.assert_array_equal(targets, inputs + 1)
 
     train = generation.sequence_dataset(ids, seq_length=10, batch_size=4, seed=7)
-    first, again = [[batch[0].numpy() for batch in dataset.take(5)] for dataset in (train, generation.sequence_dataset(ids, 10, 4, seed=7))]
-    np.testing.assert_array_equal(np.concatenate(first), np.concatenate(again))  # seeded: repeatable
+    first, again = [
+        [batch[0].numpy() for batch in dataset.take(5)]
+        for dataset in (train, generation.sequence_dataset(ids, 10, 4, seed=7))
+    ]
+    np.testing.assert_array_equal(
+        np.concatenate(first), np.concatenate(again)
+    )  # seeded: repeatable
     slices = np.concatenate(first)
     np.testing.assert_array_equal(np.diff(slices, axis=1), 1)  # each slice is contiguous text
     assert len(set(slices[:, 0] % 10)) > 1  # and starts at varying offsets
@@ -113,7 +122,9 @@ def test_bigram_baseline_is_near_zero_on_a_text_it_can_predict():
 
 
 def test_choose_next_greedy_top_k_and_temperature_behave_as_documented():
-    logits = tf.constant([[9.0, 9.0, 3.0, 2.0, 1.0, 0.0]])  # padding and unknown lead, but may never be chosen
+    logits = tf.constant(
+        [[9.0, 9.0, 3.0, 2.0, 1.0, 0.0]]
+    )  # padding and unknown lead, but may never be chosen
     rows = tf.tile(logits, [4000, 1])
     seed = tf.constant([1, 2])
     assert generation.choose_next(logits, 0.0, 0, seed).numpy().tolist() == [2]  # greedy
@@ -122,14 +133,20 @@ def test_choose_next_greedy_top_k_and_temperature_behave_as_documented():
     top_two = generation.choose_next(rows, 1.0, 2, seed).numpy()
     assert set(top_two) == {2, 3}  # only the 2 most likely characters
     share = np.mean(top_two == 2)
-    assert share == pytest.approx(math.e / (math.e + 1), abs=0.03)  # softmax of (3, 2) restricted to the pair
+    assert share == pytest.approx(
+        math.e / (math.e + 1), abs=0.03
+    )  # softmax of (3, 2) restricted to the pair
 
     all_ids = generation.choose_next(rows, 1.0, 0, seed).numpy()
     assert set(all_ids) == {2, 3, 4, 5}
     expected = np.exp([3.0, 2.0, 1.0, 0.0]) / np.exp([3.0, 2.0, 1.0, 0.0]).sum()
-    np.testing.assert_allclose(np.bincount(all_ids, minlength=6)[2:] / len(all_ids), expected, atol=0.03)
+    np.testing.assert_allclose(
+        np.bincount(all_ids, minlength=6)[2:] / len(all_ids), expected, atol=0.03
+    )
 
-    cold = generation.choose_next(rows, 0.2, 0, seed).numpy()  # low temperature: nearly always the top character
+    cold = generation.choose_next(
+        rows, 0.2, 0, seed
+    ).numpy()  # low temperature: nearly always the top character
     hot = generation.choose_next(rows, 5.0, 0, seed).numpy()  # high temperature: nearly uniform
     assert np.mean(cold == 2) > 0.99
     assert np.mean(hot == 2) < 0.35 and np.mean(hot == 5) > 0.15
@@ -148,7 +165,9 @@ def test_stateful_sampler_matches_rerunning_the_model_at_greedy(cell, lstm_model
     # Top-k 1 at any temperature is the same greedy text.
     assert sampler.generate(prompt, 150, temperature=1.5, top_k=1, seed=5)[0] == fast
     # So is the bench's model.predict loop over a sliding window, when it is nearly greedy.
-    assert generation.predict_window_loop(model, prompt, 12, window=30, temperature=1e-4) == fast[:12]
+    assert (
+        generation.predict_window_loop(model, prompt, 12, window=30, temperature=1e-4) == fast[:12]
+    )
 
 
 def test_batched_samples_are_independent_and_repeatable(lstm_model):
@@ -156,7 +175,9 @@ def test_batched_samples_are_independent_and_repeatable(lstm_model):
     texts = sampler.generate("The ", 200, samples=4, temperature=1.5, seed=11)
     assert len(texts) == 4 and all(len(text) == 200 for text in texts)
     assert len(set(texts)) == 4  # different draws per row
-    assert sampler.generate("The ", 200, samples=4, temperature=1.5, seed=11) == texts  # same seed, same text
+    assert (
+        sampler.generate("The ", 200, samples=4, temperature=1.5, seed=11) == texts
+    )  # same seed, same text
     assert sampler.generate("The ", 200, samples=4, temperature=1.5, seed=12) != texts
     with pytest.raises(ValueError, match=r"unknown characters: \['Z', '~'\]"):
         sampler.generate("Z~", 10)
@@ -171,7 +192,9 @@ def test_reloaded_model_gives_identical_logits_and_keeps_its_vocabulary(lstm_mod
     ids = vocabulary.encode(VERSE)[None]
     np.testing.assert_array_equal(reloaded(ids).numpy(), lstm_model(ids).numpy())
     prompt = "Whether"
-    assert generation.CharSampler(reloaded).generate(prompt, 80, temperature=0.0) == generation.CharSampler(lstm_model).generate(prompt, 80, temperature=0.0)
+    assert generation.CharSampler(reloaded).generate(
+        prompt, 80, temperature=0.0
+    ) == generation.CharSampler(lstm_model).generate(prompt, 80, temperature=0.0)
 
 
 # ---------------------------------------------------------------- the app
@@ -187,7 +210,9 @@ def test_quick_run_trains_reports_and_saves(quick_run):
     assert len(epochs) >= 1
     for row in epochs:
         assert row["val_bits_per_char"] == pytest.approx(row["val_loss_nats"] / math.log(2))
-    assert metrics["val_loss_nats"] == min(row["val_loss_nats"] for row in epochs)  # best epoch kept
+    assert metrics["val_loss_nats"] == min(
+        row["val_loss_nats"] for row in epochs
+    )  # best epoch kept
     assert metrics["training"]["chars_per_second"] > 0
     # Even a few seconds of training beat guessing characters by frequency.
     assert metrics["val_loss_nats"] < metrics["baselines_nats"]["unigram (character frequencies)"]
@@ -200,10 +225,18 @@ def test_quick_run_repeats_with_the_same_seed(quick_run, tmp_path):
     with contextlib.redirect_stdout(io.StringIO()):
         status = textgen.main(["--quick", "--seed", "3", "--out", str(tmp_path)])
     assert status == 0
-    first, second = (json.loads((folder / "metrics.json").read_text()) for folder in (quick_run[3], tmp_path))
-    assert [row["val_loss_nats"] for row in second["epochs"]] == pytest.approx([row["val_loss_nats"] for row in first["epochs"]], rel=1e-5)
+    first, second = (
+        json.loads((folder / "metrics.json").read_text()) for folder in (quick_run[3], tmp_path)
+    )
+    assert [row["val_loss_nats"] for row in second["epochs"]] == pytest.approx(
+        [row["val_loss_nats"] for row in first["epochs"]], rel=1e-5
+    )
     samples = [
-        [line for line in (folder / "samples.txt").read_text().splitlines() if not line.startswith("=====")]  # headers hold times
+        [
+            line
+            for line in (folder / "samples.txt").read_text().splitlines()
+            if not line.startswith("=====")
+        ]  # headers hold times
         for folder in (quick_run[3], tmp_path)
     ]
     assert samples[0] == samples[1]
@@ -211,7 +244,19 @@ def test_quick_run_repeats_with_the_same_seed(quick_run, tmp_path):
 
 def test_load_generates_batched_samples_from_the_saved_run(quick_run, run_app):
     folder = quick_run[3]
-    status, out, err = run_app("textgen", "--load", folder, "--generate", "40", "--samples", "3", "--prompt", "Enter", "--top-k", "5")
+    status, out, err = run_app(
+        "textgen",
+        "--load",
+        folder,
+        "--generate",
+        "40",
+        "--samples",
+        "3",
+        "--prompt",
+        "Enter",
+        "--top-k",
+        "5",
+    )
     assert status == 0, err
     assert out.count("----- sample") == 3
     assert out.count("Enter") >= 3
@@ -268,13 +313,25 @@ def bad_inputs(tmp_path):
         "missing model folder": (["--load", tmp_path / "nowhere"], "no such folder"),
         "folder without model": (["--load", no_model], "no model.keras"),
         "corrupt model": (["--load", corrupt], "damaged"),
-        "offline url": (["--url", "http://localhost:9/none.txt", "--cache-dir", tmp_path / "cache"], "could not download"),
+        "offline url": (
+            ["--url", "http://localhost:9/none.txt", "--cache-dir", tmp_path / "cache"],
+            "could not download",
+        ),
     }
 
 
 BAD_INPUT_CASES = [
-    "missing file", "empty file", "not UTF-8", "too short", "temperature 0", "negative temperature",
-    "negative top-k", "missing model folder", "folder without model", "corrupt model", "offline url",
+    "missing file",
+    "empty file",
+    "not UTF-8",
+    "too short",
+    "temperature 0",
+    "negative temperature",
+    "negative top-k",
+    "missing model folder",
+    "folder without model",
+    "corrupt model",
+    "offline url",
 ]
 
 
