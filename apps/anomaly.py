@@ -49,10 +49,10 @@ import common  # first: keeps TensorFlow's start-up log noise out of the termina
 from common import alarms, anomaly, series as series_io
 from common.cli import UserError, app_parser, load_model_from_dir, positive_int
 from common.cli import prepare_out, report_user_errors, run_folder, shrink_for_quick
-from common.cli import save_model_atomically, write_json
+from common.cli import write_json
 
-import numpy as np
 import pandas as pd
+
 
 REPO = Path(__file__).resolve().parent.parent
 # name: (file in data/, length of its known normal prefix or None); see data/README.md.
@@ -102,78 +102,29 @@ class Config:
 def read_config(argv):
     parser = app_parser(__doc__, "anomaly", epochs=20, batch_size=64)
     data = parser.add_argument_group("data (default: the bundled NAB machine-temperature series)")
-    data.add_argument(
-        "--csv",
-        type=Path,
-        nargs="+",
-        default=[],
-        metavar="PATH",
-        help="CSV files or folders of them (searched recursively); .csv.gz too",
-    )
-    data.add_argument("--series", choices=sorted(BUNDLED), help="a bundled series instead of --csv")
-    data.add_argument(
-        "--labels",
-        type=Path,
-        metavar="FILE",
-        help="JSON or CSV of [start, end] windows; NAB's combined_windows.json works as is",
-    )
-    data.add_argument("--time-col", default="timestamp", help="time column (default: %(default)s)")
-    data.add_argument(
-        "--value-col",
-        action="append",
-        dest="value_cols",
-        metavar="COLUMN",
-        help="value column; repeat for several channels (default: every numeric one)",
-    )
-    data.add_argument(
-        "--label-col", help="0/1 column of anomalous points (default: is_anomaly if present)"
-    )
-    data.add_argument(
-        "--duplicates",
-        choices=series_io.DUPLICATE_RULES,
-        default="mean",
-        help="how to combine rows that share a timestamp (default: %(default)s)",
-    )
-    data.add_argument(
-        "--fill", action="store_true", help=argparse.SUPPRESS
-    )  # old scripts: now always
+    add = data.add_argument
+    add("--csv", type=Path, nargs="+", default=[], metavar="PATH", help="CSV files or folders")
+    add("--series", choices=sorted(BUNDLED), help="a bundled series instead of --csv")
+    add("--labels", type=Path, metavar="FILE", help="[start, end] windows, JSON or CSV (NAB's too)")
+    add("--time-col", default="timestamp", help="time column (default: %(default)s)")
+    add("--value-col", action="append", dest="value_cols", metavar="COLUMN",
+        help="value column; repeat for several channels (default: every numeric one)")  # fmt: skip
+    add("--label-col", help="0/1 column of anomalous points (default: is_anomaly if present)")
+    add("--duplicates", choices=series_io.DUPLICATE_RULES, default="mean",
+        help="how to combine rows that share a time (default: %(default)s)")  # fmt: skip
+    add("--fill", action="store_true", help=argparse.SUPPRESS)  # old scripts: repairs are automatic
     method = parser.add_argument_group("detection")
-    method.add_argument(
-        "--detector",
-        choices=list(NAMES),
-        default="bidirectional",
-        help="what scores each point (default: %(default)s)",
-    )
-    method.add_argument(
-        "--max-alarms",
-        type=positive_int,
-        default=2,
-        metavar="K",
-        help="audit: report at most the K strongest alarm intervals per series "
-        "(default: %(default)s)",
-    )
-    method.add_argument(
-        "--train-fraction",
-        type=float,
-        metavar="F",
-        help="monitor: the first F of each series is normal; fit there, alarm after",
-    )
-    method.add_argument(
-        "--window",
-        type=positive_int,
-        default=48,
-        help="points the detector reads, after averaging (default: %(default)s; "
-        "shorter series get less)",
-    )
-    method.add_argument(
-        "--units", type=positive_int, default=32, help="LSTM units (default: %(default)s)"
-    )
-    method.add_argument(
-        "--load",
-        type=Path,
-        metavar="DIR",
-        help="monitor with a saved run's detector, scaler and threshold; nothing is refitted",
-    )
+    add = method.add_argument
+    add("--detector", choices=list(NAMES), default="bidirectional", help="(default: %(default)s)")
+    add("--max-alarms", type=positive_int, default=2, metavar="K",
+        help="audit: keep the K strongest alarms per series (default: %(default)s)")  # fmt: skip
+    add("--train-fraction", type=float, metavar="F",
+        help="monitor: the first F of each series is normal; fit there, alarm after")  # fmt: skip
+    add("--window", type=positive_int, default=48,
+        help="points the detector reads, after averaging (default: %(default)s)")  # fmt: skip
+    add("--units", type=positive_int, default=32, help="LSTM units (default: %(default)s)")
+    add("--load", type=Path, metavar="DIR",
+        help="monitor with a saved run's detector, scaler and threshold; nothing is refitted")  # fmt: skip
     args = parser.parse_args(argv)
     if args.train_fraction is not None and not 0 < args.train_fraction < 1:
         raise UserError(f"--train-fraction must be between 0 and 1, got {args.train_fraction}")
@@ -188,28 +139,13 @@ def read_config(argv):
     args.out = prepare_out(args.out, "anomaly", args.overwrite, args.load)
     if args.quick:  # a smoke test: a short window, a small model, a few epochs
         shrink_for_quick(args, argv, window=32, units=8, epochs=3)
-    return Config(
-        csv=tuple(args.csv),
-        series=args.series or "machine-temperature",
-        labels=args.labels,
-        time_col=args.time_col,
-        value_cols=tuple(args.value_cols) if args.value_cols else None,
-        label_col=args.label_col,
-        duplicates=args.duplicates,
-        detector=args.detector,
-        max_alarms=args.max_alarms,
-        train_fraction=args.train_fraction,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        load=args.load,
-        out=args.out,
-        overwrite=args.overwrite,
-        quick=args.quick,
-        window=args.window,
-        units=args.units,
-        epochs=args.epochs,
-        progress=common.progress_verbosity(),
-    )
+    values = vars(args) | {
+        "csv": tuple(args.csv),
+        "series": args.series or "machine-temperature",
+        "value_cols": tuple(args.value_cols) if args.value_cols else None,
+        "progress": common.progress_verbosity(),
+    }
+    return Config(**{name: values[name] for name in Config.__dataclass_fields__})
 
 
 def mode(detection, config):
@@ -298,22 +234,6 @@ def detect(found, name, config, normal_end, window, verbose=0):
         raise UserError(f"{found.name}: {error}") from None
 
 
-def evaluate(found, detection):
-    """One table row: the alarms, and their overlap scores when the series is labelled."""
-    row = {"alarms": len(detection.alarms)}
-    if found.label_windows is None and found.is_anomaly is None:
-        return row
-    counted = slice(detection.scored_from, None)
-    windows = alarms.runs_of_true(found.is_anomaly[counted])
-    shifted = [
-        (start - detection.scored_from, end - detection.scored_from)
-        for start, end in detection.alarms
-    ]
-    row |= alarms.overlap_scores(shifted, windows)
-    row["ROC AUC"] = anomaly.roc_auc(detection.scores[counted], found.is_anomaly[counted])
-    return row
-
-
 def run_one(found, config):
     """The chosen detector, and beside it the two baselines, on one series."""
     if config.load is not None:  # nothing to fit, so no baseline either
@@ -343,29 +263,16 @@ def score_with_saved_run(found, config):
     saved = check_saved_run(config.load)
     model = load_model_from_dir(config.load) if saved["detector"] in anomaly.RECURRENT else None
     try:
-        detector = anomaly.make_detector(
-            saved["detector"], saved["window"], saved["units"], model=model
-        )
-        detector.set_state(saved["state"])
-        settings = anomaly.Settings(**saved["settings"])
-        scaler = common.StandardScaler.from_dict(saved["scaler"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise UserError(
-            f"--load {config.load}: config.json is damaged ({type(error).__name__})"
-        ) from None
+        detector, scaler, settings, threshold = anomaly.load_detector(config.load, saved, model)
+    except ValueError:
+        raise UserError(f"--load {config.load}: config.json is damaged") from None
     if len(found.columns) != len(saved["value_cols"]):
-        raise UserError(
-            f"{found.name}: the saved detector reads {len(saved['value_cols'])} "
-            f"channel(s); this series has {len(found.columns)}"
-        )
-    if len(found) < (saved["window"] + 2) * settings.factor:
-        raise UserError(
-            f"{found.name}: {len(found)} points; the saved detector needs at least "
-            f"{(saved['window'] + 2) * settings.factor}"
-        )
-    return anomaly.rescore(
-        found.values, saved["detector"], detector, scaler, settings, saved["threshold"]
-    )
+        raise UserError(f"{found.name}: the saved detector reads {len(saved['value_cols'])} "
+                        f"channel(s); this series has {len(found.columns)}")  # fmt: skip
+    needed = (saved["window"] + 2) * settings.factor
+    if len(found) < needed:
+        raise UserError(f"{found.name}: {len(found)} points; the saved detector needs {needed}")
+    return anomaly.rescore(found.values, saved["detector"], detector, scaler, settings, threshold)
 
 
 def check_saved_run(directory):
@@ -396,7 +303,10 @@ def detect_many(found, config):
 
 
 def report_one(found, detections, config):
-    rows = {NAMES[name]: evaluate(found, detection) for name, detection in detections.items()}
+    rows = {
+        NAMES[name]: anomaly.evaluate(detection, found.is_anomaly)
+        for name, detection in detections.items()
+    }
     labelled = found.is_anomaly is not None
     print()
     common.print_table(
@@ -426,7 +336,9 @@ def report_one(found, detections, config):
 
 
 def report_many(results, config, seconds):
-    rows = {found.name: evaluate(found, detection) for found, detection in results}
+    rows = {
+        found.name: anomaly.evaluate(detection, found.is_anomaly) for found, detection in results
+    }
     labelled = [row for row in rows.values() if "tp" in row]
     if labelled:
         rows["pooled"] = alarms.pooled_scores(labelled) | {
@@ -446,61 +358,17 @@ def report_many(results, config, seconds):
 # ---------------------------------------------------------------- save
 
 
-def alarm_frame(found, detection):
-    return pd.DataFrame(
-        [
-            {
-                "start": found.times[start],
-                "end": found.times[end],
-                "start_index": start,
-                "end_index": end,
-                "peak_score": float(np.nanmax(detection.smoothed[start : end + 1])),
-            }
-            for start, end in detection.alarms
-        ],
-        columns=["start", "end", "start_index", "end_index", "peak_score"],
-    )
-
-
 def save_series(folder, found, detection, title):
-    frame = pd.DataFrame({"time": found.times})
-    for channel, column in enumerate(found.columns):
-        frame[column] = found.values[:, channel]
-    frame["score"] = detection.scores
-    frame["smoothed_score"] = detection.smoothed
-    frame["flagged"] = detection.flagged.astype(int)
-    if found.is_anomaly is not None:
-        frame["is_anomaly"] = found.is_anomaly.astype(int)
-    frame.to_csv(folder / "scores.csv", index=False, float_format="%.9g")
-    alarm_frame(found, detection).to_csv(folder / "anomalies.csv", index=False, float_format="%.6g")
+    write = dict(index=False, float_format="%.9g")
+    anomaly.scores_table(found, detection).to_csv(folder / "scores.csv", **write)
+    anomaly.alarms_table(found, detection).to_csv(folder / "anomalies.csv", **write)
     common.plot_alarms(folder / "anomalies.png", found, detection, title)
 
 
-def save_run(out, found, detection, config):
-    """Everything ``--load`` needs to treat new data exactly as this run treated its own."""
-    if config.detector in anomaly.RECURRENT:
-        save_model_atomically(detection.detector.model, out / "model.keras")
-    saved = {
-        "app": "anomaly",
-        "detector": config.detector,
-        "window": detection.detector.window,
-        "units": config.units,
-        "threshold": detection.threshold,
-        "scaler": detection.scaler.to_dict(),
-        "settings": vars(detection.settings),
-        "state": detection.detector.state(),
-        "value_cols": found.columns,
-        "time_col": config.time_col,
-        "series": found.name,
-        "mode": mode(detection, config),
-        "seed": config.seed,
-    }
-    write_json(out / "config.json", saved)
-
-
 def save_one(out, found, detection, rows, config, started):
-    if config.load is None:
-        save_run(out, found, detection, config)
+    if config.load is None:  # everything --load needs to treat new data as this run did its own
+        anomaly.save_detector(out, detection, app="anomaly", value_cols=found.columns,
+                              series=found.name, seed=config.seed)  # fmt: skip
     save_series(
         out, found, detection, f"{found.name}: {NAMES[config.detector]}, {mode(detection, config)}"
     )
@@ -521,6 +389,7 @@ def save_many(out, results, rows, config, started):
         folder = out / found.name.replace("/", "__").removesuffix(".gz").removesuffix(".csv")
         folder.mkdir(parents=True, exist_ok=True)
         save_series(folder, found, detection, f"{found.name}: {NAMES[detection.name]}")
+    pd.DataFrame.from_dict(rows, orient="index").to_csv(out / "summary.csv", float_format="%.6g")
     write_json(
         out / "metrics.json",
         {
@@ -548,7 +417,7 @@ def main(argv=None):
         with run_folder(config.out, config.overwrite) as folder:
             save_many(folder, results, rows, config, started)
         print(
-            f"Saved metrics.json and, per file, scores.csv, anomalies.csv and anomalies.png "
+            f"Saved summary.csv, metrics.json and, per file, scores.csv, anomalies.csv and anomalies.png "
             f"in {config.out}/"
         )
         return 0

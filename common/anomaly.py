@@ -37,12 +37,14 @@ precision, recall and F1 with a tolerance (:func:`event_scores`), ROC AUC
 import math
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import keras
 import numpy as np
+import pandas as pd
 
-from common.alarms import find_alarms, intervals_to_mask, runs_of_true, smooth
+from common.alarms import find_alarms, intervals_to_mask, overlap_scores, runs_of_true, smooth
 from common.data import StandardScaler
 from common.models import build_many_to_one
 from common.seq2seq import build_encoder_decoder
@@ -1016,3 +1018,102 @@ def rescore(values, name, detector, scaler, settings, threshold, scored_from=0):
         scored_from=scored_from,
         score_seconds=score_seconds,
     )
+
+
+# ---------------------------------------------------------------- what a person reads
+
+
+def evaluate(detection, is_anomaly=None):
+    """One table row for a detection: its alarm count, and, with labels, overlap scores and ROC AUC.
+
+    Only the points from ``detection.scored_from`` on count: a monitor's
+    normal prefix was its training data.
+
+    Args:
+        is_anomaly: (timesteps,) booleans, or None for an unlabelled series.
+    """
+    row = {"alarms": len(detection.alarms)}
+    if is_anomaly is None:
+        return row
+    first = detection.scored_from
+    windows = runs_of_true(is_anomaly[first:])
+    shifted = [(start - first, end - first) for start, end in detection.alarms]
+    row |= overlap_scores(shifted, windows)
+    row["ROC AUC"] = roc_auc(detection.scores[first:], is_anomaly[first:])
+    return row
+
+
+def scores_table(series, detection):
+    """Every point: time, values, raw and smoothed score, ``flagged`` (1 inside an alarm), labels."""
+    frame = pd.DataFrame({"time": series.times})
+    for channel, column in enumerate(series.columns):
+        frame[column] = series.values[:, channel]
+    frame["score"] = detection.scores
+    frame["smoothed_score"] = detection.smoothed
+    frame["flagged"] = detection.flagged.astype(int)
+    if series.is_anomaly is not None:
+        frame["is_anomaly"] = series.is_anomaly.astype(int)
+    return frame
+
+
+def alarms_table(series, detection):
+    """One row per alarm interval: start and end times and indices, and its peak smoothed score."""
+    rows = [
+        {
+            "start": series.times[start],
+            "end": series.times[end],
+            "start_index": start,
+            "end_index": end,
+            "peak_score": float(np.nanmax(detection.smoothed[start : end + 1])),
+        }
+        for start, end in detection.alarms
+    ]
+    return pd.DataFrame(rows, columns=["start", "end", "start_index", "end_index", "peak_score"])
+
+
+# ---------------------------------------------------------------- saved detectors
+
+
+def save_detector(folder, detection, **extra):
+    """Save what scoring new data needs: ``model.keras`` (recurrent detectors) and ``config.json``.
+
+    ``config.json`` holds the detector's name, window, state (error scales,
+    reference windows, smoothing weights), the scaler, the settings and the
+    threshold, plus any JSON-ready ``extra`` (the app adds its name and columns).
+    """
+    import json
+
+    folder = Path(folder)
+    if detection.name in RECURRENT:
+        detection.detector.model.save(folder / "model.keras")
+    saved = {
+        "detector": detection.name,
+        "window": detection.detector.window,
+        "units": getattr(detection.detector, "units", None),
+        "threshold": detection.threshold,
+        "scaler": detection.scaler.to_dict(),
+        "settings": asdict(detection.settings),
+        "state": detection.detector.state(),
+        **extra,
+    }
+    (folder / "config.json").write_text(json.dumps(saved, indent=2, allow_nan=False))
+    return saved
+
+
+def load_detector(folder, saved, model=None):
+    """``(detector, scaler, settings, threshold)`` from a saved run's ``config.json`` contents.
+
+    ``model`` is the loaded ``model.keras`` for the recurrent detectors.
+    Raises ``ValueError`` when ``saved`` lacks a field or holds a wrong one.
+    """
+    try:
+        detector = make_detector(
+            saved["detector"], saved["window"], saved["units"] or 32, model=model
+        )
+        detector.set_state(saved["state"])
+        scaler = StandardScaler.from_dict(saved["scaler"])
+        return detector, scaler, Settings(**saved["settings"]), float(saved["threshold"])
+    except (KeyError, TypeError) as error:
+        raise ValueError(
+            f"Expected a complete saved detector in {folder}. Received: {error!r}"
+        ) from None

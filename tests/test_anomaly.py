@@ -344,6 +344,8 @@ def test_folder_mode_with_nab_layout_labels(run_app, tmp_path):
     assert files["realA/spiky.csv"]["tp"] == 1 and files["artificialB/clean.csv"]["fp"] == 0
     assert files["pooled"]["tp"] == 1 and files["pooled"]["fn"] == 0
     assert "pooled" in out
+    summary = pd.read_csv(tmp_path / "run" / "summary.csv", index_col=0)
+    assert list(summary.index) == ["artificialB/clean.csv", "realA/spiky.csv", "pooled"]
     for folder in ("realA__spiky", "artificialB__clean"):
         assert (tmp_path / "run" / folder / "anomalies.png").is_file()
 
