@@ -47,7 +47,7 @@ from pathlib import Path
 
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal
 from common import alarms, anomaly, series as series_io
-from common.cli import UserError, app_parser, load_model_from_dir, positive_int
+from common.cli import UserError, app_parser, load_model_from_dir, positive_int, saved_by
 from common.cli import prepare_out, report_user_errors, run_folder, shrink_for_quick
 from common.cli import write_json
 
@@ -261,7 +261,11 @@ def run_one(found, config):
 
 def score_with_saved_run(found, config):
     saved = check_saved_run(config.load)
-    model = load_model_from_dir(config.load) if saved["detector"] in anomaly.RECURRENT else None
+    model = (
+        load_model_from_dir(config.load, app="anomaly")
+        if saved["detector"] in anomaly.RECURRENT
+        else None
+    )
     try:
         detector, scaler, settings, threshold = anomaly.load_detector(config.load, saved, model)
     except ValueError:
@@ -276,15 +280,17 @@ def score_with_saved_run(found, config):
 
 
 def check_saved_run(directory):
+    other = saved_by(directory)
+    if other not in (None, "anomaly"):
+        raise UserError(f"--load {directory}: a run of {other}.py, not of anomaly.py")
     try:
         saved = json.loads((directory / "config.json").read_text())
-        if saved.get("app") != "anomaly" or saved["detector"] not in NAMES:
+        if saved["app"] != "anomaly" or saved["detector"] not in NAMES:
             raise KeyError("app")
         return saved
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         raise UserError(
-            f"--load {directory}: no anomaly run there (config.json missing, "
-            "damaged or from another app)"
+            f"--load {directory}: no anomaly run there (config.json missing or damaged)"
         ) from None
 
 

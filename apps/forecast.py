@@ -604,6 +604,7 @@ def main(argv=None):
     with run_folder(args.out, args.overwrite) as out:  # saved whole, or not at all
         save_model_atomically(model, out / "model.keras")
         config = {
+            "app": "forecast",
             "window": args.window,
             "horizon": args.horizon,
             "cell": args.cell,
@@ -694,7 +695,7 @@ def plot_run(
 
 
 def forecast_from_saved_run(args):
-    model = load_model_from_dir(args.load)
+    model = load_model_from_dir(args.load, app="forecast")
     config_path = Path(args.load) / "config.json"
     try:
         config = json.loads(config_path.read_text())

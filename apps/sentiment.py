@@ -543,7 +543,9 @@ def main(argv=None):
         best = int(np.argmin(history.history["val_loss"]))
         epochs_run += len(history.history["loss"])
         print(
-            f"  seed {seed}: {len(history.history['loss'])} epochs, best validation accuracy {history.history['val_accuracy'][best]:.4f} (epoch {best + 1})"
+            f"  seed {seed}: {len(history.history['loss'])} epochs; kept epoch {best + 1}, the lowest "
+            f"validation loss ({history.history['val_loss'][best]:.4f}; validation accuracy "
+            f"{history.history['val_accuracy'][best]:.4f})"
         )
         members.append(classifier)
         histories.append(history.history)
@@ -600,6 +602,9 @@ def main(argv=None):
             ],
         }
         write_json(out / "metrics.json", metrics)
+        write_json(
+            out / "config.json", {"app": "sentiment", "seed": args.seed}
+        )  # which app made the run
         text.plot_confusion_matrix(
             test_labels,
             probabilities >= 0.5,
@@ -631,7 +636,7 @@ def read_stdin_lines():
 
 
 def use_saved_model(args):
-    model = load_model_from_dir(args.load)
+    model = load_model_from_dir(args.load, app="sentiment")
     if len(model.inputs) != 1 or model.inputs[0].dtype != "string":
         raise UserError(
             f"--load {args.load}: model.keras is not a sentiment model (it does not read text); "

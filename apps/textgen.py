@@ -406,7 +406,7 @@ def generate_and_print(sampler, args):
 
 
 def generate_from_saved_run(args):
-    model = load_model_from_dir(args.load)
+    model = load_model_from_dir(args.load, app="textgen")
     try:
         generation.vocabulary_of(model)
     except ValueError:
@@ -554,6 +554,9 @@ def main(argv=None):
             "seed": args.seed,
         }
         write_json(out / "metrics.json", metrics)
+        write_json(
+            out / "config.json", {"app": "textgen", "seed": args.seed}
+        )  # which app made the run
         plot_losses(report.epochs, baselines, out / "loss.png")
         with open(out / "samples.txt", "w", encoding="utf-8") as handle:
             for row, sample in report.samples:

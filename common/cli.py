@@ -177,13 +177,27 @@ def save_model_atomically(model, path):
     return path
 
 
-def load_model_from_dir(directory, filename="model.keras"):
-    """Load ``directory/model.keras``, turning a missing or corrupt file into a :class:`UserError`."""
+def saved_by(directory):
+    """The app that saved the run in ``directory`` (its ``config.json``'s ``"app"``), or None."""
+    try:
+        return json.loads((Path(directory) / "config.json").read_text()).get("app")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return None
+
+
+def load_model_from_dir(directory, filename="model.keras", app=None):
+    """Load ``directory/model.keras``, turning a missing or corrupt file into a :class:`UserError`.
+
+    With ``app``, a run saved by another app is refused, naming that app.
+    """
     import keras
 
     path = Path(directory) / filename
     if not Path(directory).is_dir():
         raise UserError(f"--load {directory}: no such folder")
+    other = saved_by(directory)
+    if app is not None and other is not None and other != app:
+        raise UserError(f"--load {directory}: a run of {other}.py, not of {app}.py")
     if not path.is_file():
         raise UserError(f"--load {directory}: no {filename} in that folder")
     if not zipfile.is_zipfile(path):

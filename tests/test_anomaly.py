@@ -445,7 +445,15 @@ def test_refusals(run_app, tmp_path, guarded_out):
     other_app = tmp_path / "forecast_run"
     other_app.mkdir()
     (other_app / "config.json").write_text(json.dumps({"app": "forecast"}))
-    expect_user_error(run_app, guarded_out, "--load", other_app, "--csv", good, match="another app")
+    expect_user_error(
+        run_app,
+        guarded_out,
+        "--load",
+        other_app,
+        "--csv",
+        good,
+        match="a run of forecast.py, not of anomaly.py",
+    )
 
 
 def test_a_run_is_saved_whole_and_never_over_an_earlier_one(run_app, tmp_path, monkeypatch):

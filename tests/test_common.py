@@ -534,3 +534,12 @@ def test_write_json_is_strict():
         "n": 3,
         "big": None,
     }
+
+
+def test_load_model_from_dir_names_the_app_that_made_the_run(tmp_path):
+    (tmp_path / "config.json").write_text('{"app": "textgen"}')
+    with pytest.raises(cli.UserError, match="a run of textgen.py, not of forecast.py"):
+        cli.load_model_from_dir(tmp_path, app="forecast")
+    assert cli.saved_by(tmp_path) == "textgen"
+    (tmp_path / "config.json").write_text("[" * 100_000)  # hostile: nested too deep to parse
+    assert cli.saved_by(tmp_path) is None
