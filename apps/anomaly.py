@@ -51,6 +51,7 @@ from common.cli import UserError, app_parser, load_model_from_dir, positive_int,
 from common.cli import prepare_out, report_user_errors, run_folder, shrink_for_quick
 from common.cli import write_json
 
+import numpy as np
 import pandas as pd
 
 
@@ -192,13 +193,19 @@ def plan(found, config):
     if config.train_fraction is not None:
         normal_end = int(round(len(found) * config.train_fraction))
     fitted = normal_end if normal_end else len(found)
+    with np.errstate(all="ignore"):  # values near 1e308: their spread overflows
+        spread = np.std(found.values, axis=0)
+    if not np.isfinite(spread).all():
+        raise UserError(f"{found.name}: values up to {np.abs(found.values).max():.3g} are too large "
+                        "to scale; divide the series by a power of ten first")  # fmt: skip
     # Detectors read the series averaged down to about 500 points; the window counts those.
     coarse = anomaly.aggregate(found.values[:fitted], anomaly.aggregation_factor(fitted))
     period = anomaly.dominant_period(coarse, max_lag=len(coarse) // 8)
     try:
         window = anomaly.choose_window(len(coarse), config.window, period)
     except ValueError as error:
-        raise UserError(f"{found.name}: {error}") from None
+        hint = "; raise --train-fraction" if normal_end is not None else ""
+        raise UserError(f"{found.name}: {error}{hint}") from None
     if window != config.window:
         print(
             f"{found.name}: {len(coarse)} points to fit on are too few for --window "
@@ -268,15 +275,24 @@ def score_with_saved_run(found, config):
     )
     try:
         detector, scaler, settings, threshold = anomaly.load_detector(config.load, saved, model)
-    except ValueError:
-        raise UserError(f"--load {config.load}: config.json is damaged") from None
-    if len(found.columns) != len(saved["value_cols"]):
-        raise UserError(f"{found.name}: the saved detector reads {len(saved['value_cols'])} "
-                        f"channel(s); this series has {len(found.columns)}")  # fmt: skip
+        channels = len(saved["value_cols"]) if isinstance(saved["value_cols"], list) else None
+    except (ValueError, KeyError) as error:
+        raise UserError(f"--load {config.load}: config.json is damaged ({error})") from None
+    if channels != len(found.columns):
+        raise UserError(f"{found.name}: the saved detector reads {channels} channel(s); "
+                        f"this series has {len(found.columns)}")  # fmt: skip
     needed = (saved["window"] + 2) * settings.factor
     if len(found) < needed:
         raise UserError(f"{found.name}: {len(found)} points; the saved detector needs {needed}")
-    return anomaly.rescore(found.values, saved["detector"], detector, scaler, settings, threshold)
+    try:  # a saved run is a file like any other: a model and settings that do not match end here
+        return anomaly.rescore(
+            found.values, saved["detector"], detector, scaler, settings, threshold
+        )
+    except Exception as error:  # noqa: BLE001  Keras and NumPy raise many types for a bad model
+        reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+        raise UserError(
+            f"--load {config.load}: model.keras and config.json do not match ({reason})"
+        ) from None
 
 
 def check_saved_run(directory):

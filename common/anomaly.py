@@ -190,9 +190,21 @@ def threshold_from_normal(normal_scores, factor=1.5):
     return float(factor * normal_scores.max())
 
 
-def _as_2d(series):
-    series = np.asarray(series, dtype="float32")
+def _as_2d(series, dtype="float32"):
+    series = np.asarray(series, dtype=dtype)
     return series[:, None] if series.ndim == 1 else series
+
+
+def _fit_scaler(values):
+    """A StandardScaler on float64 values; refuses spreads no float can hold (values near 1e308)."""
+    scaler = StandardScaler().fit(values)
+    if not (np.isfinite(scaler.mean).all() and np.isfinite(scaler.scale).all()):
+        largest = float(np.nanmax(np.abs(values)))
+        raise ValueError(
+            f"Expected values whose mean and spread fit in a float. Received values as large as "
+            f"{largest:.3g}; divide the series by a power of ten first"
+        )
+    return scaler
 
 
 def sliding_windows(series, window):
@@ -730,7 +742,7 @@ def dominant_period(values, max_lag=None, min_correlation=0.3):
     >>> dominant_period(day)
     48
     """
-    values = _as_2d(values)[:, 0].astype("float64")
+    values = _as_2d(values, "float64")[:, 0]
     values = values - values.mean()
     if not values.any():
         return None
@@ -747,7 +759,7 @@ def dominant_period(values, max_lag=None, min_correlation=0.3):
     return max(peaks, key=lambda lag: correlation[lag]) if peaks else None
 
 
-def choose_window(length, default=48, period=None, min_window=4):
+def choose_window(length, default=48, period=None, min_window=2):
     """Window length for a series of ``length`` points: ``default`` when it fits, else shorter.
 
     A detector needs several windows to learn from, so a window is at most an
@@ -792,7 +804,7 @@ def aggregate(values, factor):
     >>> aggregate(np.arange(8.0), 3)[:, 0]
     array([1. , 4. , 6.5])
     """
-    values = _as_2d(values).astype("float64")
+    values = _as_2d(values, "float64")
     if factor == 1:
         return values
     full = len(values) // factor * factor
@@ -909,13 +921,13 @@ def audit(
         max_alarms: with the default settings, keep at most this many alarms.
         training: ``units``, ``epochs``, ``batch_size``, ``verbose`` for the recurrent detectors.
     """
-    values = _as_2d(values).astype("float64")
+    values = _as_2d(values, "float64")  # float32 would lose a spike on a level of 1e10
     detector = make_detector(name, window, **training)
     settings = settings or Settings.for_length(
         len(values), floor=detector.quiet_below, max_alarms=max_alarms
     )
     coarse = aggregate(values, settings.factor)
-    scaler = StandardScaler().fit(coarse)
+    scaler = _fit_scaler(coarse)
     set_seed(seed)
     started = time.perf_counter()
     detector.fit(scaler.transform(coarse).astype("float32"))
@@ -947,7 +959,7 @@ def monitor(
     Returns:
         A :class:`Detection` whose alarms all lie at or after the prefix.
     """
-    values = _as_2d(values).astype("float64")
+    values = _as_2d(values, "float64")
     detector = make_detector(name, window, **training)
     settings = settings or Settings.for_length(normal_end, floor=detector.quiet_below)
     coarse = aggregate(values, settings.factor)
@@ -959,7 +971,7 @@ def monitor(
             f"out) and points after it. Received: a prefix of {prefix} of {len(coarse)} points"
             + (f" (averaged {settings.factor} to 1)" if settings.factor > 1 else "")
         )
-    scaler = StandardScaler().fit(coarse[:fit_end])
+    scaler = _fit_scaler(coarse[:fit_end])
     scaled = scaler.transform(coarse).astype("float32")
     set_seed(seed)
     started = time.perf_counter()
@@ -985,7 +997,7 @@ def rescore(values, name, detector, scaler, settings, threshold, scored_from=0):
     ``scored_from`` (a raw index) are dropped: those points were the detector's
     training data.
     """
-    values = _as_2d(values).astype("float64")
+    values = _as_2d(values, "float64")
     coarse = scaler.transform(aggregate(values, settings.factor)).astype("float32")
     started = time.perf_counter()
     scores = detector.score(coarse)
@@ -1045,15 +1057,13 @@ def evaluate(detection, is_anomaly=None):
 
 def scores_table(series, detection):
     """Every point: time, values, raw and smoothed score, ``flagged`` (1 inside an alarm), labels."""
-    frame = pd.DataFrame({"time": series.times})
-    for channel, column in enumerate(series.columns):
-        frame[column] = series.values[:, channel]
-    frame["score"] = detection.scores
-    frame["smoothed_score"] = detection.smoothed
-    frame["flagged"] = detection.flagged.astype(int)
+    columns = {"time": series.times}
+    columns |= {column: series.values[:, channel] for channel, column in enumerate(series.columns)}
+    columns |= {"score": detection.scores, "smoothed_score": detection.smoothed}
+    columns["flagged"] = detection.flagged.astype(int)
     if series.is_anomaly is not None:
-        frame["is_anomaly"] = series.is_anomaly.astype(int)
-    return frame
+        columns["is_anomaly"] = series.is_anomaly.astype(int)
+    return pd.DataFrame(columns)  # built at once: hundreds of channels, no fragmented frame
 
 
 def alarms_table(series, detection):

@@ -251,9 +251,17 @@ def check_out_folder(out, overwrite=False, load=None):
     the nearest existing parent cannot be written.
     """
     out = Path(out)
-    if load is not None and out.resolve() == Path(load).resolve():
+    resolved, here = out.resolve(), Path.cwd().resolve()
+    if load is not None:
+        loaded = Path(load).resolve()
+        if resolved == loaded or resolved in loaded.parents or loaded in resolved.parents:
+            raise ValueError(
+                "Expected an output folder apart from the loaded run, which is never "
+                f"overwritten. Received: {out}"
+            )
+    if resolved == here or resolved in here.parents:
         raise ValueError(
-            f"Expected an output folder other than the loaded run, which is never overwritten. Received: {out}"
+            f"Expected a folder of its own for the run. Received: {out}, which holds this one"
         )
     if out.exists() and not out.is_dir():
         raise ValueError(
@@ -302,9 +310,18 @@ def run_folder(target, overwrite=False):
             target.exists()
         ):  # empty, or --overwrite: set the old one aside until the new is in place
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.replace(target, old / "run")
-            os.replace(temporary, target)
-            shutil.rmtree(old, ignore_errors=True)
+            try:
+                os.replace(target, old / "run")
+            except OSError:
+                shutil.rmtree(old, ignore_errors=True)
+                raise
+            try:
+                os.replace(temporary, target)
+            except OSError:
+                os.replace(old / "run", target)  # put the earlier run back before giving up
+                raise
+            finally:
+                shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(temporary, target)
         temporary = None

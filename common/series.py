@@ -36,7 +36,7 @@ import pandas as pd
 
 from common.alarms import runs_of_true
 
-MIN_POINTS = 16  # fewer points than this leave no room for a detector's window and threshold
+MIN_POINTS = 16  # a detector needs at least 8 windows of 2 points to learn what is usual
 DUPLICATE_RULES = ("mean", "first", "last", "error")
 MAX_GRID_FACTOR = 10  # a regular grid may hold at most this many times the rows read
 LABEL_NAMES = ("is_anomaly", "label")  # never used as value channels unless asked for
@@ -736,6 +736,10 @@ def read_label_windows(path, series_key, times):
     else:
         pairs = _csv_windows(text, name, times)
 
+    if len(pairs) > len(times):  # a window per point at most; also bounds the time spent here
+        raise ValueError(
+            f"{name}: expected at most one window per point ({len(times)}); received {len(pairs)}"
+        )
     windows = []
     for start_value, end_value in pairs:
         start = _window_bound(start_value, times, name)

@@ -148,8 +148,9 @@ def test_window_choice_and_period():
     assert anomaly.choose_window(4000) == 48
     assert anomaly.choose_window(300, period=30) == 30  # one cycle fits in an eighth of 300
     assert anomaly.choose_window(300, period=100) == 37  # it does not: an eighth
-    with pytest.raises(ValueError, match="at least 32 points"):
-        anomaly.choose_window(20)
+    with pytest.raises(ValueError, match="at least 16 points"):
+        anomaly.choose_window(10)
+    assert anomaly.choose_window(16) == 2  # the smallest series the reader accepts
 
 
 def test_holt_winters_learns_the_season_and_scores_new_data_with_the_same_weights():
@@ -488,3 +489,60 @@ def test_a_run_is_saved_whole_and_never_over_an_earlier_one(run_app, tmp_path, m
     assert status == 0, err
     assert json.loads((run / "config.json").read_text())["detector"] == "discord"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["cpu.csv", "run"]
+
+
+def test_a_spike_on_a_huge_level_is_found_and_values_too_large_to_scale_are_refused(
+    run_app, tmp_path
+):
+    values = 1e10 + seasonal_series(2000)
+    values[1200:1230] += 200.0  # float32 steps by 1024 at 1e10: scaling must come first
+    csv = write_series(tmp_path / "bytes.csv", values)
+    status, out, err = run_app(
+        "anomaly", "--csv", csv, "--detector", "zscore", "--out", tmp_path / "a"
+    )
+    assert status == 0, err
+    flagged = pd.read_csv(tmp_path / "a" / "scores.csv")["flagged"].to_numpy()
+    assert flagged[1200:1230].any()
+    huge = tmp_path / "huge.csv"  # finite, but their spread overflows a float
+    huge.write_text("timestamp,value\n" + "".join(f"{i},{(-1) ** i * 1e308}\n" for i in range(400)))
+    status, _, err = run_app(
+        "anomaly", "--csv", huge, "--detector", "zscore", "--out", tmp_path / "b"
+    )
+    assert status == 2 and err.count("\n") == 1 and "too large to scale" in err
+
+
+def test_a_saved_run_is_never_inside_or_around_the_output_and_damage_is_one_line(
+    run_app, tmp_path, monkeypatch
+):
+    csv = write_series(tmp_path / "cpu.csv", seasonal_series(800))
+    runs = tmp_path / "runs"
+    assert run_app("anomaly", "--csv", csv, "--quick", "--out", runs / "saved")[0] == 0
+    for out in (runs, runs / "saved" / "inside"):
+        status, _, err = run_app(
+            "anomaly", "--load", runs / "saved", "--csv", csv, "--out", out, "--overwrite"
+        )
+        assert status == 2 and "apart from the loaded run" in err
+    assert (runs / "saved" / "model.keras").is_file()
+    monkeypatch.chdir(runs)
+    status, _, err = run_app(
+        "anomaly", "--csv", csv, "--detector", "zscore", "--out", ".", "--overwrite"
+    )
+    assert (
+        status == 2
+        and "a folder of its own" in err
+        and sorted(p.name for p in runs.iterdir()) == ["saved"]
+    )
+    config = json.loads((runs / "saved" / "config.json").read_text())
+    for damage in (
+        {"settings": config["settings"] | {"factor": 0}},
+        {"window": 16},
+        {"value_cols": "value"},
+    ):
+        damaged = tmp_path / f"damaged{len(list(tmp_path.iterdir()))}"
+        damaged.mkdir()
+        (damaged / "model.keras").write_bytes((runs / "saved" / "model.keras").read_bytes())
+        (damaged / "config.json").write_text(json.dumps(config | damage))
+        status, _, err = run_app(
+            "anomaly", "--load", damaged, "--csv", csv, "--out", tmp_path / "x"
+        )
+        assert status == 2 and err.count("\n") == 1 and "Traceback" not in err, err

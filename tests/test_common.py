@@ -511,7 +511,7 @@ def test_out_folder_checks(tmp_path):
         cli.check_out_folder(tmp_path / "file")
     with pytest.raises(ValueError, match="cannot be written"):
         cli.check_out_folder(tmp_path / "file" / "run")  # under a file
-    with pytest.raises(ValueError, match="other than the loaded run"):
+    with pytest.raises(ValueError, match="apart from the loaded run"):
         cli.check_out_folder(tmp_path / "saved", load=tmp_path / "saved")
     assert cli.default_run_path("demo") != cli.default_run_path("demo")  # never the same twice
 
