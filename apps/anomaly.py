@@ -90,7 +90,7 @@ class Config:
     train_fraction: float | None = None
     window: int = 48
     units: int = 32
-    epochs: int = 20
+    epochs: int = 10
     batch_size: int = 64
     seed: int = 42
     load: Path | None = None
@@ -101,7 +101,7 @@ class Config:
 
 
 def read_config(argv):
-    parser = app_parser(__doc__, "anomaly", epochs=20, batch_size=64)
+    parser = app_parser(__doc__, "anomaly", epochs=10, batch_size=64)
     data = parser.add_argument_group("data (default: the bundled NAB machine-temperature series)")
     add = data.add_argument
     add("--csv", type=Path, nargs="+", default=[], metavar="PATH", help="CSV files or folders")

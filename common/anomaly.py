@@ -488,13 +488,19 @@ class _RecurrentDetector:
     Neighbouring windows overlap almost entirely, so a long normal part is
     thinned to ``max_windows`` evenly spaced windows: the training time stays
     bounded and little is lost.
+
+    Training is short on purpose (10 epochs, stopping after 2 without
+    improvement): an audit fits on data that holds the anomalies, and a network
+    trained longer learns them too. On the NAB development folders, 10 epochs
+    and patience 2 gave pooled overlap F1 0.731 and 0.698 (seeds 42 and 0)
+    where 20 and 3 gave 0.667 and 0.667, and 40 and 5 gave 0.635.
     """
 
     max_windows = 2000
-    patience = 3
+    patience = 2
     quiet_below = 0.1  # standard deviations of the scaled series: an error this small is not news
 
-    def __init__(self, window=48, units=32, epochs=20, batch_size=64, model=None, verbose=0):
+    def __init__(self, window=48, units=32, epochs=10, batch_size=64, model=None, verbose=0):
         self.window, self.units, self.epochs, self.batch_size = (
             int(window),
             units,
@@ -715,7 +721,7 @@ DETECTORS = {
 RECURRENT = ("bidirectional", "forecaster", "autoencoder")
 
 
-def make_detector(name, window=48, units=32, epochs=20, batch_size=64, model=None, verbose=0):
+def make_detector(name, window=48, units=32, epochs=10, batch_size=64, model=None, verbose=0):
     """A detector from :data:`DETECTORS` by name; the recurrent ones also take training settings.
 
     ``verbose`` is Keras' training progress: 0 silent, 1 a progress bar, 2 one line per epoch.
