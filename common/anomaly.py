@@ -500,7 +500,9 @@ class _RecurrentDetector:
     patience = 2
     quiet_below = 0.1  # standard deviations of the scaled series: an error this small is not news
 
-    def __init__(self, window=48, units=32, epochs=10, batch_size=64, model=None, verbose=0):
+    def __init__(
+        self, window=48, units=32, epochs=10, batch_size=64, model=None, verbose=0, patience=None
+    ):
         self.window, self.units, self.epochs, self.batch_size = (
             int(window),
             units,
@@ -508,6 +510,8 @@ class _RecurrentDetector:
             batch_size,
         )
         self.model, self.verbose = model, verbose
+        if patience is not None:  # e.g. longer training on data known to be normal
+            self.patience = patience
         self.epochs_run = 0
 
     def fit(self, normal_series, validation_series=None, max_seconds=None):
