@@ -25,12 +25,12 @@ the table says plainly whether this run did.
 import json
 import sys
 import time
-import zlib
 from datetime import datetime
 from pathlib import Path
 
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal
 from common.cli import shrink_for_quick, write_json
+from common.series import CSV_READ_ERRORS, error_reason
 from common.cli import (
     UserError,
     app_parser,
@@ -163,15 +163,8 @@ def read_price_csv(path, date_col, target_col):
         raise UserError(f"--csv {path}: no such file")
     try:
         raw = pd.read_csv(path, header=None, dtype=str, skip_blank_lines=True)
-    except (
-        pd.errors.ParserError,
-        pd.errors.EmptyDataError,
-        UnicodeDecodeError,
-        OSError,
-        EOFError,
-        zlib.error,
-    ) as error:  # also a truncated or fake .gz
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    except CSV_READ_ERRORS as error:  # also a truncated or fake .gz
+        reason = error_reason(error)
         raise UserError(f"--csv {path}: not a readable CSV ({reason})") from None
     if len(raw) < 2:
         raise UserError(f"--csv {path}: no data rows")

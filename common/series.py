@@ -46,6 +46,30 @@ EMPTY_TEXTS = ("", "nan", "na", "n/a", "null", "none")  # compared in lower case
 # Requiring the clock time keeps the day of a date-only stamp ("2014-04-01") from reading as "-01".
 OFFSET_PATTERN = r"\d:\d{2}(?::\d{2})?(?:[.,]\d+)?\s*(Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)$"
 
+# What ``pandas.read_csv`` raises for a file that is no readable CSV: broken rows or quoting,
+# no data, bytes that are not the encoding, a truncated or fake .gz (EOFError, zlib.error;
+# gzip.BadGzipFile is an OSError). The apps and notebooks catch exactly these, nothing wider.
+CSV_READ_ERRORS = (
+    pd.errors.ParserError,
+    pd.errors.EmptyDataError,
+    UnicodeDecodeError,
+    OSError,
+    EOFError,
+    zlib.error,
+)
+
+
+def error_reason(error, limit=None):
+    """The first line of an exception's message (cut to ``limit``), or its type's name.
+
+    >>> error_reason(EOFError("Compressed file ended\\nmore detail"))
+    'Compressed file ended'
+    >>> error_reason(EOFError())
+    'EOFError'
+    """
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__
+
 
 @dataclass
 class Series:
@@ -147,9 +171,8 @@ def _read_text_frame(path, name):
         raise ValueError(
             f"{name}: expected a header line and data rows; the file is empty"
         ) from None
-    except (pd.errors.ParserError, OSError, EOFError, zlib.error, gzip.BadGzipFile) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"{name}: not a readable CSV ({reason})") from None
+    except CSV_READ_ERRORS as error:
+        raise ValueError(f"{name}: not a readable CSV ({error_reason(error)})") from None
 
 
 def _encoding_problem(path, name, compressed):

@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from common.cli import UserError
+from common.series import CSV_READ_ERRORS, error_reason
 
 # Every spelling of a binary label we accept, lower-cased. 1 is the positive class.
 LABEL_VALUES = {
@@ -105,15 +106,8 @@ def read_text_table(
         separator = "\t" if first_line.count("\t") > first_line.count(",") else ","
     try:
         frame = pd.read_csv(path, sep=separator, dtype=str, keep_default_na=False)
-    except (
-        pd.errors.ParserError,
-        pd.errors.EmptyDataError,
-        UnicodeDecodeError,
-        OSError,
-        EOFError,
-        zlib.error,
-    ) as error:
-        reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
+    except CSV_READ_ERRORS as error:
+        reason = error_reason(error, limit=120)
         raise UserError(f"{origin}: not a readable CSV/TSV ({reason})") from None
     columns = [text_col] + ([label_col] if need_labels else [])
     for column, option in zip(columns, ("--text-col", "--label-col")):
