@@ -709,7 +709,8 @@ def find_csv_files(paths):
                 raise ValueError(f"{path}: expected .csv files in that folder; received none")
             found += [(file, file.relative_to(path).as_posix()) for file in files]
         elif path.is_file():
-            found.append((path, f"{path.parent.name}/{path.name}"))
+            key = f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+            found.append((path, key))
         else:
             raise ValueError(f"{path}: no such file or folder")
     return found
