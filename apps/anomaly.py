@@ -403,6 +403,7 @@ def save_one(out, found, detection, rows, config, started):
             "fit_seconds": detection.fit_seconds,
             "seconds": time.perf_counter() - started,
         },
+        reasons=anomaly.NULL_REASONS,
     )
 
 
@@ -419,6 +420,7 @@ def save_many(out, results, rows, config, started):
             "mode": mode(results[0][1], config),
             "seconds": time.perf_counter() - started,
         },
+        reasons=anomaly.NULL_REASONS,
     )
 
 

@@ -22,25 +22,29 @@ Daily stock prices are close to a random walk, so beating persistence is hard;
 the table says plainly whether this run did.
 """
 
+import argparse
+import dataclasses
 import json
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal
-from common.cli import shrink_for_quick, write_json
-from common.series import CSV_READ_ERRORS, error_reason
 from common.cli import (
     UserError,
     app_parser,
     load_model_from_dir,
     positive_int,
-    report_user_errors,
     prepare_out,
+    report_user_errors,
     run_folder,
     save_model_atomically,
+    shrink_for_quick,
+    write_json,
 )
+from common.series import CSV_READ_ERRORS, error_reason
 
 import keras
 import numpy as np
@@ -49,19 +53,59 @@ import pandas as pd
 REPO = Path(__file__).resolve().parent.parent
 BUNDLED_CSV = REPO / "data" / "msft.csv"
 QUANTILES = (0.1, 0.5, 0.9)
+NULL_REASONS = {  # why a figure in metrics.json can be null
+    "MASE": "the training prices never change, so the naive error MASE divides by is 0",
+    "direction %": "the forecast never moves from the last close (or the price never did): no direction to score",
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """A forecast run's options, checked, after ``--quick``: what the run was asked to do."""
+
+    csv: Path | None = None
+    ticker: str | None = None
+    start: str | None = None
+    end: str | None = None
+    date_col: str = "Date"
+    target_col: str = "Close"
+    cache_dir: Path = Path.home() / ".cache" / "rnn-workshop" / "yfinance"
+    cell: str = "lstm"
+    units: tuple = (32,)
+    window: int = 30
+    horizon: int = 1
+    attention: str = "none"
+    dropout: float = 0.0
+    test_fraction: float = 0.15
+    val_fraction: float = 0.15
+    epochs: int = 30
+    batch_size: int = 64
+    seed: int = 42
+    load: Path | None = None
+    out: Path | None = None
+    overwrite: bool = False
+    quick: bool = False
+    progress: int = 0  # Keras' verbose: a progress bar in a terminal, else one line per epoch
+
+    @property
+    def model_name(self):
+        name = f"{self.cell.upper()}{'-'.join(map(str, self.units))}"
+        if self.horizon > 1:
+            name += " encoder-decoder"
+            name += "" if self.attention == "none" else f" + {self.attention} attention"
+        return name
 
 
 def iso_date(text):
     """A ``YYYY-MM-DD`` date for --start and --end; anything else is one clear error."""
-    import argparse
-
     try:
         return pd.Timestamp(datetime.strptime(text, "%Y-%m-%d")).strftime("%Y-%m-%d")
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
 
 
-def parse_args(argv):
+def read_config(argv):
+    """Parse and check the options before any work; ``--quick`` shrinks what was not typed."""
     parser = app_parser(__doc__, "forecast", epochs=30, batch_size=64)
     data = parser.add_argument_group("data (default: bundled daily MSFT prices, 1986-2017)")
     source = data.add_mutually_exclusive_group()
@@ -145,7 +189,24 @@ def parse_args(argv):
         metavar="DIR",
         help="skip training: forecast past the last date with the model saved in DIR",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not 0 <= args.dropout < 1:
+        raise UserError(f"--dropout must be in [0, 1), got {args.dropout}")
+    for name in ("val_fraction", "test_fraction"):
+        if not 0 < getattr(args, name) < 1:
+            option = "--" + name.replace("_", "-")
+            raise UserError(f"{option} must be between 0 and 1, got {getattr(args, name)}")
+    if args.val_fraction + args.test_fraction >= 1:
+        raise UserError(
+            f"--val-fraction {args.val_fraction} and --test-fraction {args.test_fraction} "
+            "leave no days to train on; their sum must be below 1"
+        )
+    if not args.load or args.out is not None:  # can the run be saved? Check before any work.
+        args.out = prepare_out(args.out, "forecast", args.overwrite, args.load)
+    if args.quick and not args.load:  # a smoke test: recent data, a small model, two epochs
+        shrink_for_quick(args, argv, epochs=2, window=20, units=[8])
+    values = vars(args) | {"units": tuple(args.units), "progress": common.progress_verbosity()}
+    return Config(**{name: values[name] for name in Config.__dataclass_fields__})
 
 
 # ---------------------------------------------------------------- data
@@ -284,18 +345,18 @@ def download_prices(symbol, start, end, cache_dir):
     return price_series(frame, "Date", "Close", origin=f"--ticker {symbol}")
 
 
-def load_prices(args):
-    if args.ticker:
-        prices = download_prices(args.ticker, args.start, args.end, args.cache_dir)
-        source = f"yfinance {args.ticker.upper()}"
+def load_prices(config):
+    if config.ticker:
+        prices = download_prices(config.ticker, config.start, config.end, config.cache_dir)
+        source = f"yfinance {config.ticker.upper()}"
     else:
-        path = args.csv or BUNDLED_CSV
-        prices = read_price_csv(path, args.date_col, args.target_col)
-        source = str(path) if args.csv else "bundled MSFT (data/msft.csv)"
-    if args.start:
-        prices = prices[prices.index >= pd.Timestamp(args.start)]
-    if args.end:
-        prices = prices[prices.index <= pd.Timestamp(args.end)]
+        path = config.csv or BUNDLED_CSV
+        prices = read_price_csv(path, config.date_col, config.target_col)
+        source = str(path) if config.csv else "bundled MSFT (data/msft.csv)"
+    if config.start:
+        prices = prices[prices.index >= pd.Timestamp(config.start)]
+    if config.end:
+        prices = prices[prices.index <= pd.Timestamp(config.end)]
     return prices, source
 
 
@@ -332,26 +393,26 @@ def split_examples(num_prices, origins, horizon, val_fraction, test_fraction):
 # ---------------------------------------------------------------- model
 
 
-def build_model(args):
+def build_model(config):
     quantiles = len(QUANTILES)
-    if args.horizon == 1:
+    if config.horizon == 1:
         model = common.build_many_to_one(
-            (args.window, 1),
+            (config.window, 1),
             quantiles,
-            cell=args.cell,
-            units=tuple(args.units),
-            dropout=args.dropout,
+            cell=config.cell,
+            units=config.units,
+            dropout=config.dropout,
             name="forecaster",
         )
     else:
         model = common.build_encoder_decoder(
-            (args.window, 1),
-            (args.horizon, 1),
+            (config.window, 1),
+            (config.horizon, 1),
             quantiles,
-            cell=args.cell,
-            units=tuple(args.units),
-            dropout=args.dropout,
-            attention=None if args.attention == "none" else args.attention,
+            cell=config.cell,
+            units=config.units,
+            dropout=config.dropout,
+            attention=None if config.attention == "none" else config.attention,
             name="forecaster",
         )
     model.compile(
@@ -491,229 +552,246 @@ def print_future(future, target_col, source):
     )
 
 
-# ---------------------------------------------------------------- main
+# ---------------------------------------------------------------- the run's four steps
 
 
-@report_user_errors
-def main(argv=None):
-    args = parse_args(argv)
-    if not args.load or args.out is not None:  # can the run be saved? Check before any work.
-        args.out = prepare_out(args.out, "forecast", args.overwrite, args.load)
-    started = time.perf_counter()
-    if not 0 <= args.dropout < 1:
-        raise UserError(f"--dropout must be in [0, 1), got {args.dropout}")
-    if args.load:
-        return forecast_from_saved_run(args)
+@dataclass
+class Dataset:
+    """Prices cut into examples, split by date, and the scaler fitted on training returns."""
 
-    if args.quick:  # a smoke test: recent data, a small model, two epochs
-        shrink_for_quick(args, argv, epochs=2, window=20, units=[8])
-    common.set_seed(args.seed)
-    prices, source = load_prices(args)
-    if args.quick:
+    prices: pd.Series
+    source: str
+    inputs: np.ndarray  # (examples, window, 1) scaled daily log returns
+    targets: np.ndarray  # (examples, horizon, 1) log returns from the last close, not scaled
+    origins: np.ndarray  # (examples,) index of each example's last observed close
+    train_end: int  # prices[:train_end] are the training days
+    masks: dict  # "train" / "validation" / "test" -> (examples,) booleans
+    scaler: common.StandardScaler
+
+    def count(self, part):
+        return int(self.masks[part].sum())
+
+
+def load_data(config):
+    """Read the prices and cut them into chronologically split, scaled examples."""
+    prices, source = load_prices(config)
+    if config.quick:
         prices = prices.iloc[-1200:]
-
-    inputs, targets, origins = make_examples_checked(prices, args.window, args.horizon)
-    split, (in_train, in_val, in_test) = split_examples(
-        len(prices), origins, args.horizon, args.val_fraction, args.test_fraction
-    )
-    counts = {
-        "train": int(in_train.sum()),
-        "validation": int(in_val.sum()),
-        "test": int(in_test.sum()),
-    }
-    if min(counts.values()) < 10 or counts["train"] < 100:
-        need = args.window + args.horizon
+    if len(prices) < config.window + config.horizon + 2:
         raise UserError(
-            f"too little data: {len(prices)} days give {counts['train']} training, {counts['validation']} validation and "
-            f"{counts['test']} test examples for --window {args.window} --horizon {args.horizon}; "
-            f"need about {int((need + 100) / (1 - args.val_fraction - args.test_fraction)) + 20} days or a smaller --window"
+            f"too little data: {len(prices)} days, but --window {config.window} and "
+            f"--horizon {config.horizon} need far more"
         )
-
+    inputs, targets, origins = make_examples(prices, config.window, config.horizon)
+    split, (in_train, in_val, in_test) = split_examples(
+        len(prices), origins, config.horizon, config.val_fraction, config.test_fraction
+    )
+    masks = {"train": in_train, "validation": in_val, "test": in_test}
+    counts = {part: int(mask.sum()) for part, mask in masks.items()}
+    if min(counts.values()) < 10 or counts["train"] < 100:
+        need = config.window + config.horizon + 100
+        days = int(need / (1 - config.val_fraction - config.test_fraction)) + 20
+        raise UserError(
+            f"too little data: {len(prices)} days give {counts['train']} training, "
+            f"{counts['validation']} validation and {counts['test']} test examples for --window "
+            f"{config.window} --horizon {config.horizon}; need about {days} days or a smaller --window"
+        )
     # Scale by statistics of training returns only: nothing from later days leaks in.
-    train_returns = np.diff(np.log(prices.to_numpy()[: split[0].stop]))
-    scaler = common.StandardScaler().fit(train_returns)
-    scaled_inputs = scaler.transform(inputs).astype("float32")
-    scaled_targets = (targets / scaler.scale[0]).astype("float32")
-
-    model = build_model(args)
-    model_inputs = scaled_inputs
-    train_x, val_x = model_inputs[in_train], model_inputs[in_val]
-    train_y, val_y = scaled_targets[in_train], scaled_targets[in_val]
-    if args.horizon == 1:
-        train_y, val_y = train_y[:, 0], val_y[:, 0]
-    else:  # teacher forcing: the decoder reads the true previous step, starting from 0 (the last close itself)
-        train_x = [train_x, common.teacher_forcing_inputs(train_y, 0.0)]
-        val_x = [val_x, common.teacher_forcing_inputs(val_y, 0.0)]
-
+    train_end = split[0].stop
+    scaler = common.StandardScaler().fit(np.diff(np.log(prices.to_numpy()[:train_end])))
     print(
-        f"Data: {source}, {len(prices)} days {prices.index[0]:%Y-%m-%d} to {prices.index[-1]:%Y-%m-%d}; "
-        f"examples: {counts['train']} train, {counts['validation']} validation, {counts['test']} test"
+        f"Data: {source}, {len(prices)} days {prices.index[0]:%Y-%m-%d} to "
+        f"{prices.index[-1]:%Y-%m-%d}; examples: {counts['train']} train, "
+        f"{counts['validation']} validation, {counts['test']} test"
     )
-    model_name = f"{args.cell.upper()}{'-'.join(map(str, args.units))}" + (
-        f" encoder-decoder{'' if args.attention == 'none' else ' + ' + args.attention + ' attention'}"
-        if args.horizon > 1
-        else ""
-    )
+    return Dataset(
+        prices, source, scaler.transform(inputs).astype("float32"), targets, origins, train_end,
+        masks, scaler,
+    )  # fmt: skip
+
+
+def train(data, config):
+    """Fit a fresh model with early stopping on the validation days; return it and its history."""
+    common.set_seed(config.seed)
+    model = build_model(config)
+    scaled_targets = (data.targets / data.scaler.scale[0]).astype("float32")
+    parts = []
+    for part in ("train", "validation"):
+        x, y = data.inputs[data.masks[part]], scaled_targets[data.masks[part]]
+        if config.horizon == 1:
+            parts.append((x, y[:, 0]))
+        else:  # teacher forcing: the decoder reads the true previous step, from 0 (the last close)
+            parts.append(([x, common.teacher_forcing_inputs(y, 0.0)], y))
     print(
-        f"Training {model_name} on {args.window}-day windows, {args.horizon}-day horizon, up to {args.epochs} epochs ..."
+        f"Training {config.model_name} on {config.window}-day windows, {config.horizon}-day "
+        f"horizon, up to {config.epochs} epochs ..."
     )
-    train_started = time.perf_counter()
+    started = time.perf_counter()
     history = common.fit(
-        model,
-        (train_x, train_y),
-        (val_x, val_y),
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        patience=4,
-        verbose=common.progress_verbosity(),
-    )
-    train_seconds = time.perf_counter() - train_started
-    epochs_run = len(history.history["loss"])
+        model, parts[0], parts[1], epochs=config.epochs, batch_size=config.batch_size,
+        patience=4, verbose=config.progress,
+    )  # fmt: skip
+    return model, history, time.perf_counter() - started
 
-    predicted = predict_quantiles(model, scaled_inputs[in_test], args.horizon) * scaler.scale[0]
+
+@dataclass
+class Report:
+    """What the run found: the test tables, the verdict and the forecasts behind them."""
+
+    table: dict
+    quantile_rows: dict
+    verdict: str
+    actual: np.ndarray  # (test examples, horizon) prices
+    predicted_prices: np.ndarray  # (test examples, horizon, 3) quantile prices
+    baselines: dict  # "persistence" / "drift" -> (test examples, horizon) prices
+    future: pd.DataFrame  # q10 / median / q90 for the business days after the last date
+
+
+def report(data, model, config):
+    """Score the test days beside persistence and drift, forecast past the end, print it all."""
+    prices, in_test, in_train = data.prices.to_numpy(), data.masks["test"], data.masks["train"]
+    predicted = predict_quantiles(model, data.inputs[in_test], config.horizon)
+    predicted = predicted * data.scaler.scale[0]
     table, quantile_rows, actual, forecasts = evaluate(
-        prices.to_numpy(),
-        origins[in_test],
-        targets[in_test],
+        prices,
+        data.origins[in_test],
+        data.targets[in_test],
         predicted,
-        float(train_returns.mean()),
-        prices.to_numpy()[: split[0].stop],
-        targets[in_train],
+        float(data.scaler.mean[0]),  # the training period's average daily return: drift
+        prices[: data.train_end],
+        data.targets[in_train],
     )
-    test_start, test_end = prices.index[origins[in_test][0] + 1], prices.index[-1]
+    test_start = data.prices.index[data.origins[in_test][0] + 1]
     print()
     common.print_table(
         table,
-        title=f"Test split, {test_start:%Y-%m-%d} to {test_end:%Y-%m-%d}, {args.target_col} price, {counts['test']} forecasts of {args.horizon} day(s):",
+        title=f"Test split, {test_start:%Y-%m-%d} to {data.prices.index[-1]:%Y-%m-%d}, "
+        f"{config.target_col} price, {data.count('test')} forecasts of {config.horizon} day(s):",
     )
     print()
     common.print_table(
         quantile_rows,
         title="Quantile forecasts (pinball loss: lower is better; coverage: 80% is ideal):",
     )
-    print("\n" + verdict(table, model_name))
+    said = verdict(table, config.model_name)
+    print("\n" + said)
+    future = forecast_future(model, data.prices, data.scaler, config.window, config.horizon)
+    print_future(future, config.target_col, data.source)
+    predicted_prices = prices[data.origins[in_test]][:, None, None] * np.exp(predicted)
+    baselines = {name: forecasts[name] for name in ("persistence", "drift")}
+    return Report(table, quantile_rows, said, actual, predicted_prices, baselines, future)
 
-    # Everything is computed; only now touch the output folder.
-    with run_folder(args.out, args.overwrite) as out:  # saved whole, or not at all
-        save_model_atomically(model, out / "model.keras")
-        config = {
-            "app": "forecast",
-            "window": args.window,
-            "horizon": args.horizon,
-            "cell": args.cell,
-            "units": args.units,
-            "attention": args.attention,
-            "quantiles": list(QUANTILES),
-            "target_col": args.target_col,
-            "source": source,
-            "scaler": scaler.to_dict(),
-            "seed": args.seed,
-        }
-        (out / "config.json").write_text(json.dumps(config, indent=2))
-        future = forecast_future(model, prices, scaler, args.window, args.horizon)
-        predicted_prices = prices.to_numpy()[origins[in_test]][:, None, None] * np.exp(predicted)
-        write_forecast_csv(
-            out / "forecast.csv",
-            prices,
-            origins[in_test],
-            actual,
-            predicted_prices,
-            forecasts,
-            future,
-        )
-        metrics = {
-            "test": table,
-            "quantiles": quantile_rows,
-            "verdict": verdict(table, model_name),
-            "examples": counts,
-            "epochs_run": epochs_run,
-            "train_seconds": round(train_seconds, 2),
-            "train_windows_per_second": round(counts["train"] * epochs_run / train_seconds, 1),
-            "test_period": [f"{test_start:%Y-%m-%d}", f"{test_end:%Y-%m-%d}"],
-            "config": {k: v for k, v in config.items() if k != "scaler"},
-        }
-        write_json(out / "metrics.json", metrics)
-        plot_run(
-            out,
-            prices,
-            origins[in_test],
-            actual,
-            predicted_prices,
-            future,
-            args.target_col,
-            source,
-            model_name,
-        )
-        common.plot_history(history, out / "training.png", title="Quantile loss")
-        print_future(future, args.target_col, source)
+
+def save(out, data, model, history, seconds, found, config):
+    """Write the model, its config, the metrics, the forecasts and the plots into ``out``."""
+    save_model_atomically(model, out / "model.keras")
+    saved = {
+        "app": "forecast",
+        "window": config.window,
+        "horizon": config.horizon,
+        "cell": config.cell,
+        "units": list(config.units),
+        "attention": config.attention,
+        "quantiles": list(QUANTILES),
+        "target_col": config.target_col,
+        "source": data.source,
+        "scaler": data.scaler.to_dict(),
+        "seed": config.seed,
+    }
+    write_json(out / "config.json", saved)
+    in_test, prices = data.masks["test"], data.prices
+    write_forecast_csv(
+        out / "forecast.csv", prices, data.origins[in_test], found.actual,
+        found.predicted_prices, found.baselines, found.future,
+    )  # fmt: skip
+    epochs_run = len(history.history["loss"])
+    test_period = [prices.index[data.origins[in_test][0] + 1], prices.index[-1]]
+    metrics = {
+        "test": found.table,
+        "quantiles": found.quantile_rows,
+        "verdict": found.verdict,
+        "examples": {part: data.count(part) for part in data.masks},
+        "epochs_run": epochs_run,
+        "train_seconds": round(seconds, 2),
+        "train_windows_per_second": round(data.count("train") * epochs_run / seconds, 1),
+        "test_period": [f"{day:%Y-%m-%d}" for day in test_period],
+        "config": {key: value for key, value in saved.items() if key != "scaler"},
+    }
+    write_json(out / "metrics.json", metrics, reasons=NULL_REASONS)
+    plot_run(out, data, found, config)
+    common.plot_history(history, out / "training.png", title="Quantile loss")
+
+
+@report_user_errors
+def main(argv=None):
+    started = time.perf_counter()
+    config = read_config(argv)
+    if config.load:
+        return forecast_from_saved_run(config)
+    data = load_data(config)
+    model, history, seconds = train(data, config)
+    found = report(data, model, config)
+    # Everything is computed; only now touch the output folder, which gets the run whole or not at all.
+    with run_folder(config.out, config.overwrite) as out:
+        save(out, data, model, history, seconds, found, config)
     print(
-        f"\nSaved model.keras, metrics.json, forecast.csv, forecast.png and training.png in {args.out}/ "
-        f"({time.perf_counter() - started:.0f} s; reload with --load {args.out})"
+        f"\nSaved model.keras, metrics.json, forecast.csv, forecast.png and training.png in "
+        f"{config.out}/ ({time.perf_counter() - started:.0f} s; reload with --load {config.out})"
     )
     return 0
 
 
-def make_examples_checked(prices, window, horizon):
-    if len(prices) < window + horizon + 2:
-        raise UserError(
-            f"too little data: {len(prices)} days, but --window {window} and --horizon {horizon} need far more"
-        )
-    return make_examples(prices, window, horizon)
-
-
-def plot_run(
-    out, prices, test_origins, actual, predicted_prices, future, target_col, source, model_name
-):
-    last_step = (
-        actual.shape[1] - 1
-    )  # draw the farthest step ahead; for --horizon 1 that is the next day
+def plot_run(out, data, found, config):
+    """``forecast.png``: the history, the farthest step ahead on the test days, and the future."""
+    last_step = found.actual.shape[1] - 1  # for --horizon 1, the next day
+    prices, test_origins = data.prices, data.origins[data.masks["test"]]
     target_days = test_origins + last_step + 1
     first_test = target_days[0]
+    bands = found.predicted_prices[:, last_step]
     common.plot_forecast(
         prices.index[:first_test],
         prices.to_numpy()[:first_test],
         prices.index[target_days],
-        actual[:, last_step],
-        predicted_prices[:, last_step, 1],
-        predicted_prices[:, last_step, 0],
-        predicted_prices[:, last_step, 2],
-        future.index,
-        future["median"],
-        future["q10"],
-        future["q90"],
+        found.actual[:, last_step],
+        bands[:, 1],
+        bands[:, 0],
+        bands[:, 2],
+        found.future.index,
+        found.future["median"],
+        found.future["q10"],
+        found.future["q90"],
         path=out / "forecast.png",
-        ylabel=f"{target_col} price",
-        title=f"{source}: {model_name}, {last_step + 1}-day-ahead forecasts on the test split and past the last date",
+        ylabel=f"{config.target_col} price",
+        title=f"{data.source}: {config.model_name}, {last_step + 1}-day-ahead forecasts on the "
+        "test split and past the last date",
     )
 
 
-def forecast_from_saved_run(args):
-    model = load_model_from_dir(args.load, app="forecast")
-    config_path = Path(args.load) / "config.json"
+def forecast_from_saved_run(config):
+    """``--load``: forecast past the last date of the data with a saved model; nothing is trained."""
+    model = load_model_from_dir(config.load, app="forecast")
+    config_path = Path(config.load) / "config.json"
     try:
-        config = json.loads(config_path.read_text())
-        scaler = common.StandardScaler.from_dict(config["scaler"])
-        window, horizon = int(config["window"]), int(config["horizon"])
-    except (OSError, ValueError, KeyError) as error:
+        saved = json.loads(config_path.read_text())
+        scaler = common.StandardScaler.from_dict(saved["scaler"])
+        window, horizon = int(saved["window"]), int(saved["horizon"])
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as error:
         raise UserError(
-            f"--load {args.load}: config.json is missing or damaged ({type(error).__name__})"
+            f"--load {config.load}: config.json is missing or damaged ({type(error).__name__})"
         ) from None
-    args.target_col = (
-        config.get("target_col", args.target_col)
-        if args.csv is None and not args.ticker
-        else args.target_col
-    )
-    prices, source = load_prices(args)
+    if config.csv is None and not config.ticker:  # the bundled data: the column the run used
+        config = dataclasses.replace(config, target_col=saved.get("target_col", config.target_col))
+    prices, source = load_prices(config)
     if len(prices) < window + 1:
         raise UserError(
             f"too little data: the saved model reads {window} returns, the data has {len(prices)} days"
         )
     future = forecast_future(model, prices, scaler, window, horizon)
-    print_future(future, args.target_col, source)
-    if args.out is not None:
-        with run_folder(args.out, args.overwrite) as out:
+    print_future(future, config.target_col, source)
+    if config.out is not None:
+        with run_folder(config.out, config.overwrite) as out:
             future.to_csv(out / "forecast.csv", float_format="%.6g")
-        print(f"Saved forecast.csv in {args.out}/")
+        print(f"Saved forecast.csv in {config.out}/")
     return 0
 
 

@@ -1045,6 +1045,15 @@ def rescore(values, name, detector, scaler, settings, threshold, scored_from=0):
 # ---------------------------------------------------------------- what a person reads
 
 
+# Why a figure in :func:`evaluate`'s row can be undefined; ``metrics.json`` says so beside the null.
+NULL_REASONS = {
+    "precision": "no alarms were raised, so none can be right or wrong",
+    "recall": "the scored part holds no labelled anomaly",
+    "f1": "no alarms were raised and the scored part holds no labelled anomaly",
+    "ROC AUC": "needs both anomalous and normal labelled points among the scored ones",
+}
+
+
 def evaluate(detection, is_anomaly=None):
     """One table row for a detection: its alarm count, and, with labels, overlap scores and ROC AUC.
 

@@ -209,22 +209,43 @@ def load_model_from_dir(directory, filename="model.keras", app=None):
         raise UserError(f"--load {directory}: {filename} could not be read ({reason})") from None
 
 
-def write_json(path, data):
-    """Write ``data`` as strict JSON: NaN or infinity (an undefined figure) becomes null.
+def write_json(path, data, reasons=None):
+    """Write ``data`` as strict JSON: an undefined figure (NaN, infinity) becomes null, with why.
 
-    Python's ``json`` writes ``NaN``, which no strict JSON parser reads.
+    Python's ``json`` writes ``NaN``, which no strict JSON parser reads. Each null
+    figure gets a sibling ``"<key>_null_reason"``: ``reasons[key]`` if given, else
+    a generic one.
 
     >>> import tempfile; path = Path(tempfile.mkdtemp()) / "m.json"
-    >>> _ = write_json(path, {"f1": float("nan"), "n": 3}); path.read_text()
-    '{\\n  "f1": null,\\n  "n": 3\\n}'
+    >>> _ = write_json(path, {"f1": float("nan"), "n": 3}, {"f1": "no labelled anomalies"})
+    >>> json.loads(path.read_text())
+    {'f1': None, 'f1_null_reason': 'no labelled anomalies', 'n': 3}
     """
+    reasons = reasons or {}
+
+    def number(value):
+        return isinstance(value, float) or type(value).__name__.startswith("float")
+
+    def why(key, value):
+        if key in reasons:
+            return reasons[key]
+        if math.isnan(value):
+            return "undefined for this data (a division of zero by zero)"
+        return "infinite for this data (a division by zero)"
 
     def clean(value):
         if isinstance(value, dict):
-            return {key: clean(item) for key, item in value.items()}
+            cleaned = {}
+            for key, item in value.items():
+                if number(item) and not math.isfinite(item):
+                    cleaned[key] = None
+                    cleaned[f"{key}_null_reason"] = why(key, item)
+                else:
+                    cleaned[key] = clean(item)
+            return cleaned
         if isinstance(value, (list, tuple)):
             return [clean(item) for item in value]
-        if isinstance(value, float) or type(value).__name__.startswith("float"):
+        if number(value):
             return float(value) if math.isfinite(value) else None
         if type(value).__name__.startswith(("int", "uint")):
             return int(value)

@@ -516,13 +516,17 @@ def test_out_folder_checks(tmp_path):
     assert cli.default_run_path("demo") != cli.default_run_path("demo")  # never the same twice
 
 
-def test_write_json_is_strict():
-    import tempfile
-    from pathlib import Path
-
-    path = Path(tempfile.mkdtemp()) / "metrics.json"
+def test_write_json_is_strict_and_says_why_a_figure_is_null(tmp_path):
+    path = tmp_path / "metrics.json"
     cli.write_json(
-        path, {"f1": float("nan"), "auc": np.float32(0.5), "n": np.int64(3), "big": float("inf")}
+        path,
+        {
+            "f1": float("nan"),
+            "auc": np.float32(0.5),
+            "n": np.int64(3),
+            "rows": [{"big": float("inf"), "recall": np.float64("nan")}],
+        },
+        reasons={"recall": "no labelled anomalies"},
     )
 
     def refuse(constant):
@@ -530,9 +534,17 @@ def test_write_json_is_strict():
 
     assert json.loads(path.read_text(), parse_constant=refuse) == {
         "f1": None,
+        "f1_null_reason": "undefined for this data (a division of zero by zero)",
         "auc": 0.5,
         "n": 3,
-        "big": None,
+        "rows": [
+            {
+                "big": None,
+                "big_null_reason": "infinite for this data (a division by zero)",
+                "recall": None,
+                "recall_null_reason": "no labelled anomalies",
+            }
+        ],
     }
 
 

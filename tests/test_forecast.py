@@ -43,7 +43,16 @@ def test_quick_run_writes_every_output(quick_run):
     assert "persistence" in stdout and "drift" in stdout and "Verdict:" in stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["test"]) == {"model (median)", "persistence", "drift"}
-    assert set(metrics["test"]["persistence"]) == {"MAE", "RMSE", "MAPE %", "MASE", "direction %"}
+    assert set(metrics["test"]["model (median)"]) == {
+        "MAE",
+        "RMSE",
+        "MAPE %",
+        "MASE",
+        "direction %",
+    }
+    # Persistence never moves, so it calls no direction: null in strict JSON, and why.
+    assert metrics["test"]["persistence"]["direction %"] is None
+    assert "never moves" in metrics["test"]["persistence"]["direction %_null_reason"]
     assert set(metrics["quantiles"]["model"]) == {
         "pinball q10",
         "pinball q50",
