@@ -26,47 +26,32 @@ two epochs. Three things help, each fair (no test text is touched):
    time goes on padding (bench/sentiment.py measures it).
 
 The test table sets the RNN beside TF-IDF (word 1-2 grams) + logistic
-regression trained on the same split, its C chosen on the validation split.
-Ablation on Rotten Tomatoes (validation / test accuracy; BiGRU 32, embedding
-64, dropout 0.3, learning rate 1e-3, seed 42 unless the line says otherwise;
-choices were made on validation accuracy, test shown for the record; each
-line one run, and one run's accuracy wobbles by about a point):
-
-    random embedding, 1 seed                       0.766 / 0.763
-    PPMI embedding, 1 seed                         0.780 / 0.778
-    PPMI, Keras's default tokenizer                0.769 / 0.769
-    PPMI, frozen until it stalls, then tuned       0.773 / 0.752
-    supervised fastText-style embedding, 1 seed    0.772 / 0.772
-    PPMI, dropout 0.5                              0.773 / 0.775
-    PPMI, embedding 128                            0.781 / 0.775
-    PPMI, LSTM instead of GRU                      0.784 / 0.767
-    PPMI, 64 units                                 0.783 / 0.777
-    PPMI, learning rate 5e-4                       0.778 / 0.795
-    PPMI, 3 seeds averaged                         0.777 / 0.783
-    PPMI, learning rate 5e-4, 3 seeds (default)    0.780 / 0.785
-    PPMI, learning rate 5e-4, 5 seeds              0.783 / 0.784
-    PPMI, learning rate 3e-4, 3 seeds              0.769 / 0.783
-    PPMI with a 10-word window, lr 5e-4, 1 seed    0.774 / 0.794
-    TF-IDF + logistic regression (C=30)            0.769 / 0.787
+regression trained on the same split, its C chosen on the validation split,
+and says plainly which won. The measured ablation behind these defaults is in
+the README (apps/sentiment.py section); bench/sentiment.py reruns the
+comparison.
 """
 
+import dataclasses
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal
 import common.text as text
-from common.cli import shrink_for_quick, write_json
-from common.cli import positive_float
 from common.cli import (
     UserError,
     app_parser,
     load_model_from_dir,
+    positive_float,
     positive_int,
-    report_user_errors,
     prepare_out,
+    report_user_errors,
     run_folder,
     save_model_atomically,
+    shrink_for_quick,
+    write_json,
 )
 
 import keras
@@ -76,9 +61,48 @@ import pandas as pd
 REPO = Path(__file__).resolve().parent.parent
 BUNDLED_CSV = REPO / "data" / "rotten_tomatoes.csv.gz"
 SPLIT_SEED = 20240  # the fixed split for --data files without a split column
+NULL_REASONS = {"ROC AUC": "the texts scored hold only one class"}
 
 
-def parse_args(argv):
+@dataclass(frozen=True)
+class Config:
+    """A sentiment run's options, checked, after ``--quick``: what the run was asked to do."""
+
+    dataset: str = "rotten_tomatoes"
+    data: Path | None = None
+    text_col: str = "text"
+    label_col: str = "label"
+    cache_dir: Path = Path.home() / ".cache" / "rnn-workshop" / "imdb"
+    cell: str = "gru"
+    units: int = 32
+    embedding_dim: int = 64
+    unidirectional: bool = False
+    dropout: float = 0.3
+    max_tokens: int = 20000
+    max_length: int = 200
+    pretrain: str = "ppmi"
+    seeds: int = 3
+    learning_rate: float = 5e-4
+    load: Path | None = None
+    predict: tuple | None = None
+    evaluate: Path | None = None
+    epochs: int = 8
+    batch_size: int = 32
+    seed: int = 42
+    out: Path | None = None
+    overwrite: bool = False
+    quick: bool = False
+    progress: int = 0  # Keras' verbose: a progress bar in a terminal, else one line per epoch
+
+    @property
+    def model_name(self):
+        direction = "unidirectional" if self.unidirectional else "bidirectional"
+        name = f"{direction} {self.cell.upper()}{self.units}, embedding {self.embedding_dim}"
+        return name + (f", {self.seeds} seeds averaged" if self.seeds > 1 else "")
+
+
+def read_config(argv):
+    """Parse and check the options before any work; ``--quick`` shrinks what was not typed."""
     parser = app_parser(__doc__, "sentiment", epochs=8, batch_size=32)
     data = parser.add_argument_group(
         "data (default: bundled Rotten Tomatoes snippets with a fixed train/validation/test split)"
@@ -195,13 +219,25 @@ def parse_args(argv):
         parser.error("--predict and --evaluate need --load DIR")
     if args.load and not (args.predict or args.evaluate):
         parser.error("--load needs --predict TEXT... or --evaluate FILE")
+    if not 0 <= args.dropout < 1:
+        raise UserError(f"--dropout must be in [0, 1), got {args.dropout}")
+    if not args.load:  # a new run: can it be saved? Check before training.
+        args.out = prepare_out(args.out, "sentiment", args.overwrite)
+        if args.quick:  # a smoke test: a small model, two short epochs with bigger steps, one seed
+            shrink_for_quick(
+                args, argv, epochs=2, units=16, embedding_dim=32, seeds=1, learning_rate=3e-3
+            )
     # Word vectors of embedding_dim numbers are counted from a vocabulary of at least that many words.
     if args.max_tokens < args.embedding_dim + 2:
-        parser.error(
+        raise UserError(
             f"--max-tokens {args.max_tokens} is too small for --embedding-dim {args.embedding_dim}: "
             f"it needs at least {args.embedding_dim + 2} (padding and [UNK] included)"
         )
-    return args
+    values = vars(args) | {
+        "predict": tuple(args.predict) if args.predict else None,
+        "progress": common.progress_verbosity(),
+    }
+    return Config(**{name: values[name] for name in Config.__dataclass_fields__})
 
 
 # ---------------------------------------------------------------- data
@@ -318,12 +354,39 @@ def load_imdb(cache_dir):
     )
 
 
-def load_data(args):
-    if args.data:
-        return load_table(args.data, args.text_col, args.label_col)
-    if args.dataset == "imdb":
-        return load_imdb(args.cache_dir)
-    return load_rotten_tomatoes()
+@dataclass
+class Corpus:
+    """Labelled texts split three ways, unlabelled texts for pretraining, and where they came from."""
+
+    splits: dict  # "train" / "validation" / "test" -> (texts, 0/1 labels)
+    unlabelled: np.ndarray
+    source: str
+    class_names: tuple  # the names of labels 0 and 1
+
+    def count(self, part):
+        return len(self.splits[part][1])
+
+
+def load_data(config):
+    """The texts to learn from: a --data file, IMDB, or the bundled snippets (a sample with --quick)."""
+    if config.data:
+        found = load_table(config.data, config.text_col, config.label_col)
+    elif config.dataset == "imdb":
+        found = load_imdb(config.cache_dir)
+    else:
+        found = load_rotten_tomatoes()
+    corpus = Corpus(*found)
+    if config.quick:
+        corpus.splits, corpus.unlabelled = shrink_for_quick_run(
+            corpus.splits, corpus.unlabelled, config.seed
+        )
+    counts = {part: corpus.count(part) for part in corpus.splits}
+    print(
+        f"Data: {corpus.source}; texts: {counts['train']} train, {counts['validation']} "
+        f"validation, {counts['test']} test"
+        + (f", {len(corpus.unlabelled)} unlabelled" if len(corpus.unlabelled) else "")
+    )
+    return corpus
 
 
 def shrink_for_quick_run(splits, unlabelled, seed):
@@ -340,25 +403,25 @@ def shrink_for_quick_run(splits, unlabelled, seed):
 # ---------------------------------------------------------------- model
 
 
-def build_classifier(args, vocab_size, seed, embedding_weights):
+def build_classifier(config, vocab_size, seed, embedding_weights):
     """Token ids (batch, timesteps) -> P(positive), shape (batch, 1)."""
     common.set_seed(seed)
     classifier = common.build_many_to_one(
         (None,),
         1,
-        cell=args.cell,
-        units=args.units,
-        bidirectional=not args.unidirectional,
-        dropout=args.dropout,
+        cell=config.cell,
+        units=config.units,
+        bidirectional=not config.unidirectional,
+        dropout=config.dropout,
         output_activation="sigmoid",
         vocab_size=vocab_size,
-        embedding_dim=args.embedding_dim,
+        embedding_dim=config.embedding_dim,
         name=f"rnn_seed_{seed}",
     )
     if embedding_weights is not None:
         classifier.get_layer("embedding").set_weights([embedding_weights])
     classifier.compile(
-        optimizer=keras.optimizers.Adam(args.learning_rate, clipnorm=1.0),
+        optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=1.0),
         loss="binary_crossentropy",
         metrics=["accuracy"],
     )
@@ -435,7 +498,7 @@ def verdict(table):
     return (
         f"Verdict: the RNN did NOT beat the TF-IDF + logistic regression baseline on test accuracy "
         f"({rnn['accuracy']:.4f} vs {baseline['accuracy']:.4f}, {difference:+.1f} points; {auc}). "
-        "Bag-of-n-grams models are strong on short snippets; --help lists what was tried."
+        "Bag-of-n-grams models are strong on short snippets; the README lists what was tried."
     )
 
 
@@ -466,158 +529,166 @@ def plot_histories(histories, seeds, path):
     return common.save_figure(figure, path)
 
 
-# ---------------------------------------------------------------- main
+# ---------------------------------------------------------------- the run's four steps
 
 
-@report_user_errors
-def main(argv=None):
-    args = parse_args(argv)
-    if not args.load:  # a new run: can it be saved? Check before training.
-        args.out = prepare_out(args.out, "sentiment", args.overwrite)
-    started = time.perf_counter()
-    if not 0 <= args.dropout < 1:
-        raise UserError(f"--dropout must be in [0, 1), got {args.dropout}")
-    if args.load:
-        return use_saved_model(args)
+@dataclass
+class Trained:
+    """The saved model (raw strings in, P(positive) out) and how training went."""
 
-    common.set_seed(args.seed)
-    splits, unlabelled, source, class_names = load_data(args)
-    if args.quick:  # a smoke test: a sample of each split, a small model, two epochs, one seed
-        splits, unlabelled = shrink_for_quick_run(splits, unlabelled, args.seed)
-        # Two short epochs: bigger steps.
-        shrink_for_quick(
-            args, argv, epochs=2, units=16, embedding_dim=32, seeds=1, learning_rate=3e-3
-        )
-    counts = {name: len(labels) for name, (_, labels) in splits.items()}
-    print(
-        f"Data: {source}; texts: {counts['train']} train, {counts['validation']} validation, {counts['test']} test"
-        + (f", {len(unlabelled)} unlabelled" if len(unlabelled) else "")
-    )
+    model: keras.Model
+    histories: list  # one Keras history dict per seed
+    vocabulary_size: int
+    epochs_run: int
+    seconds: float
 
+
+def train(corpus, config):
+    """Fit a vocabulary on the training texts, then ``config.seeds`` networks; average them."""
+    common.set_seed(config.seed)
     # The vocabulary comes from training text only: a word seen only in test text stays [UNK].
-    train_texts, train_labels = splits["train"]
-    vectorizer = text.make_vectorizer(train_texts, max_tokens=args.max_tokens)
-    vocab_size = vectorizer.vocabulary_size()
+    train_texts, train_labels = corpus.splits["train"]
+    vectorizer = text.make_vectorizer(train_texts, max_tokens=config.max_tokens)
+    vocabulary_size = vectorizer.vocabulary_size()
     token_ids = {
-        name: text.vectorize(vectorizer, texts, args.max_length)
-        for name, (texts, _) in splits.items()
+        part: text.vectorize(vectorizer, texts, config.max_length)
+        for part, (texts, _) in corpus.splits.items()
     }
     embedding_weights = None
-    if args.pretrain == "ppmi":
-        pretrain_ids = token_ids["train"] + text.vectorize(vectorizer, unlabelled, 10**6)
+    if config.pretrain == "ppmi":
+        unlabelled_ids = text.vectorize(vectorizer, corpus.unlabelled, 10**6)
         embedding_weights = text.pretrain_embeddings(
-            pretrain_ids, vocab_size, args.embedding_dim, seed=args.seed
-        )
+            token_ids["train"] + unlabelled_ids, vocabulary_size, config.embedding_dim,
+            seed=config.seed,
+        )  # fmt: skip
         print(
-            f"Pretrained {args.embedding_dim}-d word vectors for {vocab_size} words on training + unlabelled text (PPMI + SVD)"
+            f"Pretrained {config.embedding_dim}-d word vectors for {vocabulary_size} words on "
+            "training + unlabelled text (PPMI + SVD)"
         )
-
     validation_batches = text.bucketed_batches(
-        token_ids["validation"], splits["validation"][1], 256, shuffle=False
-    )
-    direction = "unidirectional" if args.unidirectional else "bidirectional"
-    model_name = f"{direction} {args.cell.upper()}{args.units}, embedding {args.embedding_dim}" + (
-        f", {args.seeds} seeds averaged" if args.seeds > 1 else ""
+        token_ids["validation"], corpus.splits["validation"][1], 256, shuffle=False
     )
     print(
-        f"Training {model_name} on length-bucketed batches, up to {args.epochs} epochs per seed ..."
+        f"Training {config.model_name} on length-bucketed batches, up to {config.epochs} epochs "
+        "per seed ..."
     )
-    members, histories = [], []
-    train_started = time.perf_counter()
-    epochs_run = 0
-    for number in range(args.seeds):
-        seed = args.seed + number
+    members, histories, started = [], [], time.perf_counter()
+    for seed in range(config.seed, config.seed + config.seeds):
         train_batches = text.bucketed_batches(
-            token_ids["train"], train_labels, args.batch_size, seed=seed
+            token_ids["train"], train_labels, config.batch_size, seed=seed
         )
-        classifier = build_classifier(args, vocab_size, seed, embedding_weights)
-        # Validation loss bottoms out after about two epochs and then climbs: one epoch of patience is enough.
+        classifier = build_classifier(config, vocabulary_size, seed, embedding_weights)
+        # Validation loss bottoms out after about two epochs, then climbs: one epoch of patience.
         history = common.fit(
-            classifier,
-            train_batches,
-            validation_batches,
-            epochs=args.epochs,
-            patience=1,
-            verbose=common.progress_verbosity(),
-        )
-        best = int(np.argmin(history.history["val_loss"]))
-        epochs_run += len(history.history["loss"])
+            classifier, train_batches, validation_batches, epochs=config.epochs, patience=1,
+            verbose=config.progress,
+        ).history  # fmt: skip
+        kept = int(np.argmin(history["val_loss"]))  # fit restores the lowest-loss weights
         print(
-            f"  seed {seed}: {len(history.history['loss'])} epochs; kept epoch {best + 1}, the lowest "
-            f"validation loss ({history.history['val_loss'][best]:.4f}; validation accuracy "
-            f"{history.history['val_accuracy'][best]:.4f})"
+            f"  seed {seed}: {len(history['loss'])} epochs; kept epoch {kept + 1}, the lowest "
+            f"validation loss ({history['val_loss'][kept]:.4f}; validation accuracy "
+            f"{history['val_accuracy'][kept]:.4f})"
         )
         members.append(classifier)
-        histories.append(history.history)
-    train_seconds = time.perf_counter() - train_started
+        histories.append(history)
+    model = text.end_to_end_model(vectorizer, average_members(members), config.max_length)
+    epochs_run = sum(len(history["loss"]) for history in histories)
+    return Trained(model, histories, vocabulary_size, epochs_run, time.perf_counter() - started)
 
-    model = text.end_to_end_model(vectorizer, average_members(members), args.max_length)
-    test_texts, test_labels = splits["test"]
-    probabilities = predict_texts(model, test_texts)
-    validation_accuracy = float(
-        np.mean((predict_texts(model, splits["validation"][0]) >= 0.5) == splits["validation"][1])
+
+@dataclass
+class Report:
+    """The test table beside the baselines, and what it was computed from."""
+
+    table: dict
+    verdict: str
+    validation_accuracy: dict  # model name -> accuracy on the validation split
+    baseline_strength: float  # the logistic regression's C, chosen on validation accuracy
+    test_probabilities: np.ndarray
+
+
+def report(corpus, trained, config):
+    """Score the RNN, TF-IDF + logistic regression and the majority class on the test split."""
+    (val_texts, val_labels), (test_texts, test_labels) = (
+        corpus.splits["validation"],
+        corpus.splits["test"],
     )
-    baseline, strength, baseline_validation_accuracy = tfidf_baseline(splits)
-    majority = int(np.mean(train_labels) >= 0.5)
+    probabilities = predict_texts(trained.model, test_texts)
+    rnn_validation = float(np.mean((predict_texts(trained.model, val_texts) >= 0.5) == val_labels))
+    baseline, strength, baseline_validation = tfidf_baseline(corpus.splits)
+    majority = int(np.mean(corpus.splits["train"][1]) >= 0.5)
     table = {
         "RNN": scores(test_labels, probabilities),
         "TF-IDF + logistic regression": scores(test_labels, baseline(test_texts)),
         "majority class": {"accuracy": float(np.mean(test_labels == majority))},
     }
     print(
-        f"\nValidation accuracy (where choices are made): RNN {validation_accuracy:.4f}, TF-IDF + logistic regression {baseline_validation_accuracy:.4f}\n"
+        f"\nValidation accuracy (where choices are made): RNN {rnn_validation:.4f}, "
+        f"TF-IDF + logistic regression {baseline_validation:.4f}\n"
     )
-    common.print_table(table, title=f"Test split, {counts['test']} texts ({source}):")
-    print("\n" + verdict(table))
+    common.print_table(table, title=f"Test split, {len(test_labels)} texts ({corpus.source}):")
+    said = verdict(table)
+    print("\n" + said)
+    validation = {"RNN": rnn_validation, "TF-IDF + logistic regression": baseline_validation}
+    return Report(table, said, validation, strength, probabilities)
 
-    # Everything is computed; only now touch the output folder.
-    with run_folder(args.out, args.overwrite) as out:  # saved whole, or not at all
-        save_model_atomically(model, out / "model.keras")
-        metrics = {
-            "test": table,
-            "verdict": verdict(table),
-            "validation_accuracy": {
-                "RNN": validation_accuracy,
-                "TF-IDF + logistic regression": baseline_validation_accuracy,
-            },
-            "examples": counts,
-            "source": source,
-            "class_names": list(class_names),
-            "model": model_name,
-            "vocabulary_size": vocab_size,
-            "baseline_C": strength,
-            "epochs_run": epochs_run,
-            "train_seconds": round(train_seconds, 2),
-            "train_examples_per_second": round(counts["train"] * epochs_run / train_seconds, 1),
-            "config": {
-                key: (str(value) if isinstance(value, Path) else value)
-                for key, value in vars(args).items()
-            },
-            # A reload check: keras.models.load_model("model.keras") must give these same probabilities.
-            "example_predictions": [
-                {"text": example, "probability": float(probability)}
-                for example, probability in zip(
-                    test_texts[:5], predict_texts(model, test_texts[:5])
-                )
-            ],
-        }
-        write_json(out / "metrics.json", metrics)
-        write_json(
-            out / "config.json", {"app": "sentiment", "seed": args.seed}
-        )  # which app made the run
-        text.plot_confusion_matrix(
-            test_labels,
-            probabilities >= 0.5,
-            out / "confusion_matrix.png",
-            class_names=[f"{name}" for name in class_names],
-            title=f"RNN on the test split ({counts['test']} texts)",
-        )
-        plot_histories(
-            histories, [args.seed + number for number in range(args.seeds)], out / "training.png"
-        )
+
+def save(out, corpus, trained, found, config):
+    """Write the model, the metrics, the confusion matrix and the training curves into ``out``."""
+    save_model_atomically(trained.model, out / "model.keras")
+    test_texts, test_labels = corpus.splits["test"]
+    metrics = {
+        "test": found.table,
+        "verdict": found.verdict,
+        "validation_accuracy": found.validation_accuracy,
+        "examples": {part: corpus.count(part) for part in corpus.splits},
+        "source": corpus.source,
+        "class_names": list(corpus.class_names),
+        "model": config.model_name,
+        "vocabulary_size": trained.vocabulary_size,
+        "baseline_C": found.baseline_strength,
+        "epochs_run": trained.epochs_run,
+        "train_seconds": round(trained.seconds, 2),
+        "train_examples_per_second": round(
+            corpus.count("train") * trained.epochs_run / trained.seconds, 1
+        ),
+        "config": dataclasses.asdict(config),
+        # A reload check: keras.models.load_model("model.keras") must give these same probabilities.
+        "example_predictions": [
+            {"text": example, "probability": float(probability)}
+            for example, probability in zip(
+                test_texts[:5], predict_texts(trained.model, test_texts[:5])
+            )
+        ],
+    }
+    write_json(out / "metrics.json", metrics, reasons=NULL_REASONS)
+    write_json(out / "config.json", {"app": "sentiment", "seed": config.seed})  # who made it
+    text.plot_confusion_matrix(
+        test_labels,
+        found.test_probabilities >= 0.5,
+        out / "confusion_matrix.png",
+        class_names=list(corpus.class_names),
+        title=f"RNN on the test split ({len(test_labels)} texts)",
+    )
+    seeds = range(config.seed, config.seed + config.seeds)
+    plot_histories(trained.histories, seeds, out / "training.png")
+
+
+@report_user_errors
+def main(argv=None):
+    started = time.perf_counter()
+    config = read_config(argv)
+    if config.load:
+        return use_saved_model(config)
+    corpus = load_data(config)
+    trained = train(corpus, config)
+    found = report(corpus, trained, config)
+    # Everything is computed; only now touch the output folder, which gets the run whole or not at all.
+    with run_folder(config.out, config.overwrite) as out:
+        save(out, corpus, trained, found, config)
     print(
-        f"\nSaved model.keras, metrics.json, confusion_matrix.png and training.png in {args.out}/ "
-        f'({time.perf_counter() - started:.0f} s; try --load {args.out} --predict "some review")'
+        f"\nSaved model.keras, metrics.json, confusion_matrix.png and training.png in {config.out}/ "
+        f'({time.perf_counter() - started:.0f} s; try --load {config.out} --predict "some review")'
     )
     return 0
 
@@ -635,29 +706,30 @@ def read_stdin_lines():
         ) from None
 
 
-def use_saved_model(args):
-    model = load_model_from_dir(args.load, app="sentiment")
+def use_saved_model(config):
+    """``--load``: label texts (``--predict``) or score a labelled file (``--evaluate``)."""
+    model = load_model_from_dir(config.load, app="sentiment")
     if len(model.inputs) != 1 or model.inputs[0].dtype != "string":
         raise UserError(
-            f"--load {args.load}: model.keras is not a sentiment model (it does not read text); "
+            f"--load {config.load}: model.keras is not a sentiment model (it does not read text); "
             "was it saved by another app?"
         )
-    if args.evaluate:
+    if config.evaluate:
         frame = text.read_text_table(
-            args.evaluate,
-            args.text_col,
-            args.label_col,
-            origin=f"--evaluate {args.evaluate}",
+            config.evaluate,
+            config.text_col,
+            config.label_col,
+            origin=f"--evaluate {config.evaluate}",
             need_both=False,
         )
         probabilities = predict_texts(model, frame["text"].to_numpy(dtype=object))
         labels = frame["label"].to_numpy()
         result = scores(labels, probabilities)
         correct = int(np.sum((probabilities >= 0.5) == labels))
-        common.print_table({"RNN": result}, title=f"{args.evaluate}: {len(labels)} texts")
+        common.print_table({"RNN": result}, title=f"{config.evaluate}: {len(labels)} texts")
         print(f"Accuracy {result['accuracy']:.4f} ({correct} of {len(labels)} correct)")
-    if args.predict:
-        texts = read_stdin_lines() if args.predict == ["-"] else list(args.predict)
+    if config.predict:
+        texts = read_stdin_lines() if config.predict == ("-",) else list(config.predict)
         kept = [t for t in texts if t.strip()]
         if not kept:
             raise UserError(

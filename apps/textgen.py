@@ -17,19 +17,20 @@ frequencies (unigram) and "which character follows this one" counts (bigram),
 both counted on the training text.
 
 Why it is fast: training runs as one XLA-compiled step (jit_compile) on
-batches streamed by tf.data. On a 2-core CPU, batches of 32 sequences of 50
-characters train at about the same characters per second as 64 x 100, but
-make four times as many weight updates, so the loss falls much faster per
-minute (measured side by side on a busy machine: 1.95 against 2.43
-nats/char after 2 minutes, learning rate 5e-3 against 2e-3). The LSTM and
-GRU layers keep their default settings, so a GPU runs them with cuDNN.
+batches streamed by tf.data. On a CPU, batches of 32 sequences of 50
+characters train at about the same characters per second as 64 x 100 but make
+four times as many weight updates, so the loss falls faster per minute (the
+README has the measurement). The LSTM and GRU layers keep their default
+settings, so a GPU runs them with cuDNN.
 Generation reads the prompt once and then carries each layer's recurrent
 state forward, one compiled step per new character, instead of re-running the
 model over a sliding window for every character (see common/generation.py and
 bench/textgen.py).
 
-Prompt characters that never occur in the training text are an error that
-names them (they are not dropped). In --prompt, \\n stands for a new line.
+Ctrl-C during training stops it and saves the best epoch so far as a
+complete run (Ctrl-C again while saving: nothing is saved). Prompt characters
+that never occur in the training text are an error that names them (they are
+not dropped). In --prompt, \\n stands for a new line.
 """
 
 import gzip
@@ -39,21 +40,23 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal
 import common.generation as generation
-from common.cli import shrink_for_quick, write_json
 from common.cli import (
     UserError,
     app_parser,
     load_model_from_dir,
     positive_float,
     positive_int,
-    report_user_errors,
     prepare_out,
+    report_user_errors,
     run_folder,
     save_model_atomically,
+    shrink_for_quick,
+    write_json,
 )
 from common.plotting import plt, save_figure
 
@@ -66,7 +69,43 @@ BUNDLED_TEXT = REPO / "data" / "shakespeare.txt.gz"
 VALIDATION_FRACTION = 0.1  # the last 10% of the text
 
 
-def parse_args(argv):
+@dataclass(frozen=True)
+class Config:
+    """A textgen run's options, checked, after ``--quick``: what the run was asked to do."""
+
+    text: Path | None = None
+    url: str | None = None
+    cache_dir: Path = Path.home() / ".cache" / "rnn-workshop" / "textgen"
+    cell: str = "lstm"
+    units: tuple = (256,)
+    embedding_dim: int = 64
+    dropout: float = 0.0
+    minutes: float = 2.0
+    seq_length: int = 50
+    steps_per_epoch: int = 200
+    val_chars: int = 100_000
+    learning_rate: float = 5e-3
+    load: Path | None = None
+    generate: int = 500
+    prompt: str = "Romeo.\n"
+    temperature: float = 0.8
+    top_k: int = 0
+    samples: int = 1
+    epochs: int = 100
+    batch_size: int = 32
+    seed: int = 42
+    out: Path | None = None
+    overwrite: bool = False
+    quick: bool = False
+    progress: int = 0  # Keras' verbose: a progress bar in a terminal, else one line per epoch
+
+    @property
+    def model_name(self):
+        return f"{self.cell.upper()}-{'-'.join(map(str, self.units))}"
+
+
+def read_config(argv):
+    """Parse and check the options before any work; ``--quick`` shrinks what was not typed."""
     parser = app_parser(__doc__, "textgen", epochs=100, batch_size=32)
     data = parser.add_argument_group(
         "data (default: Shakespeare's plays, bundled in data/shakespeare.txt.gz)"
@@ -165,7 +204,7 @@ def parse_args(argv):
     )
     generate.add_argument(
         "--temperature",
-        type=float,
+        type=positive_float,
         default=0.8,
         help="above 0; below 1 is safer and more repetitive, above 1 wilder (default: %(default)s)",
     )
@@ -181,12 +220,7 @@ def parse_args(argv):
         default=1,
         help="continuations to generate, as one batch (default: %(default)s)",
     )
-    return parser.parse_args(argv)
-
-
-def check_args(args):
-    if not args.temperature > 0:
-        raise UserError(f"--temperature must be above 0, got {args.temperature}")
+    args = parser.parse_args(argv)
     if args.top_k < 0:
         raise UserError(f"--top-k must be 0 (no limit) or more, got {args.top_k}")
     if not 0 <= args.dropout < 1:
@@ -194,6 +228,16 @@ def check_args(args):
     args.prompt = args.prompt.replace("\\n", "\n")
     if not args.prompt:
         raise UserError("--prompt must have at least one character")
+    if not args.load:  # a new run: can it be saved? Check before training.
+        args.out = prepare_out(args.out, "textgen", args.overwrite)
+        if args.quick:  # a smoke test: a slice of the text, a small model, a few short epochs
+            shrink_for_quick(
+                args, argv, units=[64], embedding_dim=16, seq_length=50, learning_rate=1e-2,
+                batch_size=32, steps_per_epoch=15, epochs=2, val_chars=5000, generate=200,
+                minutes=0.5,
+            )  # fmt: skip
+    values = vars(args) | {"units": tuple(args.units), "progress": common.progress_verbosity()}
+    return Config(**{name: values[name] for name in Config.__dataclass_fields__})
 
 
 # ---------------------------------------------------------------- data
@@ -245,11 +289,11 @@ def download_text(url, cache_dir):
     return read_text_file(cache_file, option=f"--url {url}: the download, cached as")
 
 
-def load_text(args):
-    if args.url:
-        return download_text(args.url, args.cache_dir), args.url
-    if args.text:
-        return read_text_file(args.text), str(args.text)
+def load_text(config):
+    if config.url:
+        return download_text(config.url, config.cache_dir), config.url
+    if config.text:
+        return read_text_file(config.text), str(config.text)
     return read_text_file(BUNDLED_TEXT), "Shakespeare's plays (data/shakespeare.txt.gz)"
 
 
@@ -278,6 +322,7 @@ class EpochReport(keras.callbacks.Callback):
         self.sample_settings = dict(temperature=temperature, top_k=top_k, seed=seed)
         self.sample_prompt, self.sample_length = sample_prompt, sample_length
         self.epochs, self.samples = [], []
+        self.best_weights = None  # kept here too: Ctrl-C skips EarlyStopping's restore
 
     def on_train_begin(self, logs=None):
         self.started = time.perf_counter()
@@ -304,8 +349,10 @@ class EpochReport(keras.callbacks.Callback):
             "val_bits_per_char": val_loss / math.log(2),
             "train_chars_per_second": (self.batches - 1) * self.chars_per_batch / training_seconds
             if self.batches > 1
-            else None,
+            else math.nan,  # one batch: the first is not timed (it includes compilation)
         }
+        if not self.epochs or val_loss < min(old["val_loss_nats"] for old in self.epochs):
+            self.best_weights = self.model.get_weights()
         self.epochs.append(row)
         text = self.sampler.generate(
             self.sample_prompt, self.sample_length, **self.sample_settings
@@ -313,7 +360,7 @@ class EpochReport(keras.callbacks.Callback):
         self.samples.append((row, text))
         speed = (
             f"{row['train_chars_per_second']:,.0f} chars/s"
-            if row["train_chars_per_second"]
+            if math.isfinite(row["train_chars_per_second"])
             else "(one batch: no speed)"
         )
         print(
@@ -325,20 +372,21 @@ class EpochReport(keras.callbacks.Callback):
 
 
 def mean_speed(epochs):
-    speeds = [row["train_chars_per_second"] for row in epochs if row["train_chars_per_second"]]
-    return float(np.mean(speeds)) if speeds else None
+    speeds = [row["train_chars_per_second"] for row in epochs]
+    speeds = [speed for speed in speeds if math.isfinite(speed)]
+    return float(np.mean(speeds)) if speeds else math.nan
 
 
-def build_model(args, vocabulary):
+def build_model(config, vocabulary):
     model = generation.build_char_model(
         vocabulary,
-        cell=args.cell,
-        units=tuple(args.units),
-        embedding_dim=args.embedding_dim,
-        dropout=args.dropout,
+        cell=config.cell,
+        units=config.units,
+        embedding_dim=config.embedding_dim,
+        dropout=config.dropout,
     )
     model.compile(
-        optimizer=keras.optimizers.Adam(args.learning_rate, clipnorm=1.0),
+        optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=1.0),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         # XLA compiles each training step into one fused program. On a GPU, "auto" lets Keras
         # pick the cuDNN kernels instead, which XLA cannot compile.
@@ -377,198 +425,254 @@ def plot_losses(epochs, baselines, path):
 # ---------------------------------------------------------------- generation
 
 
-def generate_and_print(sampler, args):
-    unknown = sampler.vocabulary.unknown_characters(args.prompt)
+def generate_and_print(sampler, config):
+    unknown = sampler.vocabulary.unknown_characters(config.prompt)
     if unknown:
         raise UserError(
             f"--prompt has characters the model never saw in training: {', '.join(map(repr, unknown))}; remove or replace them"
         )
     started = time.perf_counter()
     texts = sampler.generate(
-        args.prompt,
-        args.generate,
-        samples=args.samples,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        seed=args.seed,
+        config.prompt,
+        config.generate,
+        samples=config.samples,
+        temperature=config.temperature,
+        top_k=config.top_k,
+        seed=config.seed,
     )
     seconds = time.perf_counter() - started
     for number, text in enumerate(texts, start=1):
         heading = f"sample {number} of {len(texts)}" if len(texts) > 1 else "sample"
         print(
-            f"\n----- {heading} (temperature {args.temperature}"
-            + (f", top-k {args.top_k}" if args.top_k else "")
+            f"\n----- {heading} (temperature {config.temperature}"
+            + (f", top-k {config.top_k}" if config.top_k else "")
             + ") -----"
         )
-        print(args.prompt + text)
-    print(f"\n({len(texts) * args.generate:,} characters in {seconds:.2f} s, compilation included)")
+        print(config.prompt + text)
+    print(
+        f"\n({len(texts) * config.generate:,} characters in {seconds:.2f} s, compilation included)"
+    )
     return texts
 
 
-def generate_from_saved_run(args):
-    model = load_model_from_dir(args.load, app="textgen")
+def generate_from_saved_run(config):
+    model = load_model_from_dir(config.load, app="textgen")
     try:
         generation.vocabulary_of(model)
     except ValueError:
         raise UserError(
-            f"--load {args.load}: model.keras is not a character model from textgen.py (it has no vocabulary)"
+            f"--load {config.load}: model.keras is not a character model from textgen.py (it has no vocabulary)"
         ) from None
-    generate_and_print(generation.CharSampler(model), args)
+    generate_and_print(generation.CharSampler(model), config)
     return 0
 
 
-# ---------------------------------------------------------------- main
+# ---------------------------------------------------------------- the run's four steps
 
 
-@report_user_errors
-def main(argv=None):
-    args = parse_args(argv)
-    if not args.load:  # a new run: can it be saved? Check before training.
-        args.out = prepare_out(args.out, "textgen", args.overwrite)
-    check_args(args)
-    if args.load:
-        return generate_from_saved_run(args)
-    if args.quick:  # a smoke test: a slice of the text, a small model, a few short epochs
-        shrink_for_quick(
-            args,
-            argv,
-            units=[64],
-            embedding_dim=16,
-            seq_length=50,
-            learning_rate=1e-2,
-            batch_size=32,
-            steps_per_epoch=15,
-            epochs=2,
-            val_chars=5000,
-            generate=200,
-            minutes=0.5,
-        )
-    common.set_seed(args.seed)
+@dataclass
+class Corpus:
+    """The text, split by position, and its characters as ids of a training-text vocabulary."""
 
-    text, source = load_text(args)
-    if args.quick:
+    text: str
+    source: str
+    train_text: str  # the first 90%
+    held_out: str  # the last 10%
+    vocabulary: generation.CharacterVocabulary
+    train_ids: np.ndarray
+    val_ids: np.ndarray  # the scored start of the held-out text, one more id than is scored
+
+
+def load_data(config):
+    """Read the text, split it, and encode it with a vocabulary of the training part only."""
+    text, source = load_text(config)
+    if config.quick:
         text = text[:100_000]
-    train_text, val_text = split_text(text, args.seq_length)
+    train_text, held_out = split_text(text, config.seq_length)
     vocabulary = generation.CharacterVocabulary.from_text(train_text)  # training text only
-    train_ids, val_ids = (
-        vocabulary.encode(train_text),
-        vocabulary.encode(val_text)[: args.val_chars + 1],
-    )
-    unknown_in_val = int((val_ids == generation.UNKNOWN_ID).sum())
-    if len(val_ids) < args.seq_length + 1:
+    train_ids = vocabulary.encode(train_text)
+    val_ids = vocabulary.encode(held_out)[: config.val_chars + 1]
+    if len(val_ids) < config.seq_length + 1:
         raise UserError(
-            f"--val-chars {args.val_chars} is shorter than one sequence of --seq-length {args.seq_length}"
+            f"--val-chars {config.val_chars} is shorter than one sequence of --seq-length "
+            f"{config.seq_length}"
         )
-    prompt_unknown = vocabulary.unknown_characters(args.prompt)
+    prompt_unknown = vocabulary.unknown_characters(config.prompt)
     if prompt_unknown:
         raise UserError(
-            f"--prompt has characters the training text does not contain: {', '.join(map(repr, prompt_unknown))}; remove or replace them"
+            "--prompt has characters the training text does not contain: "
+            f"{', '.join(map(repr, prompt_unknown))}; remove or replace them"
         )
-
-    train = generation.sequence_dataset(train_ids, args.seq_length, args.batch_size, seed=args.seed)
-    validation = generation.sequence_dataset(val_ids, args.seq_length, args.batch_size)
-    batch_size = train.element_spec[0].shape[0]  # smaller than --batch-size for a short text
-    model = build_model(args, vocabulary)
-    baselines = generation.ngram_baselines(train_ids, val_ids, vocabulary.size)
-
+    unknown = int((val_ids == generation.UNKNOWN_ID).sum())
     print(
         f"Data: {source}: {len(text):,} characters, {len(vocabulary.characters)} distinct; "
-        f"training on the first {len(train_text):,}, validating on {len(val_ids) - 1:,} of the last {len(val_text):,}"
-        + (f" ({unknown_in_val} of them unknown to the vocabulary)" if unknown_in_val else "")
+        f"training on the first {len(train_text):,}, validating on {len(val_ids) - 1:,} of the "
+        f"last {len(held_out):,}"
+        + (f" ({unknown} of them unknown to the vocabulary)" if unknown else "")
     )
-    model_name = f"{args.cell.upper()}-{'-'.join(map(str, args.units))}"
-    print(
-        f"Training {model_name} ({model.count_params():,} weights), batches of {batch_size} x {args.seq_length} characters, "
-        f"{args.steps_per_epoch} batches per epoch, for up to {args.minutes:g} minutes or {args.epochs} epochs ..."
-    )
-    report = EpochReport(
-        batch_size * args.seq_length, args.prompt, 200, args.temperature, args.top_k, args.seed
-    )
-    train_started = time.perf_counter()
-    # Early stopping restores the best epoch's weights; the time budget ends a run on schedule.
-    common.fit(
-        model,
-        train,
-        validation,
-        epochs=args.epochs,
-        steps_per_epoch=args.steps_per_epoch,  # the training stream repeats forever
-        patience=3,
-        max_seconds=60 * args.minutes,
-        callbacks=[
-            keras.callbacks.ReduceLROnPlateau(
-                monitor="val_loss", factor=0.5, patience=1, min_lr=1e-4
-            ),
-            report,
-        ],
-    )
-    train_seconds = time.perf_counter() - train_started
-    best = min(report.epochs, key=lambda row: row["val_loss_nats"])
+    return Corpus(text, source, train_text, held_out, vocabulary, train_ids, val_ids)
 
+
+@dataclass
+class Trained:
+    """The model with its best epoch's weights, and each epoch's record."""
+
+    model: keras.Model
+    epochs: EpochReport  # .epochs: one row per epoch; .samples: a sample after each; .sampler
+    batch_size: int
+    seconds: float
+    interrupted: bool  # Ctrl-C ended training; the best epoch so far was kept
+
+    @property
+    def best(self):
+        return min(self.epochs.epochs, key=lambda row: row["val_loss_nats"])
+
+
+def train(corpus, config):
+    """Train until early stopping, the time budget, ``config.epochs`` or Ctrl-C; keep the best epoch."""
+    common.set_seed(config.seed)
+    train_batches = generation.sequence_dataset(
+        corpus.train_ids, config.seq_length, config.batch_size, seed=config.seed
+    )
+    validation = generation.sequence_dataset(corpus.val_ids, config.seq_length, config.batch_size)
+    batch_size = train_batches.element_spec[0].shape[0]  # below --batch-size for a short text
+    model = build_model(config, corpus.vocabulary)
+    print(
+        f"Training {config.model_name} ({model.count_params():,} weights), batches of "
+        f"{batch_size} x {config.seq_length} characters, {config.steps_per_epoch} batches per "
+        f"epoch, for up to {config.minutes:g} minutes or {config.epochs} epochs (Ctrl-C stops "
+        "and keeps the best epoch) ..."
+    )
+    epochs = EpochReport(
+        batch_size * config.seq_length, config.prompt, 200, config.temperature, config.top_k,
+        config.seed,
+    )  # fmt: skip
+    started, interrupted = time.perf_counter(), False
+    try:  # early stopping restores the best epoch's weights; the time budget ends on schedule
+        common.fit(
+            model, train_batches, validation, epochs=config.epochs,
+            steps_per_epoch=config.steps_per_epoch,  # the training stream repeats forever
+            patience=3, max_seconds=60 * config.minutes,
+            # A bar in a terminal; in a log, EpochReport's own line per epoch is the progress.
+            verbose=1 if config.progress == 1 else 0,
+            callbacks=[
+                keras.callbacks.ReduceLROnPlateau(
+                    monitor="val_loss", factor=0.5, patience=1, min_lr=1e-4
+                ),
+                epochs,
+            ],
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        if epochs.best_weights is None:  # not one epoch finished: nothing worth saving
+            raise
+        model.set_weights(epochs.best_weights)
+        interrupted = True
+        best = min(epochs.epochs, key=lambda row: row["val_loss_nats"])
+        print(
+            f"\nInterrupted during epoch {len(epochs.epochs) + 1}: keeping epoch {best['epoch']}, "
+            "the best so far, and saving it as a complete run (Ctrl-C again: nothing is saved)",
+            flush=True,
+        )
+    return Trained(model, epochs, batch_size, time.perf_counter() - started, interrupted)
+
+
+@dataclass
+class Report:
+    """The validation table beside the n-gram baselines, and the final samples."""
+
+    baselines: dict  # name -> validation nats per character
+    texts: list  # the samples generated with the best weights
+
+
+def report(corpus, trained, config):
+    """Put the best epoch beside the unigram and bigram baselines, then generate from it."""
+    baselines = generation.ngram_baselines(corpus.train_ids, corpus.val_ids, corpus.vocabulary.size)
     rows = {
         name: {"nats/char": value, "bits/char": value / math.log(2)}
         for name, value in baselines.items()
     }
-    rows[f"{model_name} (best epoch, {best['epoch']})"] = {
+    best = trained.best
+    rows[f"{config.model_name} (best epoch, {best['epoch']})"] = {
         "nats/char": best["val_loss_nats"],
         "bits/char": best["val_bits_per_char"],
     }
     print()
     common.print_table(
         rows,
-        title=f"Validation loss on {len(val_ids) - 1:,} held-out characters (lower is better):",
+        title=f"Validation loss on {len(corpus.val_ids) - 1:,} held-out characters (lower is better):",
         digits=3,
     )
-    texts = generate_and_print(report.sampler, args)  # the best epoch's weights, restored
+    texts = generate_and_print(trained.epochs.sampler, config)  # with the best epoch's weights
+    return Report(baselines, texts)
 
-    # Everything is computed; only now touch the output folder.
-    with run_folder(args.out, args.overwrite) as out:  # saved whole, or not at all
-        save_model_atomically(model, out / "model.keras")
-        metrics = {
-            "data": source,
-            "characters": {
-                "total": len(text),
-                "train": len(train_text),
-                "validation_scored": len(val_ids) - 1,
-                "vocabulary": len(vocabulary.characters),
-            },
-            "model": {
-                "cell": args.cell,
-                "units": args.units,
-                "embedding_dim": args.embedding_dim,
-                "dropout": args.dropout,
-                "weights": model.count_params(),
-            },
-            "training": {
-                "batch_size": batch_size,
-                "seq_length": args.seq_length,
-                "steps_per_epoch": args.steps_per_epoch,
-                "learning_rate": args.learning_rate,
-                "seconds": train_seconds,
-                "chars_per_second": mean_speed(report.epochs),
-            },
-            "epochs": report.epochs,
-            "best_epoch": best["epoch"],
-            "val_loss_nats": best["val_loss_nats"],
-            "val_bits_per_char": best["val_bits_per_char"],
-            "baselines_nats": baselines,
-            "seed": args.seed,
-        }
-        write_json(out / "metrics.json", metrics)
-        write_json(
-            out / "config.json", {"app": "textgen", "seed": args.seed}
-        )  # which app made the run
-        plot_losses(report.epochs, baselines, out / "loss.png")
-        with open(out / "samples.txt", "w", encoding="utf-8") as handle:
-            for row, sample in report.samples:
-                handle.write(
-                    f"===== after epoch {row['epoch']} ({row['wall_seconds'] / 60:.2f} min, validation {row['val_loss_nats']:.3f} nats/char) =====\n"
-                )
-                handle.write(args.prompt + sample + "\n\n")
-            handle.write(f"===== final, best weights (epoch {best['epoch']}) =====\n")
-            handle.write("\n\n".join(args.prompt + sample for sample in texts) + "\n")
-    print(f"\nSaved model.keras, metrics.json, loss.png and samples.txt in {args.out}/")
+
+def save(out, corpus, trained, found, config):
+    """Write the model, the metrics, the loss plot and every sample into ``out``."""
+    save_model_atomically(trained.model, out / "model.keras")
+    best = trained.best
+    metrics = {
+        "data": corpus.source,
+        "characters": {
+            "total": len(corpus.text),
+            "train": len(corpus.train_text),
+            "validation_scored": len(corpus.val_ids) - 1,
+            "vocabulary": len(corpus.vocabulary.characters),
+        },
+        "model": {
+            "cell": config.cell,
+            "units": list(config.units),
+            "embedding_dim": config.embedding_dim,
+            "dropout": config.dropout,
+            "weights": trained.model.count_params(),
+        },
+        "training": {
+            "batch_size": trained.batch_size,
+            "seq_length": config.seq_length,
+            "steps_per_epoch": config.steps_per_epoch,
+            "learning_rate": config.learning_rate,
+            "seconds": trained.seconds,
+            "chars_per_second": mean_speed(trained.epochs.epochs),
+            "interrupted": trained.interrupted,
+        },
+        "epochs": trained.epochs.epochs,
+        "best_epoch": best["epoch"],
+        "val_loss_nats": best["val_loss_nats"],
+        "val_bits_per_char": best["val_bits_per_char"],
+        "baselines_nats": found.baselines,
+        "seed": config.seed,
+    }
+    reasons = {
+        "train_chars_per_second": "the epoch had one batch, and the first is not timed",
+        "chars_per_second": "every epoch had one batch, and the first is not timed",
+    }
+    write_json(out / "metrics.json", metrics, reasons)
+    write_json(out / "config.json", {"app": "textgen", "seed": config.seed})  # who made it
+    plot_losses(trained.epochs.epochs, found.baselines, out / "loss.png")
+    with open(out / "samples.txt", "w", encoding="utf-8") as handle:
+        for row, sample in trained.epochs.samples:
+            handle.write(
+                f"===== after epoch {row['epoch']} ({row['wall_seconds'] / 60:.2f} min, "
+                f"validation {row['val_loss_nats']:.3f} nats/char) =====\n"
+            )
+            handle.write(config.prompt + sample + "\n\n")
+        handle.write(f"===== final, best weights (epoch {best['epoch']}) =====\n")
+        handle.write("\n\n".join(config.prompt + sample for sample in found.texts) + "\n")
+
+
+@report_user_errors
+def main(argv=None):
+    config = read_config(argv)
+    if config.load:
+        return generate_from_saved_run(config)
+    corpus = load_data(config)
+    trained = train(corpus, config)
+    found = report(corpus, trained, config)
+    # Everything is computed; only now touch the output folder, which gets the run whole or not at all.
+    with run_folder(config.out, config.overwrite) as out:
+        save(out, corpus, trained, found, config)
+    print(f"\nSaved model.keras, metrics.json, loss.png and samples.txt in {config.out}/")
     print(
-        f"Generate more: python apps/textgen.py --load {args.out} --generate 1000 --temperature 0.8"
+        f"Generate more: python apps/textgen.py --load {config.out} --generate 1000 --temperature 0.8"
     )
     return 0
 

@@ -38,7 +38,7 @@ def report_user_errors(main):
             return main(argv)
         except UserError as error:
             program = Path(main.__code__.co_filename).stem
-            print(f"{program}: error: {error}", file=sys.stderr)
+            print(f"{program}: error: {one_line(error)}", file=sys.stderr)
             return EXIT_USER_ERROR
         except KeyboardInterrupt:
             print("interrupted; nothing was saved", file=sys.stderr)
@@ -49,13 +49,20 @@ def report_user_errors(main):
         except OSError as error:  # the disk, not the code: full, removed, read-only
             program = Path(main.__code__.co_filename).stem
             where = f": {error.filename}" if error.filename else ""
-            print(
-                f"{program}: error: could not write{where} ({error.strerror or error})",
-                file=sys.stderr,
-            )
+            reason = one_line(error.strerror or error)
+            print(f"{program}: error: could not write{one_line(where)} ({reason})", file=sys.stderr)
             return EXIT_USER_ERROR
 
     return wrapper
+
+
+def one_line(message):
+    """``message`` as one line: a file name or a value holding a line break cannot split it.
+
+    >>> one_line("no column 'a\\nb'")
+    "no column 'a\\\\nb'"
+    """
+    return str(message).replace("\r", "\\r").replace("\n", "\\n")
 
 
 def common_parser(epochs=20, batch_size=64, app="app"):
@@ -121,9 +128,18 @@ def app_parser(doc, app, epochs, batch_size):
 class OneLineErrorParser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose errors are one line and a pointer to ``--help``, not the usage block."""
 
+    def parse_known_args(self, args=None, namespace=None):
+        # argparse (before Python 3.12) turns "--window=--" into an empty list that no type
+        # function sees; refuse it here like any other bad value.
+        for arg in sys.argv[1:] if args is None else args:
+            if isinstance(arg, str) and arg.startswith("--") and arg.endswith("=--"):
+                self.error(f"argument {arg[:-3]}: expected a value, got '--'")
+        return super().parse_known_args(args, namespace)
+
     def error(self, message):
         self.exit(
-            EXIT_USER_ERROR, f"{self.prog.removesuffix('.py')}: error: {message} (see --help)\n"
+            EXIT_USER_ERROR,
+            f"{self.prog.removesuffix('.py')}: error: {one_line(message)} (see --help)\n",
         )
 
 

@@ -31,7 +31,10 @@ def run_app(capsys):
     """Run an app's ``main(argv)``; return (exit status, stdout, stderr)."""
 
     def run(name, *argv):
-        status = load_app(name).main([str(arg) for arg in argv])
+        try:
+            status = load_app(name).main([str(arg) for arg in argv])
+        except SystemExit as exit:  # argparse ends a bad option (or --help) this way
+            status = exit.code
         captured = capsys.readouterr()
         return status, captured.out, captured.err
 

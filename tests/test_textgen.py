@@ -307,8 +307,9 @@ def bad_inputs(tmp_path):
         "empty file": (["--text", empty], "empty"),
         "not UTF-8": (["--text", latin1], "not UTF-8"),
         "too short": (["--text", short], "too short"),
-        "temperature 0": (["--temperature", "0"], "--temperature must be above 0"),
-        "negative temperature": (["--temperature", "-1"], "--temperature must be above 0"),
+        "temperature 0": (["--temperature", "0"], "--temperature: expected a finite positive"),
+        "negative temperature": (["--temperature", "-1"], "--temperature: expected a finite"),
+        "infinite temperature": (["--temperature", "inf"], "--temperature: expected a finite"),
         "negative top-k": (["--top-k", "-2"], "--top-k"),
         "missing model folder": (["--load", tmp_path / "nowhere"], "no such folder"),
         "folder without model": (["--load", no_model], "no model.keras"),
@@ -327,6 +328,7 @@ BAD_INPUT_CASES = [
     "too short",
     "temperature 0",
     "negative temperature",
+    "infinite temperature",
     "negative top-k",
     "missing model folder",
     "folder without model",
@@ -353,3 +355,45 @@ def test_unknown_prompt_characters_are_named(quick_run, run_app):
     status, out, err = run_app("textgen", "--load", quick_run[3], "--prompt", "Hi \u00e9\u263a")
     assert status == 2
     assert "'\u00e9'" in err and "'\u263a'" in err
+
+
+def interrupt_at(epoch, batch, monkeypatch):
+    """Make Ctrl-C arrive during ``epoch`` (1-based), after ``batch`` batches; return the kept weights."""
+    original = textgen.EpochReport.on_train_batch_end
+    kept = []
+
+    def on_train_batch_end(self, batch_number, logs=None):
+        original(self, batch_number, logs)
+        if len(self.epochs) == epoch - 1 and self.batches == batch:
+            kept.append(self.best_weights)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(textgen.EpochReport, "on_train_batch_end", on_train_batch_end)
+    return kept
+
+
+def test_ctrl_c_after_an_epoch_saves_the_best_epoch_as_a_complete_run(
+    run_app, tmp_path, monkeypatch
+):
+    kept = interrupt_at(epoch=2, batch=3, monkeypatch=monkeypatch)
+    status, out, err = run_app("textgen", "--quick", "--out", tmp_path / "run")
+    assert status == 0, err
+    assert "Interrupted during epoch 2: keeping epoch 1" in out
+    folder = tmp_path / "run"
+    assert sorted(path.name for path in folder.iterdir()) == [
+        "config.json", "loss.png", "metrics.json", "model.keras", "samples.txt",
+    ]  # fmt: skip
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["training"]["interrupted"] is True
+    assert metrics["best_epoch"] == 1 and len(metrics["epochs"]) == 1
+    reloaded = keras.models.load_model(folder / "model.keras")
+    for saved, best in zip(reloaded.get_weights(), kept[0]):
+        np.testing.assert_array_equal(saved, best)  # epoch 1's weights, not the half-trained ones
+
+
+def test_ctrl_c_before_the_first_epoch_ends_saves_nothing(run_app, tmp_path, monkeypatch):
+    interrupt_at(epoch=1, batch=2, monkeypatch=monkeypatch)
+    status, out, err = run_app("textgen", "--quick", "--out", tmp_path / "run")
+    assert status == 130
+    assert err.strip() == "interrupted; nothing was saved"
+    assert list(tmp_path.iterdir()) == []  # no run folder, no debris

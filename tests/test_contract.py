@@ -1,0 +1,289 @@
+"""The user contract, for every app, with generated bad input (hypothesis).
+
+Whatever a careless user or a hostile file gives an app, ``main()`` either
+works or ends with exit status 2 and exactly one line on stderr, never a
+traceback; and a run saved earlier is byte-identical afterwards, with no
+debris beside it. Examples are derandomized, so CI sees the same ones every
+time; each app's suite takes a few seconds.
+"""
+
+import contextlib
+import gzip
+import io
+import math
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from conftest import load_app
+
+APPS = ("forecast", "sentiment", "textgen", "anomaly")
+FUZZ = settings(
+    max_examples=int(os.environ.get("CONTRACT_EXAMPLES", 100)),  # more for a deeper search
+    deadline=None,
+    derandomize=True,  # the same examples on every run: CI never flakes
+    database=None,  # and no .hypothesis folder in the repository
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+# The smallest runs that still save every file; each contract test starts from one.
+SAVE = {
+    "forecast": ["--quick", "--epochs", "1"],
+    "sentiment": ["--quick", "--epochs", "1"],
+    "textgen": ["--quick", "--epochs", "1"],
+    "anomaly": ["--detector", "zscore"],
+}
+
+
+def call(app, *argv):
+    """Run ``apps/<app>.py``'s main in-process: (status, stdout, stderr)."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            status = load_app(app).main([str(arg) for arg in argv])
+        except SystemExit as exit:  # argparse ends a bad option this way
+            status = exit.code
+    return status, stdout.getvalue(), stderr.getvalue()
+
+
+def snapshot(folder):
+    """Every file under ``folder`` with its bytes and permission mode."""
+    return {
+        str(path.relative_to(folder)): (path.read_bytes(), path.stat().st_mode)
+        for path in sorted(Path(folder).rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """One saved run per app, each alone in its own folder: ``{app: run folder}``."""
+    runs = {}
+    for app in APPS:
+        run = tmp_path_factory.mktemp(app) / "run"
+        status, _, err = call(app, *SAVE[app], "--seed", "1", "--out", run)
+        assert status == 0, err
+        runs[app] = run
+    return runs
+
+
+def assert_contract(status, err, run, before, extra=()):
+    """Exit 2, one line on stderr, no traceback, the saved run untouched, nothing beside it."""
+    assert status == 2, err
+    assert len(err.splitlines()) == 1 and err.endswith("\n"), err
+    assert "Traceback" not in err and ": error: " in err, err
+    assert snapshot(run) == before
+    assert sorted(path.name for path in run.parent.iterdir()) == sorted(["run", *extra])
+
+
+# ---------------------------------------------------------------- generated bad input
+
+JUNK_VALUES = st.one_of(
+    st.text(max_size=12),
+    st.integers(-(10**12), 10**12).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.sampled_from(["nan", "inf", "-inf", "1e400", "", " ", "0x10", "1_0", "--", "-", "٣"]),
+)
+
+
+def is_int(text, low=1, high=math.inf):
+    try:
+        return low <= int(text) <= high
+    except ValueError:
+        return False
+
+
+def is_float(text, low, high, high_open=True):
+    try:
+        value = float(text)
+    except ValueError:
+        return False
+    return math.isfinite(value) and low <= value and (value < high if high_open else value <= high)
+
+
+positive = is_int
+seed = lambda text: is_int(text, 0, 2**32 - 1)  # noqa: E731
+VALID = {  # option -> which values the app accepts; the fuzzer draws the others
+    "forecast": {
+        "--window": positive, "--horizon": positive, "--units": positive, "--epochs": positive,
+        "--batch-size": positive, "--seed": seed,
+        "--dropout": lambda text: is_float(text, 0, 1),
+        "--val-fraction": lambda text: is_float(text, 0, 0.85) and float(text) > 0,
+        "--start": lambda text: False if len(text) != 10 else text[4] == "-",
+    },
+    "sentiment": {
+        "--units": positive, "--embedding-dim": positive, "--max-tokens": lambda text: is_int(text, 34),
+        "--max-length": positive, "--seeds": positive, "--seed": seed,
+        "--learning-rate": lambda text: is_float(text, 0, math.inf) and float(text) > 0,
+        "--dropout": lambda text: is_float(text, 0, 1),
+    },
+    "textgen": {
+        "--units": positive, "--seq-length": positive, "--steps-per-epoch": positive,
+        "--temperature": lambda text: is_float(text, 0, math.inf) and float(text) > 0,
+        "--top-k": lambda text: is_int(text, 0), "--minutes": lambda text: is_float(text, 0, math.inf),
+        "--seed": seed, "--generate": positive, "--samples": positive,
+    },
+    "anomaly": {
+        "--window": positive, "--units": positive, "--max-alarms": positive, "--seed": seed,
+        "--train-fraction": lambda text: is_float(text, 0, 1) and float(text) > 0,
+    },
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("app", APPS)
+@FUZZ
+@given(data=st.data())
+def test_a_bad_option_value_is_one_line_and_the_saved_run_is_untouched(app, saved, data):
+    option = data.draw(st.sampled_from(sorted(VALID[app])), label="option")
+    value = data.draw(JUNK_VALUES, label="value")
+    assume(not VALID[app][option](value))
+    run = saved[app]
+    before = snapshot(run)
+    # --overwrite: only the check of the bad value stands between this call and the saved run.
+    status, _, err = call(app, *SAVE[app], f"{option}={value}", "--out", run, "--overwrite")
+    assert_contract(status, err, run, before)
+
+
+def csv_text(draw, columns, rows, cells):
+    header = draw(st.lists(st.sampled_from(columns), min_size=1, max_size=4))
+    separator = draw(st.sampled_from([",", "\t", ";"]))
+    lines = [separator.join(header)]
+    for _ in range(draw(st.integers(0, rows))):
+        width = draw(st.integers(0, len(header) + 1))
+        lines.append(separator.join(draw(cells) for _ in range(width)))
+    return "\n".join(lines)
+
+
+CELLS = st.one_of(
+    st.sampled_from(["2020-01-02", "2020-13-45", "01/02/2020", "NaN", "inf", "-1", "0", "1e400"]),
+    st.sampled_from(
+        ["pos", "negative", "1", "0", "fresh", "", '"', "\\N", "2020-01-02T00:00+01:00"]
+    ),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.text(max_size=10),
+)
+
+
+@st.composite
+def hostile_file(draw, columns, rows):
+    """Bytes of a small CSV-like file, raw junk, or either gzipped (whole or truncated)."""
+    kind = draw(st.sampled_from(["csv", "bytes", "gzip", "truncated gzip"]))
+    if kind == "bytes":
+        return draw(st.binary(max_size=300)), ".csv"
+    content = csv_text(draw, columns, rows, CELLS).encode(
+        draw(st.sampled_from(["utf-8", "latin-1", "utf-16"])), errors="replace"
+    )
+    if kind == "csv":
+        return content, draw(st.sampled_from([".csv", ".tsv", ".txt"]))
+    packed = gzip.compress(content)
+    return (packed if kind == "gzip" else packed[: len(packed) // 2]), ".csv.gz"
+
+
+# Each app's data option, the columns its files use, and few enough rows to be always refused.
+DATA_FILES = {
+    "forecast": ("--csv", ["Date", "Close", "Open", "Price", "x", ""], 25),
+    "sentiment": ("--data", ["text", "label", "split", "review", ""], 15),
+    "textgen": ("--text", ["ROMEO", "text", ""], 8),
+    "anomaly": ("--csv", ["timestamp", "value", "is_anomaly", "x", ""], 14),
+}
+
+
+@pytest.mark.parametrize("app", APPS)
+@FUZZ
+@given(data=st.data())
+def test_a_hostile_data_file_is_one_line_and_the_saved_run_is_untouched(
+    app, saved, tmp_path_factory, data
+):
+    option, columns, rows = DATA_FILES[app]
+    content, suffix = data.draw(hostile_file(columns, rows), label="file")
+    folder = tmp_path_factory.mktemp("hostile")
+    path = folder / f"input{suffix}"
+    path.write_bytes(content)
+    run = saved[app]
+    before = snapshot(run)
+    status, _, err = call(app, *SAVE[app], option, path, "--out", run, "--overwrite")
+    assert_contract(status, err, run, before)
+    assert path.read_bytes() == content  # the input is never touched either
+
+
+@FUZZ
+@given(labels=st.one_of(st.binary(max_size=200), st.text(max_size=200).map(str.encode)))
+def test_a_hostile_labels_file_works_or_is_one_line(saved, tmp_path_factory, labels):
+    folder = tmp_path_factory.mktemp("labels")
+    csv = folder / "cpu.csv"
+    csv.write_text(
+        "timestamp,value\n"
+        + "".join(f"2024-01-01 {hour:02d}:00,{(hour * 7) % 11}\n" for hour in range(24))
+    )
+    (folder / "labels.json").write_bytes(labels)
+    run = saved["anomaly"]
+    before = snapshot(run)
+    status, _, err = call(
+        "anomaly", "--detector", "zscore", "--csv", csv, "--labels", folder / "labels.json",
+        "--out", folder / "new",
+    )  # fmt: skip
+    assert snapshot(run) == before
+    if status == 0:
+        assert (folder / "new" / "metrics.json").is_file()
+    else:
+        assert status == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+        assert sorted(path.name for path in folder.iterdir()) == ["cpu.csv", "labels.json"]
+
+
+@settings(FUZZ, max_examples=10)
+@given(texts=st.lists(st.text(max_size=40), min_size=1, max_size=4))
+def test_a_saved_model_reads_any_text_or_says_why_not(saved, texts):
+    """sentiment --predict and textgen --prompt with any characters: output, or one line."""
+    for app, option in (("sentiment", "--predict"), ("textgen", "--prompt")):
+        run = saved[app]
+        before = snapshot(run)
+        argv = [*texts] if app == "sentiment" else [texts[0], "--generate", "5"]
+        status, out, err = call(app, "--load", run, option, *argv)
+        assert snapshot(run) == before
+        if status == 0:
+            assert out.strip()
+        else:
+            assert status == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+
+
+# ---------------------------------------------------------------- a save that fails midway
+
+
+@pytest.mark.parametrize("app", APPS)
+@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_a_save_failing_midway_leaves_the_earlier_run_intact(app, failure, saved, monkeypatch):
+    """The disk fills up (or Ctrl-C arrives) after the model is written: nothing changes."""
+    module = load_app(app)
+    original = module.write_json
+
+    def write_json_then_fail(path, *args, **kwargs):
+        original(path, *args, **kwargs)  # one more file is half the run: then the failure
+        assert Path(path).parent != saved[app]  # never written into the earlier run
+        raise failure
+
+    monkeypatch.setattr(module, "write_json", write_json_then_fail)
+    run = saved[app]
+    before = snapshot(run)
+    status, _, err = call(app, *SAVE[app], "--seed", "2", "--out", run, "--overwrite")
+    if isinstance(failure, KeyboardInterrupt):
+        assert status == 130 and err == "interrupted; nothing was saved\n"
+    else:
+        assert status == 2 and err.count("\n") == 1 and "No space left" in err, err
+    assert snapshot(run) == before
+    assert [path.name for path in run.parent.iterdir()] == ["run"]  # no .partial debris
+
+
+def test_overwrite_replaces_a_run_whole_with_one_permission_mode(saved, tmp_path):
+    """--overwrite swaps in the complete new run; the old one's files do not linger."""
+    run = tmp_path / "run"
+    shutil.copytree(saved["forecast"], run)
+    (run / "notes.txt").write_text("the user's file, inside the old run")
+    status, _, err = call("forecast", *SAVE["forecast"], "--seed", "2", "--out", run, "--overwrite")
+    assert status == 0, err
+    names = sorted(path.name for path in run.iterdir())
+    assert "notes.txt" not in names and "model.keras" in names
+    assert len({path.stat().st_mode for path in run.iterdir()}) == 1
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]
