@@ -243,6 +243,12 @@ def read_config(argv):
 # ---------------------------------------------------------------- data
 
 
+def user_error(error):
+    """A file's problem found by ``common.text``, as the one line the user reads."""
+    hint = " (choose columns with --text-col and --label-col)" if "column" in str(error) else ""
+    return UserError(f"{error}{hint}")
+
+
 def load_rotten_tomatoes():
     frame = pd.read_csv(BUNDLED_CSV, keep_default_na=False)
     frame = frame[frame["text"].str.strip() != ""]
@@ -264,7 +270,10 @@ def load_rotten_tomatoes():
 
 
 def load_table(path, text_col, label_col):
-    frame = text.read_text_table(path, text_col, label_col, origin=f"--data {path}")
+    try:
+        frame = text.read_text_table(path, text_col, label_col, origin=f"--data {path}")
+    except ValueError as error:  # the file's fault: one line, with the options that choose columns
+        raise user_error(error) from None
     if "split" in frame.columns and {"train", "test"} <= set(frame["split"]):
         split = frame["split"].to_numpy()
         if "validation" not in set(split):  # carve validation out of train, as below
@@ -715,13 +724,16 @@ def use_saved_model(config):
             "was it saved by another app?"
         )
     if config.evaluate:
-        frame = text.read_text_table(
-            config.evaluate,
-            config.text_col,
-            config.label_col,
-            origin=f"--evaluate {config.evaluate}",
-            need_both=False,
-        )
+        try:
+            frame = text.read_text_table(
+                config.evaluate,
+                config.text_col,
+                config.label_col,
+                origin=f"--evaluate {config.evaluate}",
+                need_both=False,
+            )
+        except ValueError as error:
+            raise user_error(error) from None
         probabilities = predict_texts(model, frame["text"].to_numpy(dtype=object))
         labels = frame["label"].to_numpy()
         result = scores(labels, probabilities)

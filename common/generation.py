@@ -116,7 +116,7 @@ def build_char_model(
 
     >>> vocabulary = CharacterVocabulary.from_text("to be or not to be")
     >>> model = build_char_model(vocabulary, units=(16,), embedding_dim=8)
-    >>> model(np.ones((2, 7), dtype="int32")).shape
+    >>> tuple(model(np.ones((2, 7), dtype="int32")).shape)
     (2, 7, 9)
 
     Args:

@@ -71,7 +71,7 @@ def recurrent_layer(
     """One ``SimpleRNN``/``GRU``/``LSTM`` layer, optionally bidirectional.
 
     >>> layer = recurrent_layer("gru", 8, return_sequences=True)
-    >>> layer(keras.ops.zeros((2, 5, 3))).shape
+    >>> tuple(layer(keras.ops.zeros((2, 5, 3))).shape)
     (2, 5, 8)
     """
     layer_class = CELLS[check_cell(cell)]
@@ -168,7 +168,7 @@ def build_one_to_one(
     as a flat vector, with no notion of order.
 
     >>> model = build_one_to_one(input_dim=10, output_units=1)
-    >>> model(keras.ops.zeros((4, 10))).shape
+    >>> tuple(model(keras.ops.zeros((4, 10))).shape)
     (4, 1)
 
     Args:
@@ -209,7 +209,7 @@ def build_many_to_one(
     The RNN reads the whole sequence; its last hidden state feeds a dense head.
 
     >>> model = build_many_to_one((30, 1), output_units=1, cell="gru", units=(16, 8))
-    >>> model(keras.ops.zeros((4, 30, 1))).shape
+    >>> tuple(model(keras.ops.zeros((4, 30, 1))).shape)
     (4, 1)
 
     Args:
@@ -259,7 +259,7 @@ def build_many_to_many(
     future, which suits tagging but not next-step prediction.
 
     >>> model = build_many_to_many((None,), 65, vocab_size=65, embedding_dim=16)
-    >>> model(keras.ops.ones((2, 40), dtype="int64")).shape
+    >>> tuple(model(keras.ops.ones((2, 40), dtype="int64")).shape)
     (2, 40, 65)
 
     Args:
@@ -305,7 +305,7 @@ def build_one_to_many(
     class label turned into a curve, or an image feature vector into a caption.
 
     >>> model = build_one_to_many(input_dim=3, timesteps=12, output_units=1)
-    >>> model(keras.ops.zeros((4, 3))).shape
+    >>> tuple(model(keras.ops.zeros((4, 3))).shape)
     (4, 12, 1)
 
     Args:

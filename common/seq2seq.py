@@ -82,7 +82,7 @@ def build_encoder_decoder(
 
     >>> model = build_encoder_decoder((30, 1), (5, 1), output_units=1, attention="dot")
     >>> encoder_in, decoder_in = keras.ops.zeros((4, 30, 1)), keras.ops.zeros((4, 5, 1))
-    >>> model([encoder_in, decoder_in]).shape
+    >>> tuple(model([encoder_in, decoder_in]).shape)
     (4, 5, 1)
 
     Args:

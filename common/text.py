@@ -24,7 +24,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from common.cli import UserError
 from common.series import CSV_READ_ERRORS, error_reason
 
 # Every spelling of a binary label we accept, lower-cased. 1 is the positive class.
@@ -48,7 +47,7 @@ def parse_labels(values, origin="labels", need_both=True):
     [1, 0, 1, 0]
 
     Raises:
-        UserError: a value that is none of those, or (with ``need_both``) only
+        ValueError: a value that is none of those, or (with ``need_both``) only
             one class present: training a classifier needs both.
     """
     cleaned = [str(value).strip().lower() for value in values]
@@ -59,13 +58,13 @@ def parse_labels(values, origin="labels", need_both=True):
         shown = ", ".join(repr(value) for value in unknown[:5]) + (
             ", ..." if len(unknown) > 5 else ""
         )
-        raise UserError(
+        raise ValueError(
             f"{origin}: labels must be binary (0/1, pos/neg, positive/negative or fresh/rotten); "
             f"found {len(unknown)} other value(s): {shown}"
         )
     labels = np.array([LABEL_VALUES[value] for value in cleaned], dtype="int32")
     if need_both and len(labels) and len(set(labels.tolist())) < 2:
-        raise UserError(
+        raise ValueError(
             f"{origin}: every label is {LABEL_NAMES[labels[0]]}; a binary classifier needs both classes"
         )
     return labels
@@ -82,14 +81,15 @@ def read_text_table(
     test), if the file has one, is kept.
 
     Raises:
-        UserError: missing or unreadable file, missing column, non-binary labels.
+        ValueError: a missing or unreadable file, a missing column, non-binary labels;
+            the message starts with ``origin``.
     """
     import pandas as pd
 
     path = Path(path)
     origin = origin or str(path)
     if not path.is_file():
-        raise UserError(f"{origin}: no such file")
+        raise ValueError(f"{origin}: no such file")
     name = path.name.lower().removesuffix(".gz")
     if name.endswith((".tsv", ".tab")):
         separator = "\t"
@@ -102,18 +102,19 @@ def read_text_table(
                 first_line = handle.readline()
         except (OSError, EOFError, zlib.error) as error:  # EOFError: a truncated .gz
             reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
-            raise UserError(f"{origin}: cannot be read ({reason})") from None
+            raise ValueError(f"{origin}: cannot be read ({reason})") from None
         separator = "\t" if first_line.count("\t") > first_line.count(",") else ","
     try:
         frame = pd.read_csv(path, sep=separator, dtype=str, keep_default_na=False)
     except CSV_READ_ERRORS as error:
         reason = error_reason(error, limit=120)
-        raise UserError(f"{origin}: not a readable CSV/TSV ({reason})") from None
+        raise ValueError(f"{origin}: not a readable CSV/TSV ({reason})") from None
     columns = [text_col] + ([label_col] if need_labels else [])
-    for column, option in zip(columns, ("--text-col", "--label-col")):
+    for column, role in zip(columns, ("text", "label")):
         if column not in frame.columns:
-            raise UserError(
-                f"{origin}: no column '{column}'; columns are {', '.join(map(str, frame.columns))} (choose with {option})"
+            raise ValueError(
+                f"{origin}: expected a {role} column '{column}'; received columns "
+                f"{', '.join(map(str, frame.columns))}"
             )
     texts = frame[text_col].astype(str)
     keep = texts.str.strip() != ""
@@ -126,7 +127,7 @@ def read_text_table(
     if "split" in frame.columns and "split" not in (text_col, label_col):
         result["split"] = frame["split"][keep].str.strip().str.lower().to_numpy()
     if len(result) == 0:
-        raise UserError(f"{origin}: no rows with text in column '{text_col}'")
+        raise ValueError(f"{origin}: no rows with text in column '{text_col}'")
     return result
 
 
@@ -216,9 +217,9 @@ class TruncateTokens(keras.layers.Layer):
     over; one padding id (0, masked) is added, so such a text scores the same
     alone as beside others.
 
-    >>> TruncateTokens(3)(np.array([[5, 6, 7, 8]])).shape
+    >>> tuple(TruncateTokens(3)(np.array([[5, 6, 7, 8]])).shape)
     (1, 3)
-    >>> TruncateTokens(3)(np.zeros((2, 0), dtype="int64")).shape
+    >>> tuple(TruncateTokens(3)(np.zeros((2, 0), dtype="int64")).shape)
     (2, 1)
     """
 
