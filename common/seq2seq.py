@@ -96,8 +96,13 @@ def build_encoder_decoder(
             the decoder has the same depth and widths as the encoder.
         bidirectional: bidirectional *encoder*; the decoder stays forward-only
             (it cannot see outputs it has not produced) and is twice as wide.
-        attention: ``None``, ``"dot"`` (Luong, ``keras.layers.Attention``) or
-            ``"additive"`` (Bahdanau, ``keras.layers.AdditiveAttention``).
+        attention: ``None``, ``"dot"`` (Luong's dot score, ``keras.layers.Attention``)
+            or ``"additive"`` (``keras.layers.AdditiveAttention``: score
+            ``sum(scale * tanh(query + key))`` with one learned ``scale`` vector and
+            no query or key projections; not Bahdanau's attention, which projects
+            both and scores with the previous decoder state). Either way the
+            decoder's outputs query the encoder's, and the head reads
+            ``[decoder output; context]``.
         vocab_size / target_vocab_size: embed token-id inputs of the encoder /
             decoder (``mask_zero=True``, so id 0 is padding).
     """

@@ -2,15 +2,17 @@
 
 Each notebook is executed on a fresh kernel with nbclient, from ``notebooks/`` as
 the working directory, with ``RNN_WORKSHOP_QUICK=1`` (tiny data, one or two
-epochs) and the headless ``Agg`` plotting backend. Notebooks assert their own
-facts (a NumPy cell equal to Keras, hand gradients equal to finite differences,
-...), so a failed assertion in a notebook fails its test here.
+epochs) and Jupyter's inline plotting backend, so every figure is really drawn
+and a cell that plots must show an image. Notebooks assert their own facts (a
+NumPy cell equal to Keras, hand gradients equal to finite differences, ...), so
+a failed assertion in a notebook fails its test here.
 
 Outputs stay out of git so diffs show code, not numbers and images; run
 ``jupyter nbconvert --clear-output --inplace notebooks/*.ipynb`` before committing.
 """
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -68,7 +70,7 @@ def test_notebook_solutions_are_folded(path):
 
 @pytest.fixture(scope="module")
 def kernel_environment():
-    """Quick mode, headless plots, and this interpreter's directory first on PATH.
+    """Quick mode, inline plots (drawn to PNG), and this interpreter's directory first on PATH.
 
     jupyter_client starts the ``python3`` kernel with ``sys.executable`` (the
     interpreter running pytest, so the kernel sees the same ``common`` and
@@ -76,7 +78,7 @@ def kernel_environment():
     """
     saved = dict(os.environ)
     os.environ["RNN_WORKSHOP_QUICK"] = "1"
-    os.environ["MPLBACKEND"] = "Agg"
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
     yield
     os.environ.clear()
@@ -104,3 +106,26 @@ def test_notebook_runs_in_quick_mode(path, kernel_environment):
         if output.output_type == "error"
     ]
     assert not errors, f"{path.name}: {errors[0].ename}: {errors[0].evalue}"
+    # Every cell that draws must show its figure: a drawing bug cannot pass unseen.
+    silent = [
+        index
+        for index, cell in enumerate(notebook.cells)
+        if cell.cell_type == "code"
+        and PLOTS.search(cell.source)
+        and not any("image/png" in output.get("data", {}) for output in cell.outputs)
+    ]
+    assert not silent, f"{path.name}: cells {silent} draw but show no image"
+
+
+PLOTS = re.compile(r"plt\.show\(\)|plt\.subplots\(|\bshow_attention\(|common\.plot_")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=notebook_id)
+def test_notebook_follows_the_template(path):
+    """Title "# NN ...", the Colab cell next, solutions numbered "# Solution N: ..."."""
+    cells = nbformat.read(path, as_version=4).cells
+    assert cells[0].cell_type == "markdown" and cells[0].source.startswith(f"# {path.stem[:2]} ")
+    assert cells[1].cell_type == "code" and "google.colab" in cells[1].source
+    for cell in cells:
+        if cell.cell_type == "code" and cell.source.startswith("# Solution"):
+            assert re.match(r"# Solution \d+: \S", cell.source), cell.source[:60]
