@@ -44,6 +44,7 @@ from common.plotting import plot_alarms, plot_forecast, plot_history, save_figur
 from common.seq2seq import (  # noqa: E402
     attention_scores,
     build_encoder_decoder,
+    beam_search,
     predict_autoregressive,
     teacher_forcing_inputs,
 )

@@ -210,6 +210,68 @@ def predict_autoregressive(model, encoder_inputs, start_value, horizon=None, fee
     return outputs
 
 
+def beam_search(model, encoder_inputs, start_id, beam_width=3, horizon=None):
+    """Token decoding that keeps the ``beam_width`` most likely prefixes at every step.
+
+    Greedy decoding (:func:`predict_autoregressive` with ``argmax``) commits to
+    the likeliest token at each step; a token that looks second best now can
+    start the likelier sequence. Beam search extends each of the ``beam_width``
+    best prefixes by every token, keeps the ``beam_width`` best of those by
+    total log-probability, and returns the best complete sequence. With
+    ``beam_width=1`` it is greedy decoding. Like :func:`predict_autoregressive`,
+    each step re-runs the model over the whole horizon, for every beam at once.
+
+    >>> def model(inputs, training=False):  # P(step 0) = (.6, .4); step 1 depends on it
+    ...     first = np.tile([0.6, 0.4], (len(inputs[1]), 1))
+    ...     second = np.where(inputs[1][:, 1:2] == 0, [0.5, 0.5], [0.9, 0.1])
+    ...     return np.stack([first, second], axis=1)
+    >>> tokens, log_probability = beam_search(model, np.zeros((1, 1)), 7, 1, horizon=2)
+    >>> tokens.tolist(), round(float(np.exp(log_probability[0])), 2)  # greedy: .6 x .5
+    ([[0, 0]], 0.3)
+    >>> tokens, log_probability = beam_search(model, np.zeros((1, 1)), 7, 2, horizon=2)
+    >>> tokens.tolist(), round(float(np.exp(log_probability[0])), 2)  # beam: .4 x .9
+    ([[1, 0]], 0.36)
+
+    Args:
+        model: from :func:`build_encoder_decoder` with token-id decoder inputs and a
+            softmax output (batch, horizon, target_vocab_size).
+        encoder_inputs: (batch, timesteps) token ids, or (batch, timesteps, features).
+        start_id: the id the decoder reads first, as in :func:`teacher_forcing_inputs`.
+        beam_width: prefixes kept per example; 1 is greedy.
+        horizon: output steps; defaults to the model's decoder length.
+
+    Returns:
+        ``(tokens, log_probability)``: (batch, horizon) ids of the best sequence
+        found, and (batch,) its total log-probability.
+    """
+    if not (isinstance(beam_width, int) and beam_width >= 1):
+        raise ValueError(f"Expected beam_width to be a positive int. Received: {beam_width!r}")
+    encoder_inputs = np.asarray(encoder_inputs)
+    horizon = horizon or model.inputs[1].shape[1]
+    if horizon is None:
+        raise ValueError("Expected horizon for a model whose decoder length is None.")
+    batch = len(encoder_inputs)
+    tokens = np.zeros((batch, 1, horizon), dtype="int64")  # one empty prefix per example
+    totals = np.zeros((batch, 1))
+    for step in range(horizon):
+        beams = tokens.shape[1]
+        decoder_inputs = np.zeros((batch * beams, horizon), dtype="int64")
+        decoder_inputs[:, 0] = start_id
+        decoder_inputs[:, 1 : step + 1] = tokens.reshape(batch * beams, horizon)[:, :step]
+        probabilities = keras.ops.convert_to_numpy(
+            model([np.repeat(encoder_inputs, beams, axis=0), decoder_inputs], training=False)
+        )[:, step]
+        vocab = probabilities.shape[-1]
+        log_probabilities = np.log(np.maximum(probabilities, 1e-30)).reshape(batch, beams, vocab)
+        candidates = (totals[..., None] + log_probabilities).reshape(batch, beams * vocab)
+        # Stable sort: among equal scores the lower index wins, as argmax does (width 1 = greedy).
+        best = np.argsort(-candidates, axis=1, kind="stable")[:, :beam_width]
+        tokens = np.take_along_axis(tokens, (best // vocab)[..., None], axis=1)
+        tokens[:, :, step] = best % vocab
+        totals = np.take_along_axis(candidates, best, axis=1)
+    return tokens[:, 0], totals[:, 0]
+
+
 def attention_scores(model, encoder_inputs, decoder_inputs):
     """Attention weights of a model built with ``attention=...``.
 

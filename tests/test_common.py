@@ -555,3 +555,40 @@ def test_load_model_from_dir_names_the_app_that_made_the_run(tmp_path):
     assert cli.saved_by(tmp_path) == "textgen"
     (tmp_path / "config.json").write_text("[" * 100_000)  # hostile: nested too deep to parse
     assert cli.saved_by(tmp_path) is None
+
+
+def token_encoder_decoder(seed=0):
+    """An untrained token-to-token encoder-decoder: random, so decoding choices are not trivial."""
+    common.set_seed(seed)
+    return common.build_encoder_decoder(
+        (12,), (6,), 9, cell="gru", units=(16,), vocab_size=20, target_vocab_size=9,
+        embedding_dim=8, attention="dot", output_activation="softmax",
+    )  # fmt: skip
+
+
+def test_beam_search_of_width_one_is_greedy_decoding():
+    model = token_encoder_decoder()
+    encoder_inputs = np.random.default_rng(0).integers(1, 20, size=(16, 12))
+    greedy = common.predict_autoregressive(
+        model, encoder_inputs, 1, feedback=lambda step: step.argmax(-1)
+    ).argmax(-1)
+    tokens, _ = common.beam_search(model, encoder_inputs, 1, beam_width=1)
+    np.testing.assert_array_equal(tokens, greedy)
+
+
+def test_beam_search_scores_its_sequence_as_the_model_does():
+    model = token_encoder_decoder(seed=1)
+    encoder_inputs = np.random.default_rng(1).integers(1, 20, size=(16, 12))
+    tokens, log_probability = common.beam_search(model, encoder_inputs, 1, beam_width=4)
+    greedy, greedy_log_probability = common.beam_search(model, encoder_inputs, 1, beam_width=1)
+    # Teacher forcing on the returned tokens gives each step's probability in one call.
+    probabilities = keras.ops.convert_to_numpy(
+        model([encoder_inputs, common.teacher_forcing_inputs(tokens, 1)])
+    )
+    chosen = np.take_along_axis(probabilities, tokens[..., None], axis=-1)[..., 0]
+    np.testing.assert_allclose(np.log(chosen).sum(axis=1), log_probability, rtol=1e-4)
+    # On these examples a wider beam never ends below greedy (not a theorem, but typical).
+    assert (log_probability >= greedy_log_probability - 1e-6).all()
+    assert (log_probability > greedy_log_probability + 1e-6).any()  # and sometimes above
+    with pytest.raises(ValueError, match="beam_width"):
+        common.beam_search(model, encoder_inputs, 1, beam_width=0)
