@@ -23,6 +23,118 @@ from common.models import (
 )
 
 ATTENTION = {"dot": layers.Attention, "additive": layers.AdditiveAttention}
+CELL_CLASSES = {"rnn": layers.SimpleRNNCell, "lstm": layers.LSTMCell, "gru": layers.GRUCell}
+
+
+@keras.saving.register_keras_serializable(package="common")
+class BahdanauAttention(layers.Layer):
+    """Additive attention as Bahdanau et al. (2015) wrote it, from ``Dense`` layers.
+
+    ``score(s, h_j) = v . tanh(s W_q + h_j W_k + b)``: the query ``s`` (the
+    decoder's previous state) and each key ``h_j`` (an encoder output) get
+    their own projection to ``units`` numbers; ``v`` turns the sum into one
+    score. A softmax over ``j`` gives the weights, and the context is the
+    weighted sum of the encoder outputs.
+
+    Call: ``attention(query, values, mask=None)`` with query (batch, query_dim),
+    values (batch, timesteps, value_dim) and mask (batch, timesteps) booleans
+    (False: padding, weight 0). Returns ``(context, weights)``: (batch,
+    value_dim) and (batch, timesteps).
+    """
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.query_projection = layers.Dense(units, use_bias=False, name="query_projection")
+        self.key_projection = layers.Dense(units, name="key_projection")
+        self.score = layers.Dense(1, use_bias=False, name="score")
+
+    def build(self, query_shape, values_shape):
+        self.query_projection.build(query_shape)
+        self.key_projection.build(values_shape)
+        self.score.build(tuple(values_shape[:-1]) + (self.units,))
+
+    def call(self, query, values, mask=None):
+        scores = self.score(
+            keras.ops.tanh(self.query_projection(query)[:, None, :] + self.key_projection(values))
+        )[..., 0]  # (batch, timesteps)
+        if mask is not None:  # padding gets exp(-1e9) = 0 after the softmax
+            scores = keras.ops.where(mask, scores, -1e9)
+        weights = keras.ops.softmax(scores, axis=-1)
+        return keras.ops.sum(weights[..., None] * values, axis=1), weights
+
+    def compute_mask(self, query, previous_mask=None):
+        return None  # the padding mask is used up here: a context vector has no time steps
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+@keras.saving.register_keras_serializable(package="common")
+class BahdanauDecoder(layers.Layer):
+    """A recurrent decoder that attends *before* each step, with its previous state.
+
+    At output step ``t``: ``context(t)`` = :class:`BahdanauAttention` of the
+    previous state ``s(t-1)`` over the encoder outputs; the cell reads
+    ``[y(t-1); context(t)]`` and gives ``s(t)``; the step's output is
+    ``[s(t); context(t)]``. So the context shapes the state itself, not only
+    the head, as in Bahdanau et al. (2015). The loop runs over a fixed number
+    of steps in Python (unrolled): decoders here are short.
+
+    Call: ``decoder([decoder_sequence, encoder_outputs], initial_state)`` with
+    decoder_sequence (batch, horizon, features), encoder_outputs (batch,
+    timesteps, encoder_units) and the encoder's final states. Returns
+    ``(outputs, weights)``: (batch, horizon, units + encoder_units) and
+    (batch, horizon, timesteps). Padding in the encoder (its Keras mask) gets
+    no attention.
+    """
+
+    def __init__(
+        self, units, cell="gru", attention_units=None, dropout=0.0, recurrent_dropout=0.0,
+        **kwargs,
+    ):  # fmt: skip
+        super().__init__(**kwargs)
+        self.units, self.cell_name = units, check_cell(cell)
+        self.attention_units = attention_units or units
+        self.dropout, self.recurrent_dropout = dropout, recurrent_dropout
+        self.cell = CELL_CLASSES[self.cell_name](
+            units, dropout=dropout, recurrent_dropout=recurrent_dropout, name="cell"
+        )
+        self.attention = BahdanauAttention(self.attention_units, name="bahdanau_attention")
+
+    def build(self, inputs_shape, initial_state_shape):
+        decoder_shape, encoder_shape = inputs_shape
+        self.attention.build((decoder_shape[0], self.units), encoder_shape)
+        self.cell.build((decoder_shape[0], decoder_shape[-1] + encoder_shape[-1]))
+
+    def call(self, inputs, initial_state, inputs_mask=None, training=False):
+        # Keras fills inputs_mask with the inputs' own masks: [decoder's, encoder's].
+        decoder_sequence, encoder_outputs = inputs
+        encoder_mask = None if inputs_mask is None else inputs_mask[1]
+        states = (
+            list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
+        )
+        outputs, weights = [], []
+        for step in range(decoder_sequence.shape[1]):
+            context, step_weights = self.attention(states[0], encoder_outputs, mask=encoder_mask)
+            step_input = keras.ops.concatenate([decoder_sequence[:, step], context], axis=-1)
+            output, states = self.cell(step_input, states, training=training)
+            outputs.append(keras.ops.concatenate([output, context], axis=-1))
+            weights.append(step_weights)
+        return keras.ops.stack(outputs, axis=1), keras.ops.stack(weights, axis=1)
+
+    def compute_mask(self, inputs, previous_mask=None):
+        return None
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "cell": self.cell_name,
+            "attention_units": self.attention_units,
+            "dropout": self.dropout,
+            "recurrent_dropout": self.recurrent_dropout,
+        }
 
 
 def _run_encoder(sequence, cell, units, bidirectional, dropout, recurrent_dropout):
@@ -102,7 +214,9 @@ def build_encoder_decoder(
             no query or key projections; not Bahdanau's attention, which projects
             both and scores with the previous decoder state). Either way the
             decoder's outputs query the encoder's, and the head reads
-            ``[decoder output; context]``.
+            ``[decoder output; context]``. ``"bahdanau"``: Bahdanau et al.'s
+            attention inside the recurrence (:class:`BahdanauDecoder`), one
+            recurrent layer and a fixed horizon.
         vocab_size / target_vocab_size: embed token-id inputs of the encoder /
             decoder (``mask_zero=True``, so id 0 is padding).
     """
@@ -110,9 +224,15 @@ def build_encoder_decoder(
     units = as_units_tuple(units)
     check_fraction("dropout", dropout)
     check_fraction("recurrent_dropout", recurrent_dropout)
-    if attention is not None and attention not in ATTENTION:
+    if attention is not None and attention not in (*ATTENTION, "bahdanau"):
         raise ValueError(
-            f'Expected attention in {{None, "dot", "additive"}}. Received: attention="{attention}"'
+            'Expected attention in {None, "dot", "additive", "bahdanau"}. '
+            f'Received: attention="{attention}"'
+        )
+    if attention == "bahdanau" and (len(units) != 1 or decoder_input_shape[0] is None):
+        raise ValueError(
+            "Expected one recurrent layer and a fixed horizon for Bahdanau attention. "
+            f"Received: units={units}, decoder_input_shape={decoder_input_shape}"
         )
 
     encoder_inputs, encoder_sequence = _sequence_input(
@@ -130,6 +250,13 @@ def build_encoder_decoder(
         encoder_sequence, cell, units, bidirectional, dropout, recurrent_dropout
     )
     directions = 2 if bidirectional else 1
+    if attention == "bahdanau":  # attention inside the recurrence: its own decoder layer
+        x, _ = BahdanauDecoder(
+            units[0] * directions, cell=cell, dropout=dropout,
+            recurrent_dropout=recurrent_dropout, name="attention",
+        )([decoder_sequence, encoder_outputs], encoder_states[0])  # fmt: skip
+        outputs = layers.Dense(output_units, activation=output_activation, name="head")(x)
+        return keras.Model([encoder_inputs, decoder_inputs], outputs, name=name)
     x = decoder_sequence
     for depth, layer_units in enumerate(units):
         x = CELLS[cell](
@@ -282,7 +409,9 @@ def attention_scores(model, encoder_inputs, decoder_inputs):
     try:
         layer = model.get_layer("attention")
     except ValueError:
-        raise ValueError("Expected a model built with attention='dot' or 'additive'.") from None
+        raise ValueError(
+            "Expected a model built with attention='dot', 'additive' or 'bahdanau'."
+        ) from None
     scores_model = keras.Model(model.inputs, layer.output[1])
     return keras.ops.convert_to_numpy(
         scores_model([np.asarray(encoder_inputs), np.asarray(decoder_inputs)])

@@ -53,7 +53,7 @@ def test_one_to_one_is_dense_only():
 
 
 @pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("attention", [None, "dot", "additive"])
+@pytest.mark.parametrize("attention", [None, "dot", "additive", "bahdanau"])
 def test_encoder_decoder_shape(cell, attention):
     model = common.build_encoder_decoder(
         (9, 2), (4, 1), output_units=3, cell=cell, units=(8,), attention=attention
@@ -592,3 +592,66 @@ def test_beam_search_scores_its_sequence_as_the_model_does():
     assert (log_probability > greedy_log_probability + 1e-6).any()  # and sometimes above
     with pytest.raises(ValueError, match="beam_width"):
         common.beam_search(model, encoder_inputs, 1, beam_width=0)
+
+
+def numpy_softmax(scores):
+    exponentials = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    return exponentials / exponentials.sum(axis=-1, keepdims=True)
+
+
+def test_bahdanau_attention_equals_the_formula_by_hand():
+    from common.seq2seq import BahdanauAttention
+
+    generator = np.random.default_rng(0)
+    query = generator.normal(size=(3, 5)).astype("float32")  # the decoder's previous state
+    values = generator.normal(size=(3, 7, 4)).astype("float32")  # the encoder outputs
+    mask = np.ones((3, 7), dtype=bool)
+    mask[2, 4:] = False  # the third sequence has 4 real steps
+    attention = BahdanauAttention(6)
+    context, weights = (keras.ops.convert_to_numpy(t) for t in attention(query, values, mask))
+    w_query = keras.ops.convert_to_numpy(attention.query_projection.kernel)
+    w_key = keras.ops.convert_to_numpy(attention.key_projection.kernel)
+    b_key = keras.ops.convert_to_numpy(attention.key_projection.bias)
+    v = keras.ops.convert_to_numpy(attention.score.kernel)[:, 0]
+    # score(s, h_j) = v . tanh(s W_q + h_j W_k + b), a softmax over j, then sum_j a_j h_j.
+    scores = np.tanh((query @ w_query)[:, None, :] + values @ w_key + b_key) @ v
+    expected = numpy_softmax(np.where(mask, scores, -np.inf))
+    np.testing.assert_allclose(weights, expected, atol=1e-6)
+    np.testing.assert_allclose(context, (expected[..., None] * values).sum(axis=1), atol=1e-5)
+    assert np.all(weights[2, 4:] == 0)
+
+
+def bahdanau_model(cell="gru"):
+    common.set_seed(0)
+    return common.build_encoder_decoder(
+        (12,), (6,), 9, cell=cell, units=(16,), vocab_size=20, target_vocab_size=9,
+        embedding_dim=8, attention="bahdanau", output_activation="softmax",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_bahdanau_decoder_is_causal_ignores_padding_and_reloads(cell, tmp_path):
+    model = bahdanau_model(cell)
+    generator = np.random.default_rng(1)
+    encoder_inputs = generator.integers(1, 20, size=(4, 12))
+    encoder_inputs[:, 8:] = 0  # padding
+    decoder_inputs = generator.integers(1, 9, size=(4, 6))
+    outputs = keras.ops.convert_to_numpy(model([encoder_inputs, decoder_inputs]))
+    # Step t reads decoder inputs 0..t only, so autoregressive decoding is exact.
+    changed = decoder_inputs.copy()
+    changed[:, 3:] = 1
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(model([encoder_inputs, changed]))[:, :3],
+        outputs[:, :3],
+        atol=1e-6,
+    )
+    weights = common.attention_scores(model, encoder_inputs, decoder_inputs)
+    assert weights.shape == (4, 6, 12) and np.all(weights[..., 8:] == 0)
+    np.testing.assert_allclose(weights.sum(axis=-1), 1.0, atol=1e-5)
+    model.save(tmp_path / "bahdanau.keras")
+    reloaded = keras.models.load_model(tmp_path / "bahdanau.keras")
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(reloaded([encoder_inputs, decoder_inputs])), outputs
+    )
+    with pytest.raises(ValueError, match="one recurrent layer"):
+        common.build_encoder_decoder((12, 1), (6, 1), 1, units=(8, 8), attention="bahdanau")
