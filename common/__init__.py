@@ -40,7 +40,13 @@ from common.models import (  # noqa: E402
     recurrent_layer,
     recurrent_stack,
 )
-from common.plotting import plot_alarms, plot_forecast, plot_history, save_figure  # noqa: E402
+from common.plotting import (  # noqa: E402
+    draw_recurrence,
+    plot_alarms,
+    plot_forecast,
+    plot_history,
+    save_figure,
+)
 from common.seq2seq import (  # noqa: E402
     attention_scores,
     build_encoder_decoder,

@@ -181,3 +181,67 @@ def plot_alarms(path, series, detection, title):
     for axis in (top, bottom):
         axis.grid(alpha=0.3)
     return save_figure(figure, path)
+
+
+def draw_recurrence(steps=4, path=None):
+    """The RNN drawn two ways: rolled (one cell with its feedback loop) and unrolled in time.
+
+    Left: one cell reads ``x(t)``, writes ``h(t)``, and feeds ``h(t)`` back to
+    itself for the next step. Right: the same cell copied ``steps`` times, each
+    copy passing its state to the next; every copy shares ``W``, ``U`` and ``b``.
+    Returns the figure, or saves it and returns ``path``.
+    """
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    if not (isinstance(steps, int) and steps >= 2):
+        raise ValueError(f"Expected steps to be an int of at least 2. Received: {steps!r}")
+    figure, (rolled, unrolled) = plt.subplots(
+        1, 2, figsize=(12, 3.4), gridspec_kw={"width_ratios": [1.6, steps + 0.6]}
+    )
+
+    def cell(axis, x, label="cell"):
+        axis.add_patch(
+            FancyBboxPatch(
+                (x - 0.35, 0.75),
+                0.7,
+                0.5,
+                boxstyle="round,pad=0.05",
+                facecolor="#dbe9f6",
+                edgecolor="#1f4e79",
+            )  # fmt: skip
+        )
+        axis.text(x, 1.0, label, ha="center", va="center", fontsize=11)
+        arrow(axis, (x, 0.05), (x, 0.7))  # input up into the cell
+        arrow(axis, (x, 1.3), (x, 1.95))  # state up out of the cell
+
+    def arrow(axis, start, end, **style):
+        axis.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=14,
+                                       color="#333333", **style))  # fmt: skip
+
+    cell(rolled, 0.5)
+    rolled.text(0.5, -0.1, "x(t)", ha="center", va="top", fontsize=11)
+    rolled.text(0.5, 2.05, "h(t)", ha="center", va="bottom", fontsize=11)
+    # The feedback loop: h(t) goes round, delayed one step, into the cell as h(t-1).
+    loop = "arc,angleA=0,angleB=0,armA=40,armB=40,rad=8"
+    arrow(rolled, (0.9, 1.15), (0.9, 0.85), connectionstyle=loop)
+    rolled.text(1.2, 1.0, "h(t-1)", ha="left", va="center", fontsize=9, color="#555555")
+    rolled.set(xlim=(-0.3, 2.1), title="rolled: one cell and a loop")
+
+    names = [f"{t}" for t in range(1, steps)] + ["T"]
+    for position, name in enumerate(names):
+        cell(unrolled, position * 1.6 + 0.5, label=f"cell {name}" if name != "T" else "cell T")
+        unrolled.text(position * 1.6 + 0.5, -0.1, f"x({name})", ha="center", va="top")
+        unrolled.text(position * 1.6 + 0.5, 2.05, f"h({name})", ha="center", va="bottom")
+        if position:
+            start = (position - 1) * 1.6 + 0.9
+            arrow(unrolled, (start, 1.0), (start + 0.8, 1.0))
+            unrolled.text(start + 0.4, 1.08, f"h({names[position - 1]})", ha="center",
+                          va="bottom", fontsize=8, color="#555555")  # fmt: skip
+    unrolled.set(
+        xlim=(-0.2, steps * 1.6),
+        title=f"unrolled over {steps} steps: the same W, U, b in every copy",
+    )
+    for axis in (rolled, unrolled):
+        axis.set(ylim=(-0.45, 2.4))
+        axis.axis("off")
+    return save_figure(figure, path) if path else _laid_out(figure)

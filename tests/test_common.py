@@ -655,3 +655,18 @@ def test_bahdanau_decoder_is_causal_ignores_padding_and_reloads(cell, tmp_path):
     )
     with pytest.raises(ValueError, match="one recurrent layer"):
         common.build_encoder_decoder((12, 1), (6, 1), 1, units=(8, 8), attention="bahdanau")
+
+
+def test_draw_recurrence_draws_one_cell_rolled_and_one_per_step_unrolled(tmp_path):
+    from matplotlib.patches import FancyBboxPatch
+
+    figure = common.draw_recurrence(steps=5)
+    rolled, unrolled = figure.axes
+    boxes = [sum(isinstance(p, FancyBboxPatch) for p in axis.patches) for axis in figure.axes]
+    assert boxes == [1, 5]  # one cell with its loop; five copies in time
+    texts = {text.get_text() for text in unrolled.texts}
+    assert {"x(1)", "h(T)", "cell T"} <= texts and "h(t-1)" in {t.get_text() for t in rolled.texts}
+    path = common.draw_recurrence(steps=3, path=tmp_path / "rnn.png")
+    assert path.read_bytes().startswith(b"\x89PNG")
+    with pytest.raises(ValueError, match="at least 2"):
+        common.draw_recurrence(steps=1)
