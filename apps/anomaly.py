@@ -40,20 +40,43 @@ series too short for --window gets a shorter window, said in one line.
 
 import argparse
 import json
+import os
+import signal
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+
+def stop_while_starting(signum, frame):
+    """Ctrl-C while TensorFlow loads, before main: one line and status 130, not a traceback."""
+    os.write(STDERR, b"interrupted; nothing was saved\n")  # fd 2 is silenced while TF loads
+    os._exit(130)
+
+
+if __name__ == "__main__":
+    STDERR = os.dup(2)
+    signal.signal(signal.SIGINT, stop_while_starting)
+
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal
-from common import alarms, anomaly, series as series_io
-from common.cli import UserError, app_parser, load_model_from_dir, positive_int, saved_by
-from common.cli import prepare_out, report_user_errors, run_folder, shrink_for_quick
-from common.cli import write_json
+from common import alarms, anomaly
+from common import series as series_io
+from common.cli import (
+    UserError,
+    app_parser,
+    load_model_from_dir,
+    positive_int,
+    positive_int_up_to,
+    prepare_out,
+    report_user_errors,
+    run_folder,
+    saved_by,
+    shrink_for_quick,
+    write_json,
+)
 
 import numpy as np
 import pandas as pd
-
 
 REPO = Path(__file__).resolve().parent.parent
 # name: (file in data/, length of its known normal prefix or None); see data/README.md.
@@ -123,7 +146,8 @@ def read_config(argv):
         help="monitor: the first F of each series is normal; fit there, alarm after")  # fmt: skip
     add("--window", type=positive_int, default=48,
         help="points the detector reads, after averaging (default: %(default)s)")  # fmt: skip
-    add("--units", type=positive_int, default=32, help="LSTM units (default: %(default)s)")
+    add("--units", type=positive_int_up_to(4096), default=32,
+        help="LSTM units (default: %(default)s)")  # fmt: skip
     add("--load", type=Path, metavar="DIR",
         help="monitor with a saved run's detector, scaler and threshold; nothing is refitted")  # fmt: skip
     args = parser.parse_args(argv)
@@ -391,6 +415,8 @@ def save_one(out, found, detection, rows, config, started):
     if config.load is None:  # everything --load needs to treat new data as this run did its own
         anomaly.save_detector(out, detection, app="anomaly", value_cols=found.columns,
                               series=found.name, seed=config.seed)  # fmt: skip
+    else:  # scores of new data, not a detector: say which run made them
+        write_json(out / "config.json", {"app": "anomaly", "scored_with": str(config.load)})
     save_series(
         out, found, detection, f"{found.name}: {NAMES[config.detector]}, {mode(detection, config)}"
     )
@@ -413,6 +439,7 @@ def save_many(out, results, rows, config, started):
         folder.mkdir(parents=True, exist_ok=True)
         save_series(folder, found, detection, f"{found.name}: {NAMES[detection.name]}")
     pd.DataFrame.from_dict(rows, orient="index").to_csv(out / "summary.csv", float_format="%.6g")
+    write_json(out / "config.json", {"app": "anomaly", "files": len(results)})  # who made it
     write_json(
         out / "metrics.json",
         {

@@ -25,11 +25,25 @@ the table says plainly whether this run did.
 import argparse
 import dataclasses
 import json
+import os
+import signal
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+
+
+def stop_while_starting(signum, frame):
+    """Ctrl-C while TensorFlow loads, before main: one line and status 130, not a traceback."""
+    os.write(STDERR, b"interrupted; nothing was saved\n")  # fd 2 is silenced while TF loads
+    os._exit(130)
+
+
+if __name__ == "__main__":
+    STDERR = os.dup(2)
+    signal.signal(signal.SIGINT, stop_while_starting)
 
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal
 from common.cli import (
@@ -37,6 +51,7 @@ from common.cli import (
     app_parser,
     load_model_from_dir,
     positive_int,
+    positive_int_up_to,
     prepare_out,
     report_user_errors,
     run_folder,
@@ -142,7 +157,7 @@ def read_config(argv):
     )
     model.add_argument(
         "--units",
-        type=positive_int,
+        type=positive_int_up_to(4096),
         nargs="+",
         default=[32],
         help="units per recurrent layer; several numbers stack layers, e.g. --units 64 32 (default: 32)",
@@ -190,6 +205,8 @@ def read_config(argv):
         help="skip training: forecast past the last date with the model saved in DIR",
     )
     args = parser.parse_args(argv)
+    if args.ticker is not None and not args.ticker.strip():
+        raise UserError("--ticker needs a symbol, for example --ticker MSFT")
     if not 0 <= args.dropout < 1:
         raise UserError(f"--dropout must be in [0, 1), got {args.dropout}")
     for name in ("val_fraction", "test_fraction"):
@@ -239,7 +256,8 @@ def read_price_csv(path, date_col, target_col):
                 f"--csv {path}: holds several tickers ({', '.join(tickers)}); save one ticker per file"
             )
         header[0] = "Date"
-        rows = raw.iloc[3:] if str(raw.iloc[2, 0]).strip() == "Date" else raw.iloc[2:]
+        has_date_row = len(raw) > 2 and str(raw.iloc[2, 0]).strip() == "Date"
+        rows = raw.iloc[3:] if has_date_row else raw.iloc[2:]
     frame = pd.DataFrame(rows.values, columns=header)
     return price_series(frame, date_col, target_col, origin=f"--csv {path}")
 
@@ -251,11 +269,11 @@ def price_series(frame, date_col, target_col, origin):
             raise UserError(
                 f"{origin}: no column '{column}'; columns are {', '.join(map(str, frame.columns))} (choose with {option})"
             )
-    dates = pd.to_datetime(
-        frame[date_col].astype(str).str.strip().str[:10], errors="coerce", format="%Y-%m-%d"
-    )
-    if dates.isna().any():
-        dates = pd.to_datetime(frame[date_col], errors="coerce")
+        if list(frame.columns).count(column) > 1:
+            raise UserError(f"{origin}: the column '{column}' appears more than once; rename one")
+    if len(frame) == 0:
+        raise UserError(f"{origin}: no data rows")
+    dates = parse_dates(frame[date_col])
     bad_dates = int(dates.isna().sum())
     if bad_dates:
         raise UserError(
@@ -294,6 +312,21 @@ def price_series(frame, date_col, target_col, origin):
     if duplicated:
         raise UserError(f"{origin}: {duplicated} dates appear more than once")
     return series
+
+
+def parse_dates(column):
+    """Dates from text: ISO first, then any layout pandas reads; NaT where none fits.
+
+    A trailing UTC offset ("+01:00", "Z") is dropped: a daily price belongs to
+    the exchange's own calendar day, whatever offset the export wrote.
+    """
+    text = column.astype(str).str.strip().str.replace(r"\s*(Z|[+-]\d\d:?\d\d)$", "", regex=True)
+    dates = pd.to_datetime(text.str[:10], errors="coerce", format="%Y-%m-%d")
+    if dates.isna().any():
+        with warnings.catch_warnings():  # "could not infer format": unreadable rows are counted
+            warnings.simplefilter("ignore")
+            dates = pd.to_datetime(text, errors="coerce", format="mixed")
+    return dates
 
 
 def download_prices(symbol, start, end, cache_dir):
@@ -631,6 +664,11 @@ def train(data, config):
         model, parts[0], parts[1], epochs=config.epochs, batch_size=config.batch_size,
         patience=4, verbose=config.progress,
     )  # fmt: skip
+    if (epoch := common.diverged(history)) is not None:
+        raise UserError(
+            f"training diverged: the loss stopped being a number in epoch {epoch}; "
+            "the data's daily returns may be extreme (check the prices)"
+        )
     return model, history, time.perf_counter() - started
 
 
@@ -767,6 +805,26 @@ def plot_run(out, data, found, config):
     )
 
 
+def check_saved_forecaster(model, scaler, window, horizon, folder):
+    """A saved model and its config.json must agree before they forecast anything."""
+    shapes = [tuple(tensor.shape) for tensor in model.inputs]
+    reads = shapes[0][1] if len(shapes[0]) == 3 else None
+    ahead = 1 if len(shapes) == 1 else shapes[1][1]
+    if reads is None or tuple(model.outputs[0].shape)[-1] != len(QUANTILES):
+        raise UserError(f"--load {folder}: model.keras is not a forecast model")
+    if (reads, ahead) != (window, horizon):
+        raise UserError(
+            f"--load {folder}: config.json says window {window} and horizon {horizon}, but "
+            f"model.keras reads {reads} days and forecasts {ahead}; the run is damaged"
+        )
+    numbers = np.concatenate([np.ravel(scaler.mean), np.ravel(scaler.scale)]).astype("float64")
+    if numbers.shape != (2,) or not np.isfinite(numbers).all() or numbers[1] <= 0:
+        raise UserError(
+            f"--load {folder}: config.json's scaler is damaged (expected one finite mean and one "
+            f"positive scale, got {numbers.tolist()[:4]})"
+        )
+
+
 def forecast_from_saved_run(config):
     """``--load``: forecast past the last date of the data with a saved model; nothing is trained."""
     model = load_model_from_dir(config.load, app="forecast")
@@ -775,10 +833,11 @@ def forecast_from_saved_run(config):
         saved = json.loads(config_path.read_text())
         scaler = common.StandardScaler.from_dict(saved["scaler"])
         window, horizon = int(saved["window"]), int(saved["horizon"])
-    except (OSError, ValueError, KeyError, TypeError, RecursionError) as error:
+    except (OSError, ValueError, KeyError, TypeError, OverflowError, RecursionError) as error:
         raise UserError(
             f"--load {config.load}: config.json is missing or damaged ({type(error).__name__})"
         ) from None
+    check_saved_forecaster(model, scaler, window, horizon, config.load)
     if config.csv is None and not config.ticker:  # the bundled data: the column the run used
         config = dataclasses.replace(config, target_col=saved.get("target_col", config.target_col))
     prices, source = load_prices(config)
@@ -791,7 +850,8 @@ def forecast_from_saved_run(config):
     if config.out is not None:
         with run_folder(config.out, config.overwrite) as out:
             future.to_csv(out / "forecast.csv", float_format="%.6g")
-        print(f"Saved forecast.csv in {config.out}/")
+            write_json(out / "config.json", {"app": "forecast", "forecast_with": str(config.load)})
+        print(f"Saved forecast.csv and config.json in {config.out}/")
     return 0
 
 

@@ -33,10 +33,24 @@ comparison.
 """
 
 import dataclasses
+import json
+import os
+import signal
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+
+def stop_while_starting(signum, frame):
+    """Ctrl-C while TensorFlow loads, before main: one line and status 130, not a traceback."""
+    os.write(STDERR, b"interrupted; nothing was saved\n")  # fd 2 is silenced while TF loads
+    os._exit(130)
+
+
+if __name__ == "__main__":
+    STDERR = os.dup(2)
+    signal.signal(signal.SIGINT, stop_while_starting)
 
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal
 import common.text as text
@@ -46,6 +60,7 @@ from common.cli import (
     load_model_from_dir,
     positive_float,
     positive_int,
+    positive_int_up_to,
     prepare_out,
     report_user_errors,
     run_folder,
@@ -146,13 +161,13 @@ def read_config(argv):
     )
     model.add_argument(
         "--units",
-        type=positive_int,
+        type=positive_int_up_to(4096),
         default=32,
         help="units per direction of the recurrent layer (default: %(default)s)",
     )
     model.add_argument(
         "--embedding-dim",
-        type=positive_int,
+        type=positive_int_up_to(4096),
         default=64,
         help="size of each word vector (default: %(default)s)",
     )
@@ -187,7 +202,7 @@ def read_config(argv):
     )
     model.add_argument(
         "--seeds",
-        type=positive_int,
+        type=positive_int_up_to(32),
         default=3,
         help="networks trained from different random starts and averaged (default: %(default)s)",
     )
@@ -312,35 +327,56 @@ def stratified_split(labels, seed, fractions=(0.8, 0.1, 0.1)):
     return split
 
 
-def load_imdb(cache_dir):
-    """IMDB's 25,000 + 25,000 reviews as raw text, rebuilt from keras.datasets.imdb's word index.
+IMDB_FILES = {  # the files keras.datasets.imdb downloads, with the hashes Keras checks them by
+    "imdb.npz": "69664113be75683a8fe16e3ed0ab59fda8886cb3cd7ada244f7d9544e4676b9f",
+    "imdb_word_index.json": "bfafd718b763782e994055a2d397834f",
+}
+IMDB_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 
-    Keras ships the reviews as word ids; joining the words back gives
-    lower-cased text without punctuation, which our vectorizer reads like any
-    other text. 10% of the training reviews (seeded) become the validation split.
+
+def load_imdb(cache_dir):
+    """IMDB's 25,000 + 25,000 reviews as raw text, rebuilt from the word index Keras ships.
+
+    Keras ships the reviews as word ids (a word's rank in the word index);
+    joining the words back gives lower-cased text without punctuation, which our
+    vectorizer reads like any other text. The two files are downloaded once into
+    ``cache_dir``. 10% of the training reviews (seeded) become the validation split.
     """
     cache_dir = Path(cache_dir)
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        (train_ids, train_labels), (test_ids, test_labels) = keras.datasets.imdb.load_data(
-            path=str(cache_dir / "imdb.npz")
-        )
-        word_index = keras.datasets.imdb.get_word_index(
-            path=str(cache_dir / "imdb_word_index.json")
-        )
+        paths = {
+            name: keras.utils.get_file(
+                name,
+                origin=IMDB_URL + name,
+                file_hash=file_hash,
+                cache_dir=str(cache_dir),
+                cache_subdir="",
+            )  # fmt: skip
+            for name, file_hash in IMDB_FILES.items()
+        }
     except Exception as error:  # keras.utils.get_file raises a bare Exception for network failures
         reason = str(error).splitlines()[0][:100] if str(error) else type(error).__name__
         raise UserError(
             f"--dataset imdb: could not download the IMDB reviews ({reason}); "
             "run without --dataset to use the bundled Rotten Tomatoes snippets (the default)"
         ) from None
-    words = {
-        index + 3: word for word, index in word_index.items()
-    }  # load_data shifts ids by index_from=3
+    try:
+        # The reviews are ragged arrays, stored pickled; get_file checked the file's hash above.
+        with np.load(paths["imdb.npz"], allow_pickle=True) as arrays:
+            train_ids, train_labels = arrays["x_train"], arrays["y_train"]
+            test_ids, test_labels = arrays["x_test"], arrays["y_test"]
+        word_index = json.loads(Path(paths["imdb_word_index.json"]).read_text())
+    except (OSError, ValueError, KeyError) as error:
+        raise UserError(
+            f"--dataset imdb: the files in {cache_dir} are damaged ({type(error).__name__}); "
+            "delete them to download again"
+        ) from None
+    words = {index: word for word, index in word_index.items()}
 
     def decode(reviews):
         return np.array(
-            [" ".join(words.get(i, "") for i in review if i >= 3) for review in reviews],
+            [" ".join(words[i] for i in review if i in words) for review in reviews],
             dtype=object,
         )
 
@@ -559,6 +595,16 @@ def train(corpus, config):
     train_texts, train_labels = corpus.splits["train"]
     vectorizer = text.make_vectorizer(train_texts, max_tokens=config.max_tokens)
     vocabulary_size = vectorizer.vocabulary_size()
+    words = vocabulary_size - 2  # padding and [UNK] are not words
+    if words < 1:
+        raise UserError(
+            "the training texts hold no words the tokenizer keeps (letters, digits, ! and ?)"
+        )
+    if config.pretrain == "ppmi" and words < config.embedding_dim:
+        raise UserError(
+            f"the training texts hold only {words} distinct words, fewer than --embedding-dim "
+            f"{config.embedding_dim}; use a smaller --embedding-dim, --pretrain none, or more text"
+        )
     token_ids = {
         part: text.vectorize(vectorizer, texts, config.max_length)
         for part, (texts, _) in corpus.splits.items()
@@ -592,6 +638,11 @@ def train(corpus, config):
             classifier, train_batches, validation_batches, epochs=config.epochs, patience=1,
             verbose=config.progress,
         ).history  # fmt: skip
+        if (epoch := common.diverged(history)) is not None:
+            raise UserError(
+                f"training diverged: the loss stopped being a number in epoch {epoch} of seed "
+                f"{seed}; lower --learning-rate (it is {config.learning_rate:g})"
+            )
         kept = int(np.argmin(history["val_loss"]))  # fit restores the lowest-loss weights
         print(
             f"  seed {seed}: {len(history['loss'])} epochs; kept epoch {kept + 1}, the lowest "
@@ -742,6 +793,11 @@ def use_saved_model(config):
         print(f"Accuracy {result['accuracy']:.4f} ({correct} of {len(labels)} correct)")
     if config.predict:
         texts = read_stdin_lines() if config.predict == ("-",) else list(config.predict)
+        for number, item in enumerate(texts, start=1):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:  # bytes that are not UTF-8 arrive as surrogates
+                raise UserError(f"--predict: text {number} is not UTF-8 text") from None
         kept = [t for t in texts if t.strip()]
         if not kept:
             raise UserError(

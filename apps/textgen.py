@@ -33,15 +33,30 @@ that never occur in the training text are an error that names them (they are
 not dropped). In --prompt, \\n stands for a new line.
 """
 
+import dataclasses
 import gzip
 import hashlib
 import math
+import os
+import signal
 import sys
 import time
 import urllib.error
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+
+
+def stop_while_starting(signum, frame):
+    """Ctrl-C while TensorFlow loads, before main: one line and status 130, not a traceback."""
+    os.write(STDERR, b"interrupted; nothing was saved\n")  # fd 2 is silenced while TF loads
+    os._exit(130)
+
+
+if __name__ == "__main__":
+    STDERR = os.dup(2)
+    signal.signal(signal.SIGINT, stop_while_starting)
 
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal
 import common.generation as generation
@@ -51,6 +66,7 @@ from common.cli import (
     load_model_from_dir,
     positive_float,
     positive_int,
+    positive_int_up_to,
     prepare_out,
     report_user_errors,
     run_folder,
@@ -131,14 +147,14 @@ def read_config(argv):
     )
     model.add_argument(
         "--units",
-        type=positive_int,
+        type=positive_int_up_to(4096),
         nargs="+",
         default=[256],
         help="units per recurrent layer; several numbers stack layers, e.g. --units 256 256 (default: 256)",
     )
     model.add_argument(
         "--embedding-dim",
-        type=positive_int,
+        type=positive_int_up_to(4096),
         default=64,
         help="size of each character's learned vector (default: %(default)s)",
     )
@@ -216,7 +232,7 @@ def read_config(argv):
     )
     generate.add_argument(
         "--samples",
-        type=positive_int,
+        type=positive_int_up_to(1024),
         default=1,
         help="continuations to generate, as one batch (default: %(default)s)",
     )
@@ -252,7 +268,7 @@ def read_text_file(path, option="--text"):
     if path.suffix == ".gz":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError):
+        except (OSError, EOFError, zlib.error):  # truncated, not gzip, or a damaged body
             raise UserError(f"{option} {path}: not a readable gzip file") from None
     try:
         text = raw.decode("utf-8")
@@ -497,12 +513,6 @@ def load_data(config):
             f"--val-chars {config.val_chars} is shorter than one sequence of --seq-length "
             f"{config.seq_length}"
         )
-    prompt_unknown = vocabulary.unknown_characters(config.prompt)
-    if prompt_unknown:
-        raise UserError(
-            "--prompt has characters the training text does not contain: "
-            f"{', '.join(map(repr, prompt_unknown))}; remove or replace them"
-        )
     unknown = int((val_ids == generation.UNKNOWN_ID).sum())
     print(
         f"Data: {source}: {len(text):,} characters, {len(vocabulary.characters)} distinct; "
@@ -511,6 +521,21 @@ def load_data(config):
         + (f" ({unknown} of them unknown to the vocabulary)" if unknown else "")
     )
     return Corpus(text, source, train_text, held_out, vocabulary, train_ids, val_ids)
+
+
+def prompt_for(corpus, config):
+    """The run's prompt: ``--prompt``, or, when the default does not fit the text, its first line."""
+    unknown = corpus.vocabulary.unknown_characters(config.prompt)
+    if not unknown:
+        return config
+    if config.prompt != Config.prompt:  # the user's own prompt: say what is wrong with it
+        raise UserError(
+            "--prompt has characters the training text does not contain: "
+            f"{', '.join(map(repr, unknown))}; remove or replace them"
+        )
+    start = corpus.train_text.lstrip()[:40].split("\n")[0][:20] or corpus.train_text[:1]
+    print(f"--prompt: the default {Config.prompt!r} does not fit this text; using {start!r}")
+    return dataclasses.replace(config, prompt=start)
 
 
 @dataclass
@@ -549,7 +574,7 @@ def train(corpus, config):
     )  # fmt: skip
     started, interrupted = time.perf_counter(), False
     try:  # early stopping restores the best epoch's weights; the time budget ends on schedule
-        common.fit(
+        history = common.fit(
             model, train_batches, validation, epochs=config.epochs,
             steps_per_epoch=config.steps_per_epoch,  # the training stream repeats forever
             patience=3, max_seconds=60 * config.minutes,
@@ -573,6 +598,12 @@ def train(corpus, config):
             "the best so far, and saving it as a complete run (Ctrl-C again: nothing is saved)",
             flush=True,
         )
+    else:
+        if (epoch := common.diverged(history)) is not None:
+            raise UserError(
+                f"training diverged: the loss stopped being a number in epoch {epoch}; lower "
+                f"--learning-rate (it is {config.learning_rate:g})"
+            )
     return Trained(model, epochs, batch_size, time.perf_counter() - started, interrupted)
 
 
@@ -665,6 +696,7 @@ def main(argv=None):
     if config.load:
         return generate_from_saved_run(config)
     corpus = load_data(config)
+    config = prompt_for(corpus, config)
     trained = train(corpus, config)
     found = report(corpus, trained, config)
     # Everything is computed; only now touch the output folder, which gets the run whole or not at all.

@@ -54,7 +54,14 @@ from common.seq2seq import (  # noqa: E402
     predict_autoregressive,
     teacher_forcing_inputs,
 )
-from common.training import QuantileLoss, TimeBudget, fit, progress_verbosity, set_seed  # noqa: E402
+from common.training import (  # noqa: E402
+    QuantileLoss,
+    TimeBudget,
+    diverged,
+    fit,
+    progress_verbosity,
+    set_seed,
+)
 
 # Topic modules. Importing them here registers their custom Keras layers, so a
 # saved sentiment or text-generation model reloads after a plain ``import common``.

@@ -30,16 +30,21 @@ class UserError(ValueError):
 
 
 def report_user_errors(main):
-    """Decorate ``main(argv=None)``: a :class:`UserError` prints one line and returns 2."""
+    """Decorate ``main(argv=None)``: a :class:`UserError` prints one line and returns 2.
+
+    So do the machine's limits: a disk that cannot be written (``OSError``) and
+    memory that runs out (``MemoryError``, TensorFlow's ``ResourceExhaustedError``).
+    Ctrl-C prints "interrupted; nothing was saved" and returns 130.
+    """
 
     @functools.wraps(main)
     def wrapper(argv=None):
+        program = Path(main.__code__.co_filename).stem
+        _restore_ctrl_c()
         try:
             return main(argv)
         except UserError as error:
-            program = Path(main.__code__.co_filename).stem
-            print(f"{program}: error: {one_line(error)}", file=sys.stderr)
-            return EXIT_USER_ERROR
+            return _one_line_error(program, error)
         except KeyboardInterrupt:
             print("interrupted; nothing was saved", file=sys.stderr)
             return 130
@@ -47,13 +52,36 @@ def report_user_errors(main):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 141
         except OSError as error:  # the disk, not the code: full, removed, read-only
-            program = Path(main.__code__.co_filename).stem
             where = f": {error.filename}" if error.filename else ""
-            reason = one_line(error.strerror or error)
-            print(f"{program}: error: could not write{one_line(where)} ({reason})", file=sys.stderr)
-            return EXIT_USER_ERROR
+            return _one_line_error(program, f"could not write{where} ({error.strerror or error})")
+        except Exception as error:
+            if not isinstance(error, MemoryError) and type(error).__name__ != (
+                "ResourceExhaustedError"  # TensorFlow's out of memory
+            ):
+                raise  # a bug: its traceback is what a bug report needs
+            return _one_line_error(
+                program, "out of memory; try smaller sizes (--units, --batch-size, ...)"
+            )
 
     return wrapper
+
+
+def _one_line_error(program, message):
+    print(f"{program}: error: {one_line(message)}", file=sys.stderr)
+    return EXIT_USER_ERROR
+
+
+def _restore_ctrl_c():
+    """Give Ctrl-C back to Python (KeyboardInterrupt) once ``main`` runs.
+
+    An app run as a script handles Ctrl-C itself while TensorFlow loads (one
+    line, no traceback); from ``main`` on, ``KeyboardInterrupt`` lets ``finally``
+    blocks clean up.
+    """
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def one_line(message):
@@ -62,7 +90,9 @@ def one_line(message):
     >>> one_line("no column 'a\\nb'")
     "no column 'a\\\\nb'"
     """
-    return str(message).replace("\r", "\\r").replace("\n", "\\n")
+    text = str(message).replace("\r", "\\r").replace("\n", "\\n")
+    # Bytes that are not UTF-8 reach Python as surrogates; show them as \udcff, not a crash.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def common_parser(epochs=20, batch_size=64, app="app"):
@@ -80,7 +110,7 @@ def common_parser(epochs=20, batch_size=64, app="app"):
     )
     group.add_argument(
         "--batch-size",
-        type=positive_int,
+        type=positive_int_up_to(65536),
         default=batch_size,
         help="examples per gradient step (default: %(default)s)",
     )
@@ -143,14 +173,24 @@ class OneLineErrorParser(argparse.ArgumentParser):
         )
 
 
-def positive_int(text):
+def positive_int(text, limit=10**6):
+    """An integer from 1 to ``limit``: sizes beyond it exhaust memory before they mean anything."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    if not 1 <= value <= limit:
+        raise argparse.ArgumentTypeError(f"expected an integer from 1 to {limit:,}, got {text}")
     return value
+
+
+def positive_int_up_to(limit):
+    """``positive_int`` with its own ``limit``, for an option such as ``--units`` (memory grows fast)."""
+
+    def checked(text):
+        return positive_int(text, limit)
+
+    return checked
 
 
 def positive_float(text):
@@ -300,12 +340,23 @@ def check_out_folder(out, overwrite=False, load=None):
         raise ValueError(
             f"Expected a folder of its own for the run. Received: {out}, which holds this one"
         )
+    if out.is_symlink():  # a link's target could be anything, or nothing: write only real folders
+        raise ValueError(
+            f"Expected a folder for the run, not a symbolic link. Received: {out} -> "
+            f"{os.readlink(out)}"
+        )
     if out.exists() and not out.is_dir():
         raise ValueError(
             f"Expected a folder to write the run into. Received: {out}, an existing file"
         )
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise ValueError(f"Expected a new or empty folder. Received: {out}, which holds files")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise ValueError(f"Expected a new or empty folder. Received: {out}, which holds files")
+        if saved_by(out) is None:  # replacing is for runs; a user's own folder is never deleted
+            raise ValueError(
+                "Expected a saved run to replace (its config.json names the app that made it). "
+                f"Received: {out}, which holds other files"
+            )
     parent = out.parent
     while not parent.exists():
         parent = parent.parent

@@ -678,7 +678,11 @@ def _format_step(step, unit):
     """A step as people write it: "5 min", "1 h", "2 days", "15.625 ms"; step indices as numbers."""
     if unit is None:
         return str(step)
-    nanoseconds = pd.Timedelta(step, unit=unit).value
+    try:
+        nanoseconds = pd.Timedelta(step, unit=unit).value
+    except OverflowError:  # centuries: more nanoseconds than 64 bits hold
+        seconds = step * {"s": 1, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}.get(unit, 1)
+        return f"{seconds / 86_400:,.0f} days"
     for size, label in ((86_400 * 10**9, "day"), (3600 * 10**9, "h"), (60 * 10**9, "min")):
         if nanoseconds % size == 0:
             count = nanoseconds // size

@@ -1,5 +1,6 @@
 """Seeding, the shared ``fit`` call, and the quantile (pinball) loss."""
 
+import itertools
 import time
 
 import keras
@@ -80,6 +81,7 @@ def fit(
         keras.callbacks.EarlyStopping(
             monitor=monitor, patience=patience, restore_best_weights=True
         ),
+        keras.callbacks.TerminateOnNaN(),  # a diverged run stops at once; see diverged()
         *callbacks,
     ]
     if max_seconds is not None:
@@ -94,6 +96,25 @@ def fit(
         )
     # A dataset shuffles itself (or must not be shuffled, like time-ordered windows).
     return model.fit(train, validation_data=validation, shuffle=False, **fit_kwargs)
+
+
+def diverged(history):
+    """The first epoch (1-based) whose training or validation loss is not finite, else None.
+
+    A learning rate far too large sends the weights to infinity and the loss to
+    NaN; :func:`fit` stops such a run, and this says whether it happened.
+
+    >>> diverged({"loss": [0.9, 0.5], "val_loss": [1.0, float("nan")]})
+    2
+    >>> diverged({"loss": [0.9, 0.5]}) is None
+    True
+    """
+    history = getattr(history, "history", history)
+    losses = [history.get(name, []) for name in ("loss", "val_loss")]
+    for epoch, values in enumerate(itertools.zip_longest(*losses, fillvalue=0.0), start=1):
+        if not np.isfinite(values).all():
+            return epoch
+    return None
 
 
 @keras.saving.register_keras_serializable(package="common")

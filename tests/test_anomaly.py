@@ -392,6 +392,9 @@ def test_messy_timestamps_are_repaired_and_reported(run_app, tmp_path):
 def guarded_out(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
+    (out / "config.json").write_text(
+        '{"app": "anomaly"}'
+    )  # a saved run: --overwrite may replace it
     (out / "scores.csv").write_text("precious")
     return out
 
@@ -405,7 +408,7 @@ def expect_user_error(run_app, guarded_out, *argv, match):
     assert len(lines) == 1 and lines[0].startswith("anomaly: error:"), err
     assert match in lines[0], lines[0]
     assert (guarded_out / "scores.csv").read_text() == "precious"
-    assert sorted(p.name for p in guarded_out.iterdir()) == ["scores.csv"]
+    assert sorted(p.name for p in guarded_out.iterdir()) == ["config.json", "scores.csv"]
     return lines[0]
 
 

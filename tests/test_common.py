@@ -455,7 +455,7 @@ def test_app_parser_takes_description_and_examples_from_the_docstring():
         (["--seed", "-1"], "expected a seed from 0 to 4294967295, got -1"),
         (["--seed", str(2**32)], "expected a seed from 0 to 4294967295"),
         (["--seed", "x"], "expected an integer seed, got 'x'"),
-        (["--epochs", "0"], "expected a positive integer, got 0"),
+        (["--epochs", "0"], "expected an integer from 1 to 1,000,000, got 0"),
         (["--batch-size", "1.5"], "expected a positive integer, got '1.5'"),
         (["--no-such-option"], "unrecognized arguments: --no-such-option"),
     ],
@@ -488,21 +488,34 @@ def test_run_folder_is_written_whole_or_not_at_all(tmp_path):
             raise RuntimeError("midway")
     assert list(tmp_path.iterdir()) == []  # no run, no debris
     with cli.run_folder(target) as folder:
-        (folder / "metrics.json").write_text("{}")
-    assert [p.name for p in target.iterdir()] == ["metrics.json"]
+        (folder / "config.json").write_text('{"app": "demo"}')
+    assert [p.name for p in target.iterdir()] == ["config.json"]
     with pytest.raises(ValueError, match="holds files"):
         cli.check_out_folder(target)
     with pytest.raises(KeyboardInterrupt):  # Ctrl-C while replacing: the earlier run stays
         with cli.run_folder(target, overwrite=True) as folder:
-            (folder / "metrics.json").write_text("new")
+            (folder / "config.json").write_text("new")
             raise KeyboardInterrupt
-    assert (target / "metrics.json").read_text() == "{}"
+    assert (target / "config.json").read_text() == '{"app": "demo"}'
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
     with cli.run_folder(target, overwrite=True) as folder:
-        (folder / "metrics.json").write_text("new")
-    assert (target / "metrics.json").read_text() == "new" and [
+        (folder / "config.json").write_text("new")
+    assert (target / "config.json").read_text() == "new" and [
         p.name for p in tmp_path.iterdir()
     ] == ["run"]
+
+
+def test_out_refuses_links_and_overwrites_only_runs(tmp_path):
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="not a symbolic link"):
+        cli.check_out_folder(tmp_path / "dangling")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "prices.csv").write_text("the user's own data")
+    with pytest.raises(ValueError, match="Expected a saved run to replace"):
+        cli.check_out_folder(mine, overwrite=True)
+    (mine / "config.json").write_text('{"app": "forecast"}')
+    cli.check_out_folder(mine, overwrite=True)  # a run: replacing it is what --overwrite is for
 
 
 def test_out_folder_checks(tmp_path):

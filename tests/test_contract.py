@@ -287,3 +287,102 @@ def test_overwrite_replaces_a_run_whole_with_one_permission_mode(saved, tmp_path
     assert "notes.txt" not in names and "model.keras" in names
     assert len({path.stat().st_mode for path in run.iterdir()}) == 1
     assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]
+
+
+# ---------------------------------------------------------------- found by attacking the apps
+
+
+def price_rows(dates, prices):
+    return "".join(f"{date},{price}\n" for date, price in zip(dates, prices))
+
+
+@pytest.fixture(scope="module")
+def hostile_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("found")
+    days = [f"{month:02d}/{day:02d}/2015" for month in range(1, 13) for day in range(1, 29)]
+    prices = [50 + (i % 7) + i / 30 for i in range(len(days))]
+    files = {
+        "dupcol.csv": "Date,Close,Close\n"
+        + "".join(f"2015-01-{d:02d},1,1\n" for d in range(1, 29)),
+        "truncated_yfinance.csv": "Price,Close\nTicker,AAPL\n",
+        "corrupt.txt.gz": None,
+        "y9999.csv": "timestamp,value\n9999-12-31 23:59:59,1\n"
+        + "".join(f"2020-01-01 {hour:02d}:00:00,{hour}\n" for hour in range(24)),
+        "few_words.csv": "text,label\n" + "good film,1\nbad film,0\n" * 100,
+        "no_words.csv": "text,label\n" + "😀 😀,1\n😡,0\n" * 100,
+    }
+    for name, content in files.items():
+        if content is not None:
+            (folder / name).write_text(content)
+    packed = bytearray(gzip.compress(("To be, or not to be. " * 4000).encode()))
+    packed[40:60] = bytes(20)  # a valid header, a damaged body
+    (folder / "corrupt.txt.gz").write_bytes(bytes(packed))
+    offsets = [f"{day} 00:00{'+01:00' if i % 2 else '+02:00'}" for i, day in enumerate(days)]
+    (folder / "offsets.csv").write_text("Date,Close\n" + price_rows(offsets, prices))
+    return folder
+
+
+FOUND = {  # app, arguments (FILE/ is the folder above), the line it must print
+    "duplicated column": ("forecast", ["--csv", "FILE/dupcol.csv"], "appears more than once"),
+    "truncated yfinance header": ("forecast", ["--csv", "FILE/truncated_yfinance.csv"], "no data rows"),
+    "empty ticker": ("forecast", ["--ticker", ""], "--ticker needs a symbol"),
+    "huge units": ("forecast", ["--units", "10000000"], "from 1 to 4,096"),
+    "huge batch": ("sentiment", ["--batch-size", "100000000000"], "from 1 to 65,536"),
+    "too few words": ("sentiment", ["--data", "FILE/few_words.csv"], "only 3 distinct words"),
+    "no words": ("sentiment", ["--data", "FILE/no_words.csv", "--pretrain", "none"], "no words"),
+    "damaged gzip body": ("textgen", ["--text", "FILE/corrupt.txt.gz"], "not a readable gzip"),
+    "too many samples": ("textgen", ["--samples", "100000000"], "from 1 to 1,024"),
+    "year 9999": ("anomaly", ["--csv", "FILE/y9999.csv"], "expected roughly regular times"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(FOUND))
+def test_what_attacking_the_apps_found_is_one_line(case, saved, hostile_files):
+    app, argv, message = FOUND[case]
+    argv = [arg.replace("FILE", str(hostile_files)) for arg in argv]
+    run = saved[app]
+    before = snapshot(run)
+    status, _, err = call(app, *SAVE[app], *argv, "--out", run, "--overwrite")
+    assert_contract(status, err, run, before)
+    assert message in err, err
+
+
+def test_dates_with_utc_offsets_keep_their_calendar_day(hostile_files):
+    prices = load_app("forecast").read_price_csv(hostile_files / "offsets.csv", "Date", "Close")
+    assert str(prices.index[0].date()) == "2015-01-01" and prices.index.is_monotonic_increasing
+
+
+def test_a_non_utf8_prediction_text_is_one_line(saved):
+    status, _, err = call("sentiment", "--load", saved["sentiment"], "--predict", "fine", "\udcff")
+    assert status == 2 and err == "sentiment: error: --predict: text 2 is not UTF-8 text\n"
+
+
+def test_a_diverging_run_says_so_in_one_line(saved, tmp_path):
+    for app in ("sentiment", "textgen"):
+        status, _, err = call(app, *SAVE[app], "--learning-rate", "1e308", "--out", tmp_path / app)
+        assert status == 2 and "training diverged" in err and len(err.splitlines()) == 1, err
+        assert not (tmp_path / app).exists()
+
+
+def test_out_of_memory_is_one_line(monkeypatch, saved):
+    module = load_app("anomaly")
+
+    class ResourceExhaustedError(Exception):  # TensorFlow's name for it
+        pass
+
+    def exhausted(*args, **kwargs):
+        raise ResourceExhaustedError("OOM when allocating tensor")
+
+    monkeypatch.setattr(module, "run_one", exhausted)
+    status, _, err = call("anomaly", "--detector", "zscore", "--out", saved["anomaly"].parent / "x")
+    assert status == 2 and err == (
+        "anomaly: error: out of memory; try smaller sizes (--units, --batch-size, ...)\n"
+    )
+
+
+def test_a_default_prompt_that_does_not_fit_the_text_is_replaced(tmp_path):
+    text = tmp_path / "lower.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog\n" * 3000)
+    status, out, err = call("textgen", *SAVE["textgen"], "--text", text, "--out", tmp_path / "r")
+    assert status == 0, err
+    assert "--prompt: the default 'Romeo.\\n' does not fit this text; using 'the quick" in out

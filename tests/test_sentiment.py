@@ -237,14 +237,25 @@ def test_evaluate_gives_the_hand_counted_accuracy(quick_run, run_app, tmp_path):
 
 
 def test_imdb_reviews_are_rebuilt_as_text_from_the_word_index(monkeypatch, tmp_path):
-    # keras.datasets.imdb shifts word ids by 3: 1 starts a review, 2 is an out-of-vocabulary word.
+    # The shipped reviews are word ranks in the word index; 0 never occurs as a word.
     word_index = {"the": 1, "film": 2, "was": 3, "great": 4, "awful": 5}
-    train = (np.array([[1, 4, 5, 6, 7], [1, 4, 5, 6, 8]] * 10, dtype=object), np.array([1, 0] * 10))
-    test = (np.array([[1, 5, 2, 7]], dtype=object), np.array([1]))
-    imdb = keras.datasets.imdb
-    monkeypatch.setattr(imdb, "load_data", lambda path: (train, test))
-    monkeypatch.setattr(imdb, "get_word_index", lambda path: word_index)
+    reviews = np.empty(20, dtype=object)
+    reviews[:] = [[1, 2, 3, 4], [1, 2, 3, 5]] * 10
+    test_reviews = np.empty(1, dtype=object)
+    test_reviews[:] = [[2, 4]]
+    np.savez(tmp_path / "imdb.npz", x_train=reviews, y_train=np.array([1, 0] * 10),
+             x_test=test_reviews, y_test=np.array([1]))  # fmt: skip
+    (tmp_path / "imdb_word_index.json").write_text(json.dumps(word_index))
+    fetched = []
+
+    def get_file(name, origin, file_hash, cache_dir, cache_subdir):
+        fetched.append((name, origin, cache_dir, cache_subdir))
+        return str(tmp_path / name)  # already "downloaded"
+
+    monkeypatch.setattr(keras.utils, "get_file", get_file)
     splits, unlabelled, source, _ = load_app("sentiment").load_imdb(tmp_path)
+    assert [name for name, *_ in fetched] == ["imdb.npz", "imdb_word_index.json"]
+    assert all(cache == str(tmp_path) and sub == "" for _, _, cache, sub in fetched)
     assert splits["test"][0].tolist() == ["film great"]
     assert sorted(set(splits["train"][0]) | set(splits["validation"][0])) == [
         "the film was awful",
@@ -317,6 +328,7 @@ def test_offline_imdb_names_the_default(run_app, tmp_path, monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", no_network)
     out = tmp_path / "run"
     out.mkdir()
+    (out / "config.json").write_text('{"app": "sentiment"}')  # an earlier run, to be kept
     (out / "metrics.json").write_text("keep me")
     status, _, stderr = run_app(
         "sentiment",
