@@ -62,6 +62,7 @@ import common  # first: keeps TensorFlow's start-up log noise out of the termina
 from common import alarms, anomaly
 from common import series as series_io
 from common.cli import (
+    RunOptions,
     UserError,
     app_parser,
     load_model_from_dir,
@@ -98,9 +99,11 @@ BASELINES = ("zscore", "discord", "holt-winters")
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(RunOptions):
     """Everything one run needs, read once from the command line."""
 
+    epochs: int = 10  # this app's own defaults for the shared options
+    batch_size: int = 64
     csv: tuple = ()
     series: str = "machine-temperature"
     labels: Path | None = None
@@ -113,14 +116,6 @@ class Config:
     train_fraction: float | None = None
     window: int = 48
     units: int = 32
-    epochs: int = 10
-    batch_size: int = 64
-    seed: int = 42
-    load: Path | None = None
-    out: Path | None = None
-    overwrite: bool = False
-    quick: bool = False
-    progress: int = 0  # Keras' verbose: a progress bar in a terminal, else one line per epoch
 
 
 def read_config(argv):
@@ -164,13 +159,12 @@ def read_config(argv):
     args.out = prepare_out(args.out, "anomaly", args.overwrite, args.load)
     if args.quick:  # a smoke test: a short window, a small model, a few epochs
         shrink_for_quick(args, argv, window=32, units=8, epochs=3)
-    values = vars(args) | {
-        "csv": tuple(args.csv),
-        "series": args.series or "machine-temperature",
-        "value_cols": tuple(args.value_cols) if args.value_cols else None,
-        "progress": common.progress_verbosity(),
-    }
-    return Config(**{name: values[name] for name in Config.__dataclass_fields__})
+    return Config.from_args(
+        args,
+        csv=tuple(args.csv),
+        series=args.series or "machine-temperature",
+        value_cols=tuple(args.value_cols) if args.value_cols else None,
+    )
 
 
 def mode(detection, config):

@@ -47,6 +47,7 @@ if __name__ == "__main__":
 
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal
 from common.cli import (
+    RunOptions,
     UserError,
     app_parser,
     load_model_from_dir,
@@ -75,9 +76,11 @@ NULL_REASONS = {  # why a figure in metrics.json can be null
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(RunOptions):
     """A forecast run's options, checked, after ``--quick``: what the run was asked to do."""
 
+    epochs: int = 30  # this app's own defaults for the shared options
+    batch_size: int = 64
     csv: Path | None = None
     ticker: str | None = None
     start: str | None = None
@@ -93,14 +96,6 @@ class Config:
     dropout: float = 0.0
     test_fraction: float = 0.15
     val_fraction: float = 0.15
-    epochs: int = 30
-    batch_size: int = 64
-    seed: int = 42
-    load: Path | None = None
-    out: Path | None = None
-    overwrite: bool = False
-    quick: bool = False
-    progress: int = 0  # Keras' verbose: a progress bar in a terminal, else one line per epoch
 
     @property
     def model_name(self):
@@ -222,8 +217,7 @@ def read_config(argv):
         args.out = prepare_out(args.out, "forecast", args.overwrite, args.load)
     if args.quick and not args.load:  # a smoke test: recent data, a small model, two epochs
         shrink_for_quick(args, argv, epochs=2, window=20, units=[8])
-    values = vars(args) | {"units": tuple(args.units), "progress": common.progress_verbosity()}
-    return Config(**{name: values[name] for name in Config.__dataclass_fields__})
+    return Config.from_args(args, units=tuple(args.units))
 
 
 # ---------------------------------------------------------------- data

@@ -55,6 +55,7 @@ if __name__ == "__main__":
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal
 import common.text as text
 from common.cli import (
+    RunOptions,
     UserError,
     app_parser,
     load_model_from_dir,
@@ -80,9 +81,11 @@ NULL_REASONS = {"ROC AUC": "the texts scored hold only one class"}
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(RunOptions):
     """A sentiment run's options, checked, after ``--quick``: what the run was asked to do."""
 
+    epochs: int = 8  # this app's own defaults for the shared options
+    batch_size: int = 32
     dataset: str = "rotten_tomatoes"
     data: Path | None = None
     text_col: str = "text"
@@ -98,16 +101,8 @@ class Config:
     pretrain: str = "ppmi"
     seeds: int = 3
     learning_rate: float = 5e-4
-    load: Path | None = None
     predict: tuple | None = None
     evaluate: Path | None = None
-    epochs: int = 8
-    batch_size: int = 32
-    seed: int = 42
-    out: Path | None = None
-    overwrite: bool = False
-    quick: bool = False
-    progress: int = 0  # Keras' verbose: a progress bar in a terminal, else one line per epoch
 
     @property
     def model_name(self):
@@ -248,11 +243,7 @@ def read_config(argv):
             f"--max-tokens {args.max_tokens} is too small for --embedding-dim {args.embedding_dim}: "
             f"it needs at least {args.embedding_dim + 2} (padding and [UNK] included)"
         )
-    values = vars(args) | {
-        "predict": tuple(args.predict) if args.predict else None,
-        "progress": common.progress_verbosity(),
-    }
-    return Config(**{name: values[name] for name in Config.__dataclass_fields__})
+    return Config.from_args(args, predict=tuple(args.predict) if args.predict else None)
 
 
 # ---------------------------------------------------------------- data

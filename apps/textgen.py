@@ -61,6 +61,7 @@ if __name__ == "__main__":
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal
 import common.generation as generation
 from common.cli import (
+    RunOptions,
     UserError,
     app_parser,
     load_model_from_dir,
@@ -86,9 +87,11 @@ VALIDATION_FRACTION = 0.1  # the last 10% of the text
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(RunOptions):
     """A textgen run's options, checked, after ``--quick``: what the run was asked to do."""
 
+    epochs: int = 100  # this app's own defaults for the shared options
+    batch_size: int = 32
     text: Path | None = None
     url: str | None = None
     cache_dir: Path = Path.home() / ".cache" / "rnn-workshop" / "textgen"
@@ -101,19 +104,11 @@ class Config:
     steps_per_epoch: int = 200
     val_chars: int = 100_000
     learning_rate: float = 5e-3
-    load: Path | None = None
     generate: int = 500
     prompt: str = "Romeo.\n"
     temperature: float = 0.8
     top_k: int = 0
     samples: int = 1
-    epochs: int = 100
-    batch_size: int = 32
-    seed: int = 42
-    out: Path | None = None
-    overwrite: bool = False
-    quick: bool = False
-    progress: int = 0  # Keras' verbose: a progress bar in a terminal, else one line per epoch
 
     @property
     def model_name(self):
@@ -252,8 +247,7 @@ def read_config(argv):
                 batch_size=32, steps_per_epoch=15, epochs=2, val_chars=5000, generate=200,
                 minutes=0.5,
             )  # fmt: skip
-    values = vars(args) | {"units": tuple(args.units), "progress": common.progress_verbosity()}
-    return Config(**{name: values[name] for name in Config.__dataclass_fields__})
+    return Config.from_args(args, units=tuple(args.units))
 
 
 # ---------------------------------------------------------------- data

@@ -19,6 +19,7 @@ import signal
 import sys
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -93,6 +94,31 @@ def one_line(message):
     text = str(message).replace("\r", "\\r").replace("\n", "\\n")
     # Bytes that are not UTF-8 reach Python as surrogates; show them as \udcff, not a crash.
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What every app's options hold (see :func:`common_parser`); each app's ``Config`` extends it.
+
+    Frozen: once read and checked, a run's options do not change under it.
+    """
+
+    epochs: int = 20
+    batch_size: int = 64
+    seed: int = 42
+    load: Path | None = None
+    out: Path | None = None
+    overwrite: bool = False
+    quick: bool = False
+    progress: int = 0  # Keras' verbose: a progress bar in a terminal, else one line per epoch
+
+    @classmethod
+    def from_args(cls, args, **converted):
+        """The config of parsed ``args``; ``converted`` gives values that need changing (lists)."""
+        from common.training import progress_verbosity
+
+        given = vars(args) | {"progress": progress_verbosity()} | converted
+        return cls(**{name: given[name] for name in cls.__dataclass_fields__})
 
 
 def common_parser(epochs=20, batch_size=64, app="app"):
