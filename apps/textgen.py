@@ -361,8 +361,11 @@ class EpochReport(keras.callbacks.Callback):
             if self.batches > 1
             else math.nan,  # one batch: the first is not timed (it includes compilation)
         }
-        if not self.epochs or val_loss < min(old["val_loss_nats"] for old in self.epochs):
-            self.best_weights = self.model.get_weights()
+        finite = [
+            old["val_loss_nats"] for old in self.epochs if math.isfinite(old["val_loss_nats"])
+        ]
+        if math.isfinite(val_loss) and (not finite or val_loss < min(finite)):
+            self.best_weights = self.model.get_weights()  # never a diverged (NaN) epoch
         self.epochs.append(row)
         text = self.sampler.generate(
             self.sample_prompt, self.sample_length, **self.sample_settings

@@ -54,7 +54,8 @@ def report_user_errors(main):
             return 141
         except OSError as error:  # the disk, not the code: full, removed, read-only
             where = f": {error.filename}" if error.filename else ""
-            return _one_line_error(program, f"could not write{where} ({error.strerror or error})")
+            reason = error.strerror or error
+            return _one_line_error(program, f"could not read or write{where} ({reason})")
         except Exception as error:
             if not isinstance(error, MemoryError) and type(error).__name__ != (
                 "ResourceExhaustedError"  # TensorFlow's out of memory
@@ -432,10 +433,15 @@ def run_folder(target, overwrite=False):
             try:
                 os.replace(temporary, target)
             except OSError:
-                os.replace(old / "run", target)  # put the earlier run back before giving up
-                raise
-            finally:
+                try:
+                    os.replace(old / "run", target)  # put the earlier run back before giving up
+                except OSError:  # keep the only copy where it is, and say where
+                    raise OSError(
+                        f"the earlier run could not be put back; it is in {old}"
+                    ) from None
                 shutil.rmtree(old, ignore_errors=True)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(temporary, target)
         temporary = None

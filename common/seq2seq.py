@@ -111,6 +111,10 @@ class BahdanauDecoder(layers.Layer):
         # Keras fills inputs_mask with the inputs' own masks: [decoder's, encoder's].
         decoder_sequence, encoder_outputs = inputs
         encoder_mask = None if inputs_mask is None else inputs_mask[1]
+        # keras.layers.RNN clears a cell's cached dropout masks on every call; so must we,
+        # or one batch's mask (from another traced graph) is reused for the next.
+        self.cell.reset_dropout_mask()
+        self.cell.reset_recurrent_dropout_mask()
         states = (
             list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
         )
@@ -124,7 +128,10 @@ class BahdanauDecoder(layers.Layer):
         return keras.ops.stack(outputs, axis=1), keras.ops.stack(weights, axis=1)
 
     def compute_mask(self, inputs, previous_mask=None):
-        return None
+        # The outputs keep the decoder's own padding mask (as a plain RNN decoder's would);
+        # the attention weights carry none.
+        decoder_mask = None if previous_mask is None else previous_mask[0]
+        return [decoder_mask, None]
 
     def get_config(self):
         return {

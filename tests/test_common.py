@@ -683,3 +683,22 @@ def test_draw_recurrence_draws_one_cell_rolled_and_one_per_step_unrolled(tmp_pat
     assert path.read_bytes().startswith(b"\x89PNG")
     with pytest.raises(ValueError, match="at least 2"):
         common.draw_recurrence(steps=1)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_bahdanau_decoder_trains_with_dropout_on_batches_of_any_size(cell):
+    common.set_seed(0)
+    model = common.build_encoder_decoder(
+        (12,), (6,), 9, cell=cell, units=(16,), vocab_size=20, target_vocab_size=9,
+        embedding_dim=8, attention="bahdanau", dropout=0.2, recurrent_dropout=0.2,
+        output_activation="softmax",
+    )  # fmt: skip
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    generator = np.random.default_rng(2)
+    encoder_inputs = generator.integers(1, 20, size=(50, 12))  # 50 = batches of 16, 16, 16, 2
+    decoder_inputs = generator.integers(1, 9, size=(50, 6))
+    history = model.fit(
+        [encoder_inputs, decoder_inputs], decoder_inputs, batch_size=16, epochs=2, verbose=0
+    )
+    assert np.isfinite(history.history["loss"]).all()
+    assert history.history["loss"][1] < history.history["loss"][0]
