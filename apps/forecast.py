@@ -50,6 +50,7 @@ from common.cli import (
     RunOptions,
     UserError,
     app_parser,
+    dropout_rate,
     load_model_from_dir,
     positive_int,
     positive_int_up_to,
@@ -177,7 +178,7 @@ def read_config(argv):
     )
     model.add_argument(
         "--dropout",
-        type=float,
+        type=dropout_rate,
         default=0.0,
         help="dropout on recurrent inputs (default: %(default)s)",
     )
@@ -202,8 +203,6 @@ def read_config(argv):
     args = parser.parse_args(argv)
     if args.ticker is not None and not args.ticker.strip():
         raise UserError("--ticker needs a symbol, for example --ticker MSFT")
-    if not 0 <= args.dropout < 1:
-        raise UserError(f"--dropout must be in [0, 1), got {args.dropout}")
     for name in ("val_fraction", "test_fraction"):
         if not 0 < getattr(args, name) < 1:
             option = "--" + name.replace("_", "-")

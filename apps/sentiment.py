@@ -58,6 +58,7 @@ from common.cli import (
     RunOptions,
     UserError,
     app_parser,
+    dropout_rate,
     load_model_from_dir,
     positive_float,
     positive_int,
@@ -173,7 +174,7 @@ def read_config(argv):
     )
     model.add_argument(
         "--dropout",
-        type=float,
+        type=dropout_rate,
         default=0.3,
         help="dropout on the recurrent layer's inputs and before the output (default: %(default)s)",
     )
@@ -229,8 +230,6 @@ def read_config(argv):
         parser.error("--predict and --evaluate need --load DIR")
     if args.load and not (args.predict or args.evaluate):
         parser.error("--load needs --predict TEXT... or --evaluate FILE")
-    if not 0 <= args.dropout < 1:
-        raise UserError(f"--dropout must be in [0, 1), got {args.dropout}")
     if not args.load:  # a new run: can it be saved? Check before training.
         args.out = prepare_out(args.out, "sentiment", args.overwrite)
         if args.quick:  # a smoke test: a small model, two short epochs with bigger steps, one seed

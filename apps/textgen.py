@@ -64,6 +64,7 @@ from common.cli import (
     RunOptions,
     UserError,
     app_parser,
+    dropout_rate,
     load_model_from_dir,
     positive_float,
     positive_int,
@@ -155,7 +156,7 @@ def read_config(argv):
     )
     model.add_argument(
         "--dropout",
-        type=float,
+        type=dropout_rate,
         default=0.0,
         help="dropout on recurrent inputs and before the head, in [0, 1) (default: %(default)s)",
     )
@@ -234,8 +235,6 @@ def read_config(argv):
     args = parser.parse_args(argv)
     if args.top_k < 0:
         raise UserError(f"--top-k must be 0 (no limit) or more, got {args.top_k}")
-    if not 0 <= args.dropout < 1:
-        raise UserError(f"--dropout must be in [0, 1), got {args.dropout}")
     args.prompt = args.prompt.replace("\\n", "\n")
     if not args.prompt:
         raise UserError("--prompt must have at least one character")

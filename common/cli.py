@@ -231,6 +231,17 @@ def positive_float(text):
     return value
 
 
+def dropout_rate(text):
+    """A dropout rate: a number from 0 up to, but not including, 1 (``nan`` is refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text}")
+    return value
+
+
 def seed_int(text):
     """A random seed NumPy and TensorFlow both accept: an integer from 0 to 2**32 - 1."""
     try:
@@ -421,9 +432,8 @@ def run_folder(target, overwrite=False):
     try:
         yield temporary
         _share_permissions(temporary)
-        if (
-            target.exists()
-        ):  # empty, or --overwrite: set the old one aside until the new is in place
+        # Empty, or --overwrite: set the old one aside until the new is in place.
+        if target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
             try:
                 os.replace(target, old / "run")
