@@ -65,6 +65,7 @@ from common.cli import (
     RunOptions,
     UserError,
     app_parser,
+    finish_worker,
     load_model_from_dir,
     positive_int,
     positive_int_up_to,
@@ -73,6 +74,7 @@ from common.cli import (
     run_folder,
     saved_by,
     shrink_for_quick,
+    start_distribution,
     write_json,
 )
 
@@ -240,10 +242,11 @@ def plan(found, config):
 # ---------------------------------------------------------------- detect and score
 
 
-def detect(found, name, config, normal_end, window, verbose=0):
+def detect(found, name, config, normal_end, window, distribution, verbose=0):
     training = dict(
-        units=config.units, epochs=config.epochs, batch_size=config.batch_size, verbose=verbose
-    )
+        units=config.units, epochs=config.epochs, batch_size=config.batch_size, verbose=verbose,
+        distribution=distribution,
+    )  # fmt: skip
     try:
         if normal_end is None:
             return anomaly.audit(
@@ -259,7 +262,7 @@ def detect(found, name, config, normal_end, window, verbose=0):
         raise UserError(f"{found.name}: {error}") from None
 
 
-def run_one(found, config):
+def run_one(found, config, distribution):
     """The chosen detector, and beside it the two baselines, on one series."""
     if config.load is not None:  # nothing to fit, so no baseline either
         return {config.detector: score_with_saved_run(found, config)}
@@ -275,12 +278,12 @@ def run_one(found, config):
     print(f"Fitting the {NAMES[config.detector]} on {window}-point windows ...")
     detections = {
         config.detector: detect(
-            found, config.detector, config, normal_end, window, verbose=config.progress
+            found, config.detector, config, normal_end, window, distribution, config.progress
         )
     }
     for name in BASELINES:
         if name != config.detector:
-            detections[name] = detect(found, name, config, normal_end, window)
+            detections[name] = detect(found, name, config, normal_end, window, distribution)
     return detections
 
 
@@ -328,13 +331,13 @@ def check_saved_run(directory):
         ) from None
 
 
-def detect_many(found, config):
+def detect_many(found, config, distribution):
     """One series of several, or new data for a saved run: the chosen detector only."""
     if config.load is not None:
         detection = score_with_saved_run(found, config)
     else:
         normal_end, window = plan(found, config)
-        detection = detect(found, config.detector, config, normal_end, window)
+        detection = detect(found, config.detector, config, normal_end, window, distribution)
     print(f"  {found.name}: {len(detection.alarms)} alarm interval(s)", flush=True)
     return detection
 
@@ -405,7 +408,7 @@ def save_series(folder, found, detection, title):
     common.plot_alarms(folder / "anomalies.png", found, detection, title)
 
 
-def save_one(out, found, detection, rows, config, started):
+def save_one(out, found, detection, rows, config, started, distribution):
     if config.load is None:  # everything --load needs to treat new data as this run did its own
         anomaly.save_detector(out, detection, app="anomaly", value_cols=found.columns,
                               series=found.name, seed=config.seed)  # fmt: skip
@@ -422,12 +425,13 @@ def save_one(out, found, detection, rows, config, started):
             "threshold": detection.threshold,
             "fit_seconds": detection.fit_seconds,
             "seconds": time.perf_counter() - started,
+            "trained_on": distribution.summary(config.batch_size),
         },
         reasons=anomaly.NULL_REASONS,
     )
 
 
-def save_many(out, results, rows, config, started):
+def save_many(out, results, rows, config, started, distribution):
     for found, detection in results:
         folder = out / found.name.replace("/", "__").removesuffix(".gz").removesuffix(".csv")
         folder.mkdir(parents=True, exist_ok=True)
@@ -440,6 +444,7 @@ def save_many(out, results, rows, config, started):
             "files": rows,
             "mode": mode(results[0][1], config),
             "seconds": time.perf_counter() - started,
+            "trained_on": distribution.summary(config.batch_size),
         },
         reasons=anomaly.NULL_REASONS,
     )
@@ -452,26 +457,35 @@ def save_many(out, results, rows, config, started):
 def main(argv=None):
     started = time.perf_counter()
     config = read_config(argv)
+    distribution = start_distribution(config)  # before TensorFlow runs anything
     every_series = load_series(config)
     for found in every_series:
         for note in found.notes:
             print(f"{found.name}: {note}")
+    if distribution.kind != "none" and config.detector in anomaly.RECURRENT and not config.load:
+        print(distribution.describe(config.batch_size))
     if len(every_series) > 1:
-        results = [(found, detect_many(found, config)) for found in every_series]
+        results = [(found, detect_many(found, config, distribution)) for found in every_series]
         rows = report_many(results, config, time.perf_counter() - started)
+        if not distribution.is_chief:  # one run folder per cluster: worker 0 writes it
+            return finish_worker(distribution)
         with run_folder(config.out, config.overwrite) as folder:
-            save_many(folder, results, rows, config, started)
+            save_many(folder, results, rows, config, started, distribution)
+        distribution.remove_backup()
         print(
             f"Saved summary.csv, metrics.json and, per file, scores.csv, anomalies.csv and anomalies.png "
             f"in {config.out}/"
         )
         return 0
     found = every_series[0]
-    detections = run_one(found, config)
+    detections = run_one(found, config, distribution)
     rows = report_one(found, detections, config)
+    if not distribution.is_chief:  # one run folder per cluster: worker 0 writes it
+        return finish_worker(distribution)
     # Everything is computed; only now touch the output folder.
     with run_folder(config.out, config.overwrite) as folder:
-        save_one(folder, found, detections[config.detector], rows, config, started)
+        save_one(folder, found, detections[config.detector], rows, config, started, distribution)
+    distribution.remove_backup()
     saved = ", ".join(sorted(path.name for path in config.out.iterdir()))
     hint = (
         f"; monitor new data with --load {config.out} --csv NEW.csv" if config.load is None else ""

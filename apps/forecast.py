@@ -51,6 +51,7 @@ from common.cli import (
     UserError,
     app_parser,
     dropout_rate,
+    finish_worker,
     load_model_from_dir,
     positive_int,
     positive_int_up_to,
@@ -59,6 +60,7 @@ from common.cli import (
     run_folder,
     save_model_atomically,
     shrink_for_quick,
+    start_distribution,
     write_json,
 )
 from common.series import CSV_READ_ERRORS, error_reason
@@ -636,10 +638,11 @@ def load_data(config):
     )  # fmt: skip
 
 
-def train(data, config):
+def train(data, config, distribution):
     """Fit a fresh model with early stopping on the validation days; return it and its history."""
     common.set_seed(config.seed)
-    model = build_model(config)
+    with distribution.scope():  # the weights are mirrored on every replica
+        model = build_model(config)
     scaled_targets = (data.targets / data.scaler.scale[0]).astype("float32")
     parts = []
     for part in ("train", "validation"):
@@ -652,17 +655,20 @@ def train(data, config):
         f"Training {config.model_name} on {config.window}-day windows, {config.horizon}-day "
         f"horizon, up to {config.epochs} epochs ..."
     )
+    if distribution.kind != "none":
+        print(distribution.describe(config.batch_size))
     started = time.perf_counter()
     history = common.fit(
-        model, parts[0], parts[1], epochs=config.epochs, batch_size=config.batch_size,
-        patience=4, verbose=config.progress,
+        model, parts[0], parts[1], epochs=config.epochs,
+        batch_size=distribution.global_batch(config.batch_size), patience=4,
+        verbose=config.progress, distribution=distribution,
     )  # fmt: skip
     if (epoch := common.diverged(history)) is not None:
         raise UserError(
             f"training diverged: the loss stopped being a number in epoch {epoch}; "
             "the data's daily returns may be extreme (check the prices)"
         )
-    return model, history, time.perf_counter() - started
+    return distribution.local_copy(model), history, time.perf_counter() - started
 
 
 @dataclass
@@ -713,7 +719,7 @@ def report(data, model, config):
     return Report(table, quantile_rows, said, actual, predicted_prices, baselines, future)
 
 
-def save(out, data, model, history, seconds, found, config):
+def save(out, data, model, history, seconds, found, config, distribution):
     """Write the model, its config, the metrics, the forecasts and the plots into ``out``."""
     save_model_atomically(model, out / "model.keras")
     saved = {
@@ -744,6 +750,7 @@ def save(out, data, model, history, seconds, found, config):
         "examples": {part: data.count(part) for part in data.masks},
         "epochs_run": epochs_run,
         "train_seconds": round(seconds, 2),
+        "trained_on": distribution.summary(config.batch_size),
         "train_windows_per_second": round(data.count("train") * epochs_run / seconds, 1),
         "test_period": [f"{day:%Y-%m-%d}" for day in test_period],
         "config": {key: value for key, value in saved.items() if key != "scaler"},
@@ -759,12 +766,16 @@ def main(argv=None):
     config = read_config(argv)
     if config.load:
         return forecast_from_saved_run(config)
+    distribution = start_distribution(config)  # before TensorFlow runs anything
     data = load_data(config)
-    model, history, seconds = train(data, config)
+    model, history, seconds = train(data, config, distribution)
     found = report(data, model, config)
+    if not distribution.is_chief:  # one run folder per cluster: worker 0 writes it
+        return finish_worker(distribution)
     # Everything is computed; only now touch the output folder, which gets the run whole or not at all.
     with run_folder(config.out, config.overwrite) as out:
-        save(out, data, model, history, seconds, found, config)
+        save(out, data, model, history, seconds, found, config, distribution)
+    distribution.remove_backup()
     print(
         f"\nSaved model.keras, metrics.json, forecast.csv, forecast.png and training.png in "
         f"{config.out}/ ({time.perf_counter() - started:.0f} s; reload with --load {config.out})"

@@ -34,6 +34,7 @@ comparison.
 
 import dataclasses
 import json
+import math
 import os
 import signal
 import sys
@@ -59,6 +60,7 @@ from common.cli import (
     UserError,
     app_parser,
     dropout_rate,
+    finish_worker,
     load_model_from_dir,
     positive_float,
     positive_int,
@@ -68,6 +70,7 @@ from common.cli import (
     run_folder,
     save_model_atomically,
     shrink_for_quick,
+    start_distribution,
     write_json,
 )
 
@@ -542,8 +545,10 @@ def plot_histories(histories, seeds, path):
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for metric, axis in zip(("loss", "accuracy"), axes):
+    # Multi-worker training (common.training.fit_distributed) tracks the loss only.
+    metrics = [metric for metric in ("loss", "accuracy") if metric in histories[0]]
+    figure, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
+    for metric, axis in zip(metrics, axes[0]):
         for seed, history in zip(seeds, histories):
             epochs = np.arange(1, len(history[metric]) + 1)
             line = axis.plot(
@@ -560,7 +565,7 @@ def plot_histories(histories, seeds, path):
         axis.set(xlabel="epoch", ylabel=metric, title=f"Training curves: {metric}")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
-    axes[1].legend(fontsize="small")
+    axes[0, -1].legend(fontsize="small")
     return common.save_figure(figure, path)
 
 
@@ -578,7 +583,7 @@ class Trained:
     seconds: float
 
 
-def train(corpus, config):
+def train(corpus, config, distribution):
     """Fit a vocabulary on the training texts, then ``config.seeds`` networks; average them."""
     common.set_seed(config.seed)
     # The vocabulary comes from training text only: a word seen only in test text stays [UNK].
@@ -617,16 +622,20 @@ def train(corpus, config):
         f"Training {config.model_name} on length-bucketed batches, up to {config.epochs} epochs "
         "per seed ..."
     )
+    if distribution.kind != "none":
+        print(distribution.describe(config.batch_size))
     members, histories, started = [], [], time.perf_counter()
     for seed in range(config.seed, config.seed + config.seeds):
         train_batches = text.bucketed_batches(
-            token_ids["train"], train_labels, config.batch_size, seed=seed
-        )
-        classifier = build_classifier(config, vocabulary_size, seed, embedding_weights)
+            token_ids["train"], train_labels, distribution.global_batch(config.batch_size),
+            seed=seed,
+        )  # fmt: skip
+        with distribution.scope():  # the weights are mirrored on every replica
+            classifier = build_classifier(config, vocabulary_size, seed, embedding_weights)
         # Validation loss bottoms out after about two epochs, then climbs: one epoch of patience.
         history = common.fit(
             classifier, train_batches, validation_batches, epochs=config.epochs, patience=1,
-            verbose=config.progress,
+            verbose=config.progress, distribution=distribution, name=f"seed-{seed}",
         ).history  # fmt: skip
         if (epoch := common.diverged(history)) is not None:
             raise UserError(
@@ -634,12 +643,14 @@ def train(corpus, config):
                 f"{seed}; lower --learning-rate (it is {config.learning_rate:g})"
             )
         kept = int(np.argmin(history["val_loss"]))  # fit restores the lowest-loss weights
+        # (multi-worker training tracks the loss only)
+        accuracy = history.get("val_accuracy", [math.nan] * len(history["loss"]))[kept]
         print(
             f"  seed {seed}: {len(history['loss'])} epochs; kept epoch {kept + 1}, the lowest "
             f"validation loss ({history['val_loss'][kept]:.4f}; validation accuracy "
-            f"{history['val_accuracy'][kept]:.4f})"
+            f"{accuracy:.4f})"
         )
-        members.append(classifier)
+        members.append(distribution.local_copy(classifier))
         histories.append(history)
     model = text.end_to_end_model(vectorizer, average_members(members), config.max_length)
     epochs_run = sum(len(history["loss"]) for history in histories)
@@ -683,7 +694,7 @@ def report(corpus, trained, config):
     return Report(table, said, validation, strength, probabilities)
 
 
-def save(out, corpus, trained, found, config):
+def save(out, corpus, trained, found, config, distribution):
     """Write the model, the metrics, the confusion matrix and the training curves into ``out``."""
     save_model_atomically(trained.model, out / "model.keras")
     test_texts, test_labels = corpus.splits["test"]
@@ -703,6 +714,7 @@ def save(out, corpus, trained, found, config):
             corpus.count("train") * trained.epochs_run / trained.seconds, 1
         ),
         "config": dataclasses.asdict(config),
+        "trained_on": distribution.summary(config.batch_size),
         # A reload check: keras.models.load_model("model.keras") must give these same probabilities.
         "example_predictions": [
             {"text": example, "probability": float(probability)}
@@ -730,12 +742,16 @@ def main(argv=None):
     config = read_config(argv)
     if config.load:
         return use_saved_model(config)
+    distribution = start_distribution(config)  # before TensorFlow runs anything
     corpus = load_data(config)
-    trained = train(corpus, config)
+    trained = train(corpus, config, distribution)
     found = report(corpus, trained, config)
+    if not distribution.is_chief:  # one run folder per cluster: worker 0 writes it
+        return finish_worker(distribution)
     # Everything is computed; only now touch the output folder, which gets the run whole or not at all.
     with run_folder(config.out, config.overwrite) as out:
-        save(out, corpus, trained, found, config)
+        save(out, corpus, trained, found, config, distribution)
+    distribution.remove_backup()
     print(
         f"\nSaved model.keras, metrics.json, confusion_matrix.png and training.png in {config.out}/ "
         f'({time.perf_counter() - started:.0f} s; try --load {config.out} --predict "some review")'

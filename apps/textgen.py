@@ -65,6 +65,7 @@ from common.cli import (
     UserError,
     app_parser,
     dropout_rate,
+    finish_worker,
     load_model_from_dir,
     positive_float,
     positive_int,
@@ -74,6 +75,7 @@ from common.cli import (
     run_folder,
     save_model_atomically,
     shrink_for_quick,
+    start_distribution,
     write_json,
 )
 from common.plotting import plt, save_figure
@@ -333,6 +335,21 @@ class EpochReport(keras.callbacks.Callback):
         self.epochs, self.samples = [], []
         self.best_weights = None  # kept here too: Ctrl-C skips EarlyStopping's restore
 
+    def add_earlier(self, history):
+        """Rows for the epochs a resumed multi-worker run trained before it stopped (losses only)."""
+        earlier = len(history["loss"]) - len(self.epochs)
+        self.epochs[:0] = [
+            {
+                "epoch": epoch + 1,
+                "wall_seconds": math.nan,  # timed by the run that was stopped
+                "train_loss_nats": history["loss"][epoch],
+                "val_loss_nats": history["val_loss"][epoch],
+                "val_bits_per_char": history["val_loss"][epoch] / math.log(2),
+                "train_chars_per_second": math.nan,
+            }
+            for epoch in range(earlier)
+        ]
+
     def on_train_begin(self, logs=None):
         self.started = time.perf_counter()
         self.sampler = generation.CharSampler(self.model)
@@ -400,11 +417,20 @@ def build_model(config, vocabulary):
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=1.0),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        # XLA compiles each training step into one fused program. On a GPU, "auto" lets Keras
-        # pick the cuDNN kernels instead, which XLA cannot compile.
-        jit_compile="auto" if tf.config.list_physical_devices("GPU") else True,
+        jit_compile=use_xla(),
     )
     return model
+
+
+def use_xla():
+    """XLA compiles each training step into one fused program: faster on a CPU.
+
+    On a GPU, "auto" lets Keras pick the cuDNN kernels instead, which XLA cannot
+    compile; under a distribution strategy XLA cannot reach the other replicas' weights.
+    """
+    if tf.distribute.has_strategy():
+        return False
+    return "auto" if tf.config.list_physical_devices("GPU") else True
 
 
 def plot_losses(epochs, baselines, path):
@@ -549,15 +575,19 @@ class Trained:
         return min(self.epochs.epochs, key=lambda row: row["val_loss_nats"])
 
 
-def train(corpus, config):
+def train(corpus, config, distribution):
     """Train until early stopping, the time budget, ``config.epochs`` or Ctrl-C; keep the best epoch."""
     common.set_seed(config.seed)
+    global_batch = distribution.global_batch(config.batch_size)
     train_batches = generation.sequence_dataset(
-        corpus.train_ids, config.seq_length, config.batch_size, seed=config.seed
+        corpus.train_ids, config.seq_length, global_batch, seed=config.seed
     )
-    validation = generation.sequence_dataset(corpus.val_ids, config.seq_length, config.batch_size)
+    validation = generation.sequence_dataset(corpus.val_ids, config.seq_length, global_batch)
     batch_size = train_batches.element_spec[0].shape[0]  # below --batch-size for a short text
-    model = build_model(config, corpus.vocabulary)
+    with distribution.scope():  # the weights are mirrored on every replica
+        model = build_model(config, corpus.vocabulary)
+    if distribution.kind != "none":
+        print(distribution.describe(config.batch_size))
     print(
         f"Training {config.model_name} ({model.count_params():,} weights), batches of "
         f"{batch_size} x {config.seq_length} characters, {config.steps_per_epoch} batches per "
@@ -575,7 +605,7 @@ def train(corpus, config):
             steps_per_epoch=config.steps_per_epoch,  # the training stream repeats forever
             patience=3, max_seconds=60 * config.minutes,
             # A bar in a terminal; in a log, EpochReport's own line per epoch is the progress.
-            verbose=1 if config.progress == 1 else 0,
+            verbose=1 if config.progress == 1 else 0, distribution=distribution,
             callbacks=[
                 keras.callbacks.ReduceLROnPlateau(
                     monitor="val_loss", factor=0.5, patience=1, min_lr=1e-4
@@ -600,7 +630,12 @@ def train(corpus, config):
                 f"training diverged: the loss stopped being a number in epoch {epoch}; lower "
                 f"--learning-rate (it is {config.learning_rate:g})"
             )
-    return Trained(model, epochs, batch_size, time.perf_counter() - started, interrupted)
+        epochs.add_earlier(history.history)
+    seconds = time.perf_counter() - started
+    if distribution.kind != "none":  # sample and save from a copy on one device
+        model = distribution.local_copy(model)
+        epochs.sampler = generation.CharSampler(model)
+    return Trained(model, epochs, batch_size, seconds, interrupted)
 
 
 @dataclass
@@ -633,7 +668,7 @@ def report(corpus, trained, config):
     return Report(baselines, texts)
 
 
-def save(out, corpus, trained, found, config):
+def save(out, corpus, trained, found, config, distribution):
     """Write the model, the metrics, the loss plot and every sample into ``out``."""
     save_model_atomically(trained.model, out / "model.keras")
     best = trained.best
@@ -667,9 +702,13 @@ def save(out, corpus, trained, found, config):
         "val_bits_per_char": best["val_bits_per_char"],
         "baselines_nats": found.baselines,
         "seed": config.seed,
+        "trained_on": distribution.summary(config.batch_size),
     }
+    resumed = "trained before a multi-worker run was restarted and resumed from its checkpoint"
     reasons = {
-        "train_chars_per_second": "the epoch had one batch, and the first is not timed",
+        "wall_seconds": resumed,
+        "train_chars_per_second": "not timed: the epoch had one batch (the first is not timed), "
+        f"or was {resumed}",
         "chars_per_second": "every epoch had one batch, and the first is not timed",
     }
     write_json(out / "metrics.json", metrics, reasons)
@@ -691,13 +730,17 @@ def main(argv=None):
     config = read_config(argv)
     if config.load:
         return generate_from_saved_run(config)
+    distribution = start_distribution(config)  # before TensorFlow runs anything
     corpus = load_data(config)
     config = prompt_for(corpus, config)
-    trained = train(corpus, config)
+    trained = train(corpus, config, distribution)
     found = report(corpus, trained, config)
+    if not distribution.is_chief:  # one run folder per cluster: worker 0 writes it
+        return finish_worker(distribution)
     # Everything is computed; only now touch the output folder, which gets the run whole or not at all.
     with run_folder(config.out, config.overwrite) as out:
-        save(out, corpus, trained, found, config)
+        save(out, corpus, trained, found, config, distribution)
+    distribution.remove_backup()
     print(f"\nSaved model.keras, metrics.json, loss.png and samples.txt in {config.out}/")
     print(
         f"Generate more: python apps/textgen.py --load {config.out} --generate 1000 --temperature 0.8"

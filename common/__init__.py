@@ -59,10 +59,11 @@ from common.training import (  # noqa: E402
     TimeBudget,
     diverged,
     fit,
+    fit_distributed,
     progress_verbosity,
     set_seed,
 )
 
 # Topic modules. Importing them here registers their custom Keras layers, so a
 # saved sentiment or text-generation model reloads after a plain ``import common``.
-from common import anomaly, generation, lessons, text  # noqa: E402, F401
+from common import anomaly, distribute, generation, lessons, text  # noqa: E402, F401

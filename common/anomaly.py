@@ -34,6 +34,7 @@ precision, recall and F1 with a tolerance (:func:`event_scores`), ROC AUC
 0.5
 """
 
+import hashlib
 import math
 import time
 import warnings
@@ -46,6 +47,7 @@ import pandas as pd
 
 from common.alarms import find_alarms, intervals_to_mask, overlap_scores, runs_of_true, smooth
 from common.data import StandardScaler
+from common.distribute import setup
 from common.models import build_many_to_one
 from common.seq2seq import build_encoder_decoder
 from common.training import fit, set_seed
@@ -501,15 +503,16 @@ class _RecurrentDetector:
     quiet_below = 0.1  # standard deviations of the scaled series: an error this small is not news
 
     def __init__(
-        self, window=48, units=32, epochs=10, batch_size=64, model=None, verbose=0, patience=None
-    ):
+        self, window=48, units=32, epochs=10, batch_size=64, model=None, verbose=0, patience=None,
+        distribution=None,
+    ):  # fmt: skip
         self.window, self.units, self.epochs, self.batch_size = (
             int(window),
             units,
             epochs,
             batch_size,
         )
-        self.model, self.verbose = model, verbose
+        self.model, self.verbose, self.distribution = model, verbose, distribution
         if patience is not None:  # e.g. longer training on data known to be normal
             self.patience = patience
         self.epochs_run = 0
@@ -521,9 +524,11 @@ class _RecurrentDetector:
         held-out normal tail); otherwise every tenth window is held out (an audit).
         """
         normal_series = _as_2d(normal_series)
+        distribution = self.distribution or setup("none")
         if self.model is None:
-            self.model = self.build(normal_series.shape[1])
-            self.compile(self.model)
+            with distribution.scope():  # the weights are mirrored on every replica
+                self.model = self.build(normal_series.shape[1])
+                self.compile(self.model)
         examples = evenly_spaced(self.examples(normal_series), self.max_windows)
         if validation_series is not None:
             train = examples
@@ -538,11 +543,15 @@ class _RecurrentDetector:
             train,
             validation,
             epochs=self.epochs,
-            batch_size=self.batch_size,
+            batch_size=distribution.global_batch(self.batch_size),
             patience=self.patience,
             max_seconds=max_seconds,
             verbose=self.verbose,
+            distribution=distribution,
+            # one name per series, the same on every worker and after a restart
+            name=hashlib.sha1(normal_series.tobytes()).hexdigest()[:16],
         )
+        self.model = distribution.local_copy(self.model)  # scores are computed on one device
         self.epochs_run = len(history.history["loss"])
         self.history = history
         return self
@@ -725,10 +734,14 @@ DETECTORS = {
 RECURRENT = ("bidirectional", "forecaster", "autoencoder")
 
 
-def make_detector(name, window=48, units=32, epochs=10, batch_size=64, model=None, verbose=0):
+def make_detector(
+    name, window=48, units=32, epochs=10, batch_size=64, model=None, verbose=0, distribution=None
+):
     """A detector from :data:`DETECTORS` by name; the recurrent ones also take training settings.
 
     ``verbose`` is Keras' training progress: 0 silent, 1 a progress bar, 2 one line per epoch.
+    ``distribution`` (a :class:`common.distribute.Distribution`) trains data-parallel;
+    ``batch_size`` is then per replica.
 
     >>> make_detector("zscore", window=16).window
     16
@@ -736,7 +749,10 @@ def make_detector(name, window=48, units=32, epochs=10, batch_size=64, model=Non
     if name not in DETECTORS:
         raise ValueError(f"Expected a detector in {sorted(DETECTORS)}. Received: {name!r}")
     if name in RECURRENT:
-        return DETECTORS[name](window, units, epochs, batch_size, model=model, verbose=verbose)
+        return DETECTORS[name](
+            window, units, epochs, batch_size, model=model, verbose=verbose,
+            distribution=distribution,
+        )  # fmt: skip
     return DETECTORS[name](window)
 
 

@@ -24,6 +24,9 @@ from datetime import datetime
 from pathlib import Path
 
 EXIT_USER_ERROR = 2
+EXIT_TRY_AGAIN = (
+    75  # sysexits' EX_TEMPFAIL: a multi-worker run lost a worker; run it again to resume
+)
 
 
 class UserError(ValueError):
@@ -35,7 +38,8 @@ def report_user_errors(main):
 
     So do the machine's limits: a disk that cannot be written (``OSError``) and
     memory that runs out (``MemoryError``, TensorFlow's ``ResourceExhaustedError``).
-    Ctrl-C prints "interrupted; nothing was saved" and returns 130.
+    Ctrl-C prints "interrupted; nothing was saved" and returns 130. A multi-worker
+    run that lost a worker says how to resume and returns 75 (try again).
     """
 
     @functools.wraps(main)
@@ -57,6 +61,9 @@ def report_user_errors(main):
             reason = error.strerror or error
             return _one_line_error(program, f"could not read or write{where} ({reason})")
         except Exception as error:
+            if type(error).__name__ == "WorkerLost":  # common.distribute: a cluster lost a machine
+                print(f"{program}: error: {one_line(error)}", file=sys.stderr)
+                return EXIT_TRY_AGAIN
             if not isinstance(error, MemoryError) and type(error).__name__ != (
                 "ResourceExhaustedError"  # TensorFlow's out of memory
             ):
@@ -111,6 +118,8 @@ class RunOptions:
     out: Path | None = None
     overwrite: bool = False
     quick: bool = False
+    distribute: str = "none"  # see common.distribute
+    mixed_precision: bool = False
     progress: int = 0  # Keras' verbose: a progress bar in a terminal, else one line per epoch
 
     @classmethod
@@ -120,6 +129,12 @@ class RunOptions:
 
         given = vars(args) | {"progress": progress_verbosity()} | converted
         return cls(**{name: given[name] for name in cls.__dataclass_fields__})
+
+    def fingerprint(self):
+        """The settings that make a run what it is, as text: a checkpoint from other settings is not resumed."""
+        ignored = {"progress", "overwrite"}  # how a run reports or saves, not what it trains
+        settings = {name: str(value) for name, value in vars(self).items() if name not in ignored}
+        return json.dumps(settings, sort_keys=True)
 
 
 def common_parser(epochs=20, batch_size=64, app="app"):
@@ -163,7 +178,52 @@ def common_parser(epochs=20, batch_size=64, app="app"):
         action="store_true",
         help="replace an existing --out folder, once the new run is complete",
     )
+    scaling = parser.add_argument_group('scaling out (see the README\'s "Scaling out")')
+    scaling.add_argument(
+        "--distribute",
+        choices=("none", "mirrored", "multiworker"),
+        default="none",
+        help="data-parallel training: none (one device), mirrored (every local GPU, or the CPU "
+        "split into one device per core), multiworker (the machines in TF_CONFIG; needs --out, "
+        "and resumes from its last epoch if restarted) (default: %(default)s)",
+    )
+    scaling.add_argument(
+        "--mixed-precision",
+        action="store_true",
+        help="compute in float16 and keep float32 weights: faster on GPUs with tensor cores; "
+        "needs a GPU",
+    )
     return parser
+
+
+def start_distribution(config):
+    """The :class:`common.distribute.Distribution` for ``config``; call before TensorFlow runs anything."""
+    from common import distribute
+
+    try:
+        return distribute.setup(
+            config.distribute, config.mixed_precision, backup=backup_folder(config.out),
+            fingerprint=config.fingerprint(),
+        )  # fmt: skip
+    except ValueError as error:
+        option = "--mixed-precision" if "mixed precision" in str(error) else "--distribute"
+        raise UserError(f"{option}: {error}") from None
+
+
+def finish_worker(distribution):
+    """End a worker other than the chief: it trained its share, and the chief saves the run. Returns 0."""
+    print(
+        f"\nWorker {distribution.worker_index} of {distribution.workers}: training done; "
+        "worker 0 saves the run"
+    )
+    distribution.remove_backup()
+    return 0
+
+
+def backup_folder(out):
+    """Where a multi-worker run keeps its per-epoch checkpoints: ``<out>.backup`` beside the run."""
+    out = Path(out)
+    return out.with_name(out.name + ".backup")
 
 
 def app_parser(doc, app, epochs, batch_size):
@@ -191,7 +251,15 @@ class OneLineErrorParser(argparse.ArgumentParser):
         for arg in sys.argv[1:] if args is None else args:
             if isinstance(arg, str) and arg.startswith("--") and arg.endswith("=--"):
                 self.error(f"argument {arg[:-3]}: expected a value, got '--'")
-        return super().parse_known_args(args, namespace)
+        namespace, extras = super().parse_known_args(args, namespace)
+        trains = not (getattr(namespace, "load", None) or getattr(namespace, "predict", None))
+        if getattr(namespace, "distribute", None) == "multiworker" and trains:
+            if getattr(namespace, "out", None) is None:  # every worker must find the same run again
+                self.error(
+                    "argument --distribute multiworker: needs --out DIR, the same on every "
+                    "worker, so that a restarted run finds its checkpoints"
+                )
+        return namespace, extras
 
     def error(self, message):
         self.exit(

@@ -1,10 +1,14 @@
-"""Seeding, the shared ``fit`` call, and the quantile (pinball) loss."""
+"""Seeding, the shared ``fit`` call (on one device or many), and the quantile (pinball) loss."""
 
 import itertools
+import json
+import math
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 
 def progress_verbosity():
@@ -57,6 +61,8 @@ def fit(
     steps_per_epoch=None,
     callbacks=(),
     verbose=0,
+    distribution=None,
+    name="model",
 ):
     """``model.fit`` with early stopping that restores the best weights.
 
@@ -64,19 +70,32 @@ def fit(
     and the model keeps the weights of its best epoch, not its last.
 
     Args:
-        model: a compiled ``keras.Model``.
+        model: a compiled ``keras.Model`` (built inside ``distribution.scope()``
+            when there is a distribution).
         train / validation: an ``(inputs, targets)`` tuple, or a ``tf.data.Dataset``
             that already yields batches (``batch_size`` is then ignored).
         epochs: upper bound on passes over ``train``.
+        batch_size: the *global* batch: examples per gradient step on all replicas.
         max_seconds: optional wall-clock budget; training stops after the batch
             that exceeds it (the best weights are still restored).
         steps_per_epoch: batches per epoch, for a ``train`` dataset that repeats
             forever (e.g. random slices of a long text). Defaults to one pass.
-        verbose: 0 silent, 2 one line per epoch.
+        verbose: 0 silent, 1 a progress bar, 2 one line per epoch.
+        distribution: a :class:`common.distribute.Distribution`, or None for one
+            device; with several replicas :func:`fit_distributed` trains (and,
+            multi-worker, checkpoints in ``distribution.backup_for(name)``).
+        name: the model's name among those a run trains (e.g. one per seed).
 
     Returns:
         The ``History`` object; ``history.history`` has per-epoch metrics.
     """
+    if distribution is not None and distribution.custom_loop:
+        return fit_distributed(
+            model, train, validation, strategy=distribution.strategy, epochs=epochs,
+            batch_size=batch_size, patience=patience, max_seconds=max_seconds,
+            steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose,
+            backup=distribution.backup_for(name), fingerprint=distribution.fingerprint,
+        )  # fmt: skip
     callbacks = [
         keras.callbacks.EarlyStopping(
             monitor=monitor, patience=patience, restore_best_weights=True
@@ -96,6 +115,299 @@ def fit(
         )
     # A dataset shuffles itself (or must not be shuffled, like time-ordered windows).
     return model.fit(train, validation_data=validation, shuffle=False, **fit_kwargs)
+
+
+# ---------------------------------------------------------------- a training loop for any strategy
+
+
+def fit_distributed(
+    model,
+    train,
+    validation,
+    *,
+    strategy=None,
+    epochs=20,
+    batch_size=64,
+    patience=3,
+    max_seconds=None,
+    steps_per_epoch=None,
+    callbacks=(),
+    verbose=0,
+    backup=None,
+    fingerprint="",
+    seed=0,
+):
+    """What :func:`fit` does, written out as a training loop that runs under any ``tf.distribute`` strategy.
+
+    Keras 3.15's ``fit`` fails under ``MultiWorkerMirroredStrategy``, and under
+    ``MirroredStrategy`` on any batch that does not split evenly over the
+    replicas, such as an epoch's last (TensorFlow 2.21: "AddN ... must have the
+    same size and shape"). So this is the loop TensorFlow's custom-training
+    guides describe: each replica runs
+    the forward and backward pass on its slice of the global batch inside
+    ``strategy.run``; the optimizer sums the replicas' gradients (all-reduce)
+    and every replica takes the same step. Early stopping with the best
+    weights, ``TerminateOnNaN`` and the time budget are done by hand; the
+    other ``callbacks`` (e.g. ``ReduceLROnPlateau``) are called as ``fit`` would.
+
+    The loss of a step is the mean over the whole global batch, however its
+    examples fall on the replicas (a last, smaller batch included), so on one
+    device the losses match ``fit``'s.
+
+    Args:
+        strategy: a ``tf.distribute.Strategy``; None for the current one (one device).
+        backup: this worker's folder for a checkpoint after every epoch (model,
+            optimizer, best weights, history), with ``tf.train.CheckpointManager``.
+            Started again with the same folder, training resumes after the last
+            epoch every worker saved, or returns at once if it had finished.
+            Each worker keeps its own copy, so no shared file system is needed;
+            the caller deletes it once the run is saved.
+        fingerprint: a string naming the run's settings; a backup made with
+            other settings is refused rather than resumed.
+        seed: shuffles an ``(inputs, targets)`` tuple each epoch.
+
+    Other arguments are :func:`fit`'s.
+
+    Returns:
+        A ``keras.callbacks.History`` with ``loss`` and ``val_loss`` per epoch.
+    """
+    from common.distribute import PEER_FAILURES, WorkerLost
+
+    try:
+        return _fit_distributed(
+            model, train, validation, strategy=strategy, epochs=epochs, batch_size=batch_size,
+            patience=patience, max_seconds=max_seconds, steps_per_epoch=steps_per_epoch,
+            callbacks=callbacks, verbose=verbose, backup=backup, fingerprint=fingerprint, seed=seed,
+        )  # fmt: skip
+    except PEER_FAILURES as error:
+        where = f"the last epoch saved in {backup}" if backup else "the start"
+        lines = str(error).splitlines()
+        said = [line for line in lines if "heartbeat" in line or "unhealthy" in line]
+        reason = (
+            f"{type(error).__name__}: {said[0].strip()[:160]}" if said else type(error).__name__
+        )
+        raise WorkerLost(
+            f"lost contact with another worker ({reason}); start every worker again with the "
+            f"same command to resume from {where}"
+        ) from None
+
+
+def _fit_distributed(
+    model, train, validation, *, strategy, epochs, batch_size, patience, max_seconds,
+    steps_per_epoch, callbacks, verbose, backup, fingerprint, seed,
+):  # fmt: skip
+    strategy = strategy or tf.distribute.get_strategy()
+    optimizer = model.optimizer
+    train_data = _batched(train, batch_size, shuffle=True, seed=seed)
+    # Variables must exist before the first step is traced: the optimizer's slots, and the
+    # loss trackers Keras makes on the first loss it computes (one per output).
+    with strategy.scope():
+        if not optimizer.built:
+            optimizer.build(model.trainable_variables)
+        inputs, targets = next(iter(train_data.take(1)))
+        model.compute_loss(x=inputs, y=targets, y_pred=model(inputs), training=False)
+    distributed_train = strategy.experimental_distribute_dataset(_shard_by_data(train_data))
+    distributed_validation = strategy.experimental_distribute_dataset(
+        _shard_by_data(_batched(validation, batch_size, shuffle=False))
+    )
+    replicas = strategy.num_replicas_in_sync
+
+    def batch_share(targets):
+        """This replica's examples over the step's examples on every replica."""
+        count = tf.cast(tf.shape(tf.nest.flatten(targets)[0])[0], "float32")
+        total = tf.distribute.get_replica_context().all_reduce("SUM", count)
+        return count, tf.math.divide_no_nan(count, total)
+
+    def mean_loss(inputs, targets, predictions):
+        # Keras divides a loss by the replicas when a strategy is in force; undo it to get this
+        # replica's mean over its own examples.
+        return model.compute_loss(x=inputs, y=targets, y_pred=predictions, training=True) * replicas
+
+    def train_replica(inputs, targets, out_of_time):
+        count, share = batch_share(targets)
+        with tf.GradientTape() as tape:
+            predictions = model(inputs, training=True)
+            loss = mean_loss(inputs, targets, predictions) * share  # summed over replicas: the mean
+            scaled = optimizer.scale_loss(loss)  # mixed precision multiplies it; otherwise as is
+        gradients = tape.gradient(scaled, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        # Every worker must stop after the same step, so one worker out of time stops them all.
+        # (tf.identity: all-reducing an argument as it came in fails with "destinations can not be empty")
+        stop = tf.distribute.get_replica_context().all_reduce("SUM", tf.identity(out_of_time))
+        return loss, count, stop
+
+    def validate_replica(inputs, targets):
+        count, _ = batch_share(targets)
+        predictions = model(inputs, training=False)
+        return mean_loss(inputs, targets, predictions) * count, count
+
+    def reduce(values):
+        return strategy.reduce("SUM", values, axis=None)
+
+    spec = distributed_train.element_spec
+
+    @tf.function(input_signature=[spec, tf.TensorSpec((), "float32")])
+    def train_step(batch, out_of_time):
+        loss, count, stop = strategy.run(train_replica, args=(*batch, out_of_time))
+        # stop is already summed over replicas: every replica holds the same value.
+        return reduce(loss), reduce(count), strategy.experimental_local_results(stop)[0]
+
+    @tf.function(input_signature=[distributed_validation.element_spec])
+    def validation_step(batch):
+        total, count = strategy.run(validate_replica, args=batch)
+        return reduce(total), reduce(count)
+
+    def validation_loss():
+        total = count = 0.0
+        for batch in distributed_validation:
+            batch_total, batch_count = validation_step(batch)
+            total, count = total + float(batch_total), count + float(batch_count)
+        return total / count if count else math.nan
+
+    # Everything training needs to go on where it stopped; the best weights are copied out.
+    with tf.init_scope():
+        best_weights = [tf.Variable(w, trainable=False) for w in model.get_weights()]
+    state = {"history": {"loss": [], "val_loss": []}, "best": math.inf, "waited": 0}
+    checkpoints = _Checkpoints(
+        backup, strategy, model, optimizer, best_weights, fingerprint
+    ) if backup is not None else None  # fmt: skip
+    first_epoch = 0
+    if checkpoints is not None:
+        first_epoch, saved = checkpoints.resume()
+        state = saved or state
+        if first_epoch:
+            done = "restoring the finished model" if state.get("finished") else "resuming"
+            print(f"Checkpoint of epoch {first_epoch} found in {backup}: {done}", flush=True)
+
+    history = keras.callbacks.History()
+    history.set_model(model)
+    history.history = {name: list(values) for name, values in state["history"].items()}
+    steps = steps_per_epoch or _count_batches(train_data)
+    callback_list = keras.callbacks.CallbackList(
+        list(callbacks), model=model, add_progbar=verbose != 0, verbose=verbose,
+        epochs=epochs, steps=steps,
+    )  # fmt: skip
+    model.stop_training = False
+    started = time.perf_counter()
+    callback_list.on_train_begin()
+    iterator = iter(distributed_train) if steps_per_epoch else None
+    for epoch in range(first_epoch, 0 if state.get("finished") else epochs):
+        callback_list.on_epoch_begin(epoch)
+        losses, counts, stop = [], [], False
+        batches = (next(iterator) for _ in range(steps)) if iterator else distributed_train
+        for step, batch in enumerate(batches):
+            callback_list.on_train_batch_begin(step)
+            out_of_time = max_seconds is not None and time.perf_counter() - started > max_seconds
+            loss, count, stop = train_step(batch, tf.constant(float(out_of_time)))
+            losses.append(float(loss))
+            counts.append(float(count))
+            stop = float(stop) > 0
+            # As Keras reports it: the mean over the epoch's examples so far.
+            running_loss = float(np.average(losses, weights=counts))
+            callback_list.on_train_batch_end(step, {"loss": running_loss})
+            if stop or not math.isfinite(losses[-1]):
+                break
+        logs = {"loss": running_loss, "val_loss": validation_loss()}
+        for name, value in logs.items():
+            history.history[name].append(value)
+        if math.isfinite(logs["val_loss"]) and logs["val_loss"] < state["best"]:
+            state["best"], state["waited"] = logs["val_loss"], 0
+            for variable, value in zip(best_weights, model.get_weights()):
+                variable.assign(value)
+        else:
+            state["waited"] += 1
+        callback_list.on_epoch_end(epoch, logs)
+        diverged_now = not all(math.isfinite(value) for value in logs.values())
+        finished = stop or diverged_now or state["waited"] >= patience or model.stop_training
+        state["history"], state["finished"] = history.history, finished or epoch + 1 == epochs
+        if checkpoints is not None:
+            checkpoints.save(epoch + 1, state)
+        if finished:
+            break
+    callback_list.on_train_end()
+    if math.isfinite(state["best"]):
+        model.set_weights([variable.numpy() for variable in best_weights])
+    return history
+
+
+def _batched(data, batch_size, shuffle, seed=0):
+    """A tuple of arrays as a batched dataset (shuffled afresh each pass for training); a dataset as is."""
+    if not isinstance(data, tuple):
+        return data
+
+    def tuples(value):  # tf.data reads a list as one tensor; a model's several inputs are a tuple
+        return tuple(tuples(item) for item in value) if isinstance(value, (list, tuple)) else value
+
+    dataset = tf.data.Dataset.from_tensor_slices(tuples(data))
+    if shuffle:
+        dataset = dataset.shuffle(len(tf.nest.flatten(data)[0]), seed=seed)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _shard_by_data(dataset):
+    from common.distribute import shard_by_data
+
+    return shard_by_data(dataset)
+
+
+def _count_batches(dataset):
+    count = int(dataset.cardinality())
+    if count < 0:  # unknown (e.g. after bucketing): count one pass
+        count = int(dataset.reduce(0, lambda total, _: total + 1))
+    return count
+
+
+class _Checkpoints:
+    """Per-epoch checkpoints of one worker, with ``tf.train.CheckpointManager``, and resuming from them."""
+
+    def __init__(self, folder, strategy, model, optimizer, best_weights, fingerprint):
+        self.folder, self.strategy = Path(folder), strategy
+        self.fingerprint = str(fingerprint)
+        with tf.init_scope():
+            self.state = tf.Variable("", dtype=tf.string, trainable=False)
+        self.checkpoint = tf.train.Checkpoint(
+            model=model, optimizer=optimizer, best=best_weights, state=self.state
+        )
+        # Two kept: after a crash between two workers' saves, all can go back to the older one.
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self.folder, max_to_keep=2)
+
+    def _epochs(self):
+        return sorted(int(path.rsplit("-", 1)[1]) for path in self.manager.checkpoints)
+
+    def resume(self):
+        """Restore the newest epoch every worker has saved: ``(epoch, state)``, or ``(0, None)``."""
+        mine = self._epochs()
+        newest = self._agree(mine[-1] if mine else 0)
+        if newest == 0:
+            return 0, None
+        if newest not in mine:
+            raise ValueError(
+                f"Expected the checkpoints in {self.folder} to hold epoch {newest}, like the "
+                f"other workers'. Received: epochs {mine}"
+            )
+        self.checkpoint.restore(str(self.folder / f"ckpt-{newest}")).expect_partial()
+        state = json.loads(self.state.numpy().decode())
+        if state.get("fingerprint") != self.fingerprint:
+            raise ValueError(
+                f"Expected the checkpoints in {self.folder} to come from a run with the same "
+                f"settings. Received: settings {state.get('fingerprint')!r}; delete that folder "
+                "to start afresh"
+            )
+        return newest, state
+
+    def _agree(self, epoch):
+        """The oldest of the workers' newest epochs: the last one every worker has."""
+
+        def gather():
+            value = tf.constant([epoch], dtype="int64")
+            return tf.distribute.get_replica_context().all_gather(value, axis=0)
+
+        gathered = self.strategy.experimental_local_results(self.strategy.run(gather))[0]
+        return int(tf.reduce_min(gathered))
+
+    def save(self, epoch, state):
+        self.state.assign(json.dumps({**state, "fingerprint": self.fingerprint}))
+        self.manager.save(checkpoint_number=epoch)
 
 
 def diverged(history):

@@ -1,0 +1,372 @@
+"""Data-parallel training with ``tf.distribute``: one model, copied onto several devices or machines.
+
+Every replica holds a full copy of the weights and reads a different slice of
+each batch; after the backward pass the replicas' gradients are summed (an
+*all-reduce*) so every copy takes the same step and the copies never drift apart.
+
+:func:`setup` picks the strategy once, before any model is built:
+
+- ``"none"``: TensorFlow's default strategy, one device. Results are the same
+  as code that never heard of ``tf.distribute``.
+- ``"mirrored"``: ``tf.distribute.MirroredStrategy`` over every local GPU, or,
+  without a GPU, over the CPU split into logical devices (one per core, at
+  least two).
+- ``"multiworker"``: ``tf.distribute.MultiWorkerMirroredStrategy`` over the
+  machines listed in the ``TF_CONFIG`` environment variable.
+
+Keras 3.15's ``fit`` fails under ``MultiWorkerMirroredStrategy``
+(keras-team/keras#20585) and, under ``MirroredStrategy``, on a batch that does
+not split evenly over the replicas; so with either strategy
+:func:`common.fit` trains with :func:`common.training.fit_distributed`, a
+training loop of our own that runs the same step on every replica.
+
+The batch size an app is given is per replica; the *global* batch, the one
+gradient step's worth of examples, is that times the number of replicas.
+
+    distribution = common.distribute.setup("mirrored")
+    with distribution.scope():
+        model = build_and_compile()
+    common.fit(model, train, validation, batch_size=distribution.global_batch(64),
+               distribution=distribution)
+"""
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+STRATEGIES = ("none", "mirrored", "multiworker")
+
+
+class WorkerLost(RuntimeError):
+    """Another worker stopped answering; restarting every worker resumes from the last checkpoint."""
+
+
+# What TensorFlow raises on the other workers when one of them dies (missed heartbeats).
+PEER_FAILURES = (
+    tf.errors.UnavailableError,
+    tf.errors.AbortedError,
+    tf.errors.CancelledError,
+    tf.errors.DeadlineExceededError,
+)
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """A strategy and what an app needs to know about it."""
+
+    kind: str
+    strategy: tf.distribute.Strategy = field(repr=False)
+    devices: tuple  # this worker's replica devices
+    workers: int = 1
+    worker_index: int = 0
+    mixed_precision: bool = False
+    backup: Path | None = None  # multi-worker checkpoints: <backup>/worker-<index>/<model name>/
+    fingerprint: str = ""  # the run's settings; checkpoints of other settings are not resumed
+
+    @property
+    def replicas(self):
+        """Replicas on all workers together: ``num_replicas_in_sync``."""
+        return self.strategy.num_replicas_in_sync
+
+    @property
+    def is_chief(self):
+        """Worker 0 saves the run; the others only train."""
+        return self.worker_index == 0
+
+    @property
+    def custom_loop(self):
+        """Train with :func:`common.training.fit_distributed`, not Keras' ``fit`` (see there why)."""
+        return self.kind != "none"
+
+    def scope(self):
+        """Build and compile models inside ``with distribution.scope():`` so their weights are mirrored."""
+        return self.strategy.scope()
+
+    def global_batch(self, per_replica):
+        """Examples per gradient step across every replica."""
+        return per_replica * self.replicas
+
+    def local_copy(self, model):
+        """The trained ``model`` on one device, outside the strategy, for predicting and saving.
+
+        The copy goes through a ``.keras`` file, the same path a user's reload
+        takes, so what is saved is what was trained. Without a strategy, ``model`` itself.
+        """
+        if self.kind == "none":
+            return model
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "model.keras"
+            model.save(path)
+            return keras.models.load_model(path)
+
+    def backup_for(self, name):
+        """This worker's checkpoint folder for the model called ``name``, or None without a backup."""
+        if self.backup is None:  # only multi-worker runs keep checkpoints
+            return None
+        return Path(self.backup) / f"worker-{self.worker_index}" / name
+
+    def remove_backup(self):
+        """Delete this worker's checkpoints once the run is safe; the last worker removes the folder."""
+        if self.backup is None:  # only multi-worker runs keep checkpoints
+            return
+        shutil.rmtree(Path(self.backup) / f"worker-{self.worker_index}", ignore_errors=True)
+        try:
+            Path(self.backup).rmdir()
+        except OSError:  # another worker's checkpoints are still there, or it is gone already
+            pass
+
+    def summary(self, per_replica):
+        """What a run's metrics record about where it trained (JSON-ready)."""
+        return {
+            "strategy": self.kind,
+            "replicas": self.replicas,
+            "workers": self.workers,
+            "batch_per_replica": per_replica,
+            "global_batch": self.global_batch(per_replica),
+            "mixed_precision": self.mixed_precision,
+        }
+
+    def describe(self, per_replica):
+        """One line for the terminal: where training runs, and the batch arithmetic."""
+        if self.kind == "none":
+            return f"Training on one device ({self.devices[0]}), batches of {per_replica}"
+        where = ", ".join(self.devices)
+        if self.workers > 1:
+            where = f"{self.workers} workers (this is worker {self.worker_index}; {where} here)"
+        precision = "; mixed precision (float16 compute, float32 weights)" * self.mixed_precision
+        return (
+            f"Training data-parallel ({self.kind}) on {self.replicas} replicas: {where}; global "
+            f"batch {self.global_batch(per_replica)} = {per_replica} per replica x "
+            f"{self.replicas}{precision}"
+        )
+
+
+def setup(kind="none", mixed_precision=False, cpu_devices=None, backup=None, fingerprint=""):
+    """Create the strategy for ``kind``; call before any model is built.
+
+    Args:
+        kind: one of :data:`STRATEGIES`.
+        mixed_precision: compute in float16 with float32 weights (Keras'
+            ``"mixed_float16"`` policy). Worth it on GPUs with tensor cores only;
+            on a CPU float16 is slower, so it needs a GPU.
+        cpu_devices: for ``"mirrored"`` without a GPU, how many logical CPU
+            devices to split the processor into (default: one per core, at least 2).
+            This must happen before TensorFlow runs its first operation.
+        backup / fingerprint: for ``"multiworker"``, a folder for per-epoch
+            checkpoints and the run's settings as text (see :func:`common.training.fit_distributed`).
+
+    Raises:
+        ValueError: an unknown ``kind``, a bad ``TF_CONFIG``, mixed precision
+            without a GPU, or CPU devices asked for after TensorFlow started.
+    """
+    if kind not in STRATEGIES:
+        raise ValueError(f"Expected a strategy in {STRATEGIES}. Received: {kind!r}")
+    gpus = tf.config.list_physical_devices("GPU")
+    if mixed_precision:
+        if not gpus:
+            raise ValueError(
+                "Expected a GPU for mixed precision (float16 on a CPU is slower, not faster). "
+                "Received: no GPU"
+            )
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    if kind == "none":
+        strategy = tf.distribute.get_strategy()
+        return Distribution(kind, strategy, ("GPU:0" if gpus else "CPU:0",), 1, 0, mixed_precision)
+    if kind == "mirrored":
+        devices = [f"/gpu:{i}" for i in range(len(gpus))] or split_cpu(cpu_devices)
+        # One strategy per set of devices: two would number their all-reduces alike, and
+        # TensorFlow would pair one's all-reduce with the other's ("Shape mismatch in the
+        # collective instance").
+        strategy = _MIRRORED.get(tuple(devices)) or tf.distribute.MirroredStrategy(devices)
+        _MIRRORED[tuple(devices)] = strategy
+        names = tuple(device.lstrip("/").upper() for device in devices)
+        return Distribution(kind, strategy, names, 1, 0, mixed_precision)
+    workers, index = read_tf_config(os.environ.get("TF_CONFIG"))
+    print(f"Worker {index} of {len(workers)}: waiting for the others ({', '.join(workers)}) ...")
+    # Collective operations pick ring all-reduce (CPU) or NCCL (GPU) by themselves.
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    local = tuple(f"GPU:{i}" for i in range(len(gpus))) or ("CPU:0",)
+    return Distribution(
+        kind, strategy, local, len(workers), index, mixed_precision, backup, str(fingerprint)
+    )
+
+
+_MIRRORED = {}  # devices -> the MirroredStrategy over them
+
+
+def split_cpu(count=None):
+    """Split the CPU into ``count`` logical devices (default: one per core, at least 2); their names.
+
+    TensorFlow fixes its devices when it runs its first operation, so this
+    must come before any model, tensor or dataset is made.
+    """
+    count = count or max(2, min(os.cpu_count() or 2, 8))
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    existing = tf.config.get_logical_device_configuration(cpu)
+    if existing is None or len(existing) != count:
+        try:
+            tf.config.set_logical_device_configuration(
+                cpu, [tf.config.LogicalDeviceConfiguration()] * count
+            )
+        except RuntimeError:
+            raise ValueError(
+                f"Expected to split the CPU into {count} devices before TensorFlow started. "
+                "Received: TensorFlow already running; set the strategy up first"
+            ) from None
+    return [f"/cpu:{i}" for i in range(count)]
+
+
+def read_tf_config(text):
+    """The cluster's worker addresses and this task's index, from ``TF_CONFIG``'s JSON text.
+
+    ``TF_CONFIG`` is how TensorFlow documents describing a cluster: every
+    machine gets the same ``cluster`` and its own ``task``::
+
+        {"cluster": {"worker": ["host1:12345", "host2:12345"]},
+         "task": {"type": "worker", "index": 0}}
+
+    >>> read_tf_config('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}')
+    (['a:1', 'b:2'], 1)
+    """
+    if not text:
+        raise ValueError(
+            "Expected the cluster in the TF_CONFIG environment variable, e.g. "
+            '\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+            '"task": {"type": "worker", "index": 0}}\'. Received: TF_CONFIG unset'
+        )
+    try:
+        config = json.loads(text)
+        cluster, task = config["cluster"], config["task"]
+        workers = list(cluster.get("chief", [])) + list(cluster["worker"])
+        kind, index = task["type"], task["index"]
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as error:
+        problem = f"no {error}" if isinstance(error, KeyError) else type(error).__name__
+        raise ValueError(
+            'Expected TF_CONFIG to be JSON with "cluster": {"worker": [...]} and "task": '
+            f'{{"type": ..., "index": ...}}. Received: {text[:80]!r} ({problem})'
+        ) from None
+    if kind not in ("chief", "worker") or not isinstance(index, int) or isinstance(index, bool):
+        raise ValueError(
+            f'Expected TF_CONFIG\'s task to be {{"type": "worker", "index": <int>}}. Received: {task}'
+        )
+    if kind == "worker" and "chief" in cluster:
+        index += len(cluster["chief"])  # the chief is worker 0 of the whole cluster
+    if not all(isinstance(address, str) and ":" in address for address in workers):
+        raise ValueError(f"Expected worker addresses as 'host:port'. Received: {workers}")
+    if not 0 <= index < len(workers) or (kind == "chief" and task["index"] != 0):
+        raise ValueError(
+            f"Expected TF_CONFIG's task index within its {len(workers)} workers. Received: {task}"
+        )
+    return workers, index
+
+
+def shard_by_data(dataset):
+    """``dataset`` with its auto-sharding set to ``DATA``: every worker keeps its share of each batch.
+
+    Our datasets are arrays in memory or a stream of random slices, not
+    files, so sharding by file (TensorFlow's first choice) cannot apply: every
+    worker runs the same seeded pipeline and keeps its replicas' slices of
+    each global batch. Saying so here avoids the silent fallback.
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+# ---------------------------------------------------------------- a cluster on one machine
+
+
+def free_ports(count):
+    """``count`` TCP ports on 127.0.0.1 that were free a moment ago (the OS picks them)."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def local_tf_configs(workers):
+    """One ``TF_CONFIG`` text per worker for a cluster of ``workers`` processes on this machine."""
+    addresses = [f"127.0.0.1:{port}" for port in free_ports(workers)]
+    return [
+        json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}})
+        for index in range(workers)
+    ]
+
+
+def start_local_cluster(command, workers=2, logs=None, environment=None):
+    """Start ``command`` (a list, as for ``subprocess``) once per worker, each with its ``TF_CONFIG``.
+
+    What a cluster scheduler does on several machines, here on one: every
+    process gets the same cluster and its own task index. Output goes to
+    ``logs/worker-<index>.log`` when ``logs`` is a folder, else to this terminal,
+    each line after its worker's ``[index]``. Returns the ``subprocess.Popen``
+    objects, worker 0 first.
+    """
+    import subprocess
+    import threading
+
+    def label_lines(index, stream):
+        for line in stream:
+            print(f"[{index}] {line}", end="", flush=True)
+
+    processes = []
+    for index, tf_config in enumerate(local_tf_configs(workers)):
+        env = {**os.environ, **(environment or {}), "TF_CONFIG": tf_config}
+        if logs is not None:
+            Path(logs).mkdir(parents=True, exist_ok=True)
+            with open(Path(logs) / f"worker-{index}.log", "w") as output:  # the child keeps a copy
+                process = subprocess.Popen(command, env=env, stdout=output, stderr=output)
+        else:
+            process = subprocess.Popen(
+                command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                bufsize=1,
+            )  # fmt: skip
+            threading.Thread(target=label_lines, args=(index, process.stdout), daemon=True).start()
+        processes.append(process)
+    return processes
+
+
+def main(argv=None):
+    """``python -m common.distribute [--workers N] COMMAND...``: run COMMAND as an N-worker cluster here."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="python -m common.distribute",
+        description="Run a command as a multi-worker cluster on this machine: one process per "
+        "worker, each with TF_CONFIG naming 127.0.0.1 ports. For trying --distribute "
+        "multiworker on a laptop; on real machines a scheduler sets TF_CONFIG (see the README).",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="processes (default: 2)")
+    parser.add_argument(
+        "command", nargs=argparse.REMAINDER, help="e.g. python apps/forecast.py ..."
+    )
+    args = parser.parse_args(argv)
+    if not args.command or args.workers < 1:
+        parser.error("expected --workers N (1 or more) and a command to run")
+    if args.command[0] in ("python", "python3"):  # the Python running this, with its packages
+        args.command[0] = sys.executable
+    processes = start_local_cluster(args.command, args.workers)
+    try:
+        codes = [process.wait() for process in processes]
+    except KeyboardInterrupt:
+        for process in processes:
+            process.terminate()
+        codes = [process.wait() for process in processes]
+    return max(codes, key=abs)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
