@@ -471,7 +471,7 @@ def main(argv=None):
             return finish_worker(distribution)
         with run_folder(config.out, config.overwrite) as folder:
             save_many(folder, results, rows, config, started, distribution)
-        distribution.remove_backup()
+        distribution.finish()
         print(
             f"Saved summary.csv, metrics.json and, per file, scores.csv, anomalies.csv and anomalies.png "
             f"in {config.out}/"
@@ -485,7 +485,7 @@ def main(argv=None):
     # Everything is computed; only now touch the output folder.
     with run_folder(config.out, config.overwrite) as folder:
         save_one(folder, found, detections[config.detector], rows, config, started, distribution)
-    distribution.remove_backup()
+    distribution.finish()
     saved = ", ".join(sorted(path.name for path in config.out.iterdir()))
     hint = (
         f"; monitor new data with --load {config.out} --csv NEW.csv" if config.load is None else ""

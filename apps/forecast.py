@@ -775,7 +775,7 @@ def main(argv=None):
     # Everything is computed; only now touch the output folder, which gets the run whole or not at all.
     with run_folder(config.out, config.overwrite) as out:
         save(out, data, model, history, seconds, found, config, distribution)
-    distribution.remove_backup()
+    distribution.finish()
     print(
         f"\nSaved model.keras, metrics.json, forecast.csv, forecast.png and training.png in "
         f"{config.out}/ ({time.perf_counter() - started:.0f} s; reload with --load {config.out})"

@@ -545,7 +545,7 @@ def plot_histories(histories, seeds, path):
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    # Multi-worker training (common.training.fit_distributed) tracks the loss only.
+    # Training under a strategy (common.training.fit_distributed) tracks the loss only.
     metrics = [metric for metric in ("loss", "accuracy") if metric in histories[0]]
     figure, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
     for metric, axis in zip(metrics, axes[0]):
@@ -643,7 +643,7 @@ def train(corpus, config, distribution):
                 f"{seed}; lower --learning-rate (it is {config.learning_rate:g})"
             )
         kept = int(np.argmin(history["val_loss"]))  # fit restores the lowest-loss weights
-        # (multi-worker training tracks the loss only)
+        # (training under a strategy tracks the loss only)
         accuracy = history.get("val_accuracy", [math.nan] * len(history["loss"]))[kept]
         print(
             f"  seed {seed}: {len(history['loss'])} epochs; kept epoch {kept + 1}, the lowest "
@@ -751,7 +751,7 @@ def main(argv=None):
     # Everything is computed; only now touch the output folder, which gets the run whole or not at all.
     with run_folder(config.out, config.overwrite) as out:
         save(out, corpus, trained, found, config, distribution)
-    distribution.remove_backup()
+    distribution.finish()
     print(
         f"\nSaved model.keras, metrics.json, confusion_matrix.png and training.png in {config.out}/ "
         f'({time.perf_counter() - started:.0f} s; try --load {config.out} --predict "some review")'

@@ -740,7 +740,7 @@ def main(argv=None):
     # Everything is computed; only now touch the output folder, which gets the run whole or not at all.
     with run_folder(config.out, config.overwrite) as out:
         save(out, corpus, trained, found, config, distribution)
-    distribution.remove_backup()
+    distribution.finish()
     print(f"\nSaved model.keras, metrics.json, loss.png and samples.txt in {config.out}/")
     print(
         f"Generate more: python apps/textgen.py --load {config.out} --generate 1000 --temperature 0.8"

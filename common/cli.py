@@ -64,6 +64,10 @@ def report_user_errors(main):
             if type(error).__name__ == "WorkerLost":  # common.distribute: a cluster lost a machine
                 print(f"{program}: error: {one_line(error)}", file=sys.stderr)
                 return EXIT_TRY_AGAIN
+            if (
+                type(error).__name__ == "ResumeError"
+            ):  # common.training: checkpoints that do not fit
+                return _one_line_error(program, error)
             if not isinstance(error, MemoryError) and type(error).__name__ != (
                 "ResourceExhaustedError"  # TensorFlow's out of memory
             ):
@@ -184,7 +188,7 @@ def common_parser(epochs=20, batch_size=64, app="app"):
         choices=("none", "mirrored", "multiworker"),
         default="none",
         help="data-parallel training: none (one device), mirrored (every local GPU, or the CPU "
-        "split into one device per core), multiworker (the machines in TF_CONFIG; needs --out, "
+        "split into two devices), multiworker (the machines in TF_CONFIG; needs --out, "
         "and resumes from its last epoch if restarted) (default: %(default)s)",
     )
     scaling.add_argument(
@@ -198,16 +202,26 @@ def common_parser(epochs=20, batch_size=64, app="app"):
 
 def start_distribution(config):
     """The :class:`common.distribute.Distribution` for ``config``; call before TensorFlow runs anything."""
+    import tensorflow as tf
+
     from common import distribute
 
+    if config.load is not None:  # a saved model is used and nothing is trained: one device
+        return distribute.setup("none")
+    if config.mixed_precision and not tf.config.list_physical_devices("GPU"):
+        raise UserError("--mixed-precision: needs a GPU (float16 on a CPU is slower, not faster)")
+    backup = backup_folder(config.out)
+    if config.distribute == "multiworker" and (
+        backup.is_symlink() or (backup.exists() and not backup.is_dir())
+    ):  # checkpoints go only into a real folder of their own
+        raise UserError(f"--out {config.out}: {backup} exists and is not a folder of checkpoints")
     try:
         return distribute.setup(
-            config.distribute, config.mixed_precision, backup=backup_folder(config.out),
+            config.distribute, config.mixed_precision, backup=backup,
             fingerprint=config.fingerprint(),
         )  # fmt: skip
     except ValueError as error:
-        option = "--mixed-precision" if "mixed precision" in str(error) else "--distribute"
-        raise UserError(f"{option}: {error}") from None
+        raise UserError(f"--distribute {config.distribute}: {error}") from None
 
 
 def finish_worker(distribution):
@@ -216,7 +230,7 @@ def finish_worker(distribution):
         f"\nWorker {distribution.worker_index} of {distribution.workers}: training done; "
         "worker 0 saves the run"
     )
-    distribution.remove_backup()
+    distribution.finish()  # waits for the chief's run folder, then deletes the checkpoints
     return 0
 
 

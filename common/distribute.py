@@ -9,8 +9,7 @@ each batch; after the backward pass the replicas' gradients are summed (an
 - ``"none"``: TensorFlow's default strategy, one device. Results are the same
   as code that never heard of ``tf.distribute``.
 - ``"mirrored"``: ``tf.distribute.MirroredStrategy`` over every local GPU, or,
-  without a GPU, over the CPU split into logical devices (one per core, at
-  least two).
+  without a GPU, over the CPU split into two logical devices (sharing its cores).
 - ``"multiworker"``: ``tf.distribute.MultiWorkerMirroredStrategy`` over the
   machines listed in the ``TF_CONFIG`` environment variable.
 
@@ -111,10 +110,23 @@ class Distribution:
             return None
         return Path(self.backup) / f"worker-{self.worker_index}" / name
 
-    def remove_backup(self):
-        """Delete this worker's checkpoints once the run is safe; the last worker removes the folder."""
+    def finish(self):
+        """Once the chief has saved the run: every worker deletes its checkpoints.
+
+        Each worker waits here for all the others (an all-reduce is a barrier), so
+        no checkpoint goes before the chief's run folder is in place; if the
+        chief fails to save, the others stop with :class:`WorkerLost` and keep theirs.
+        """
         if self.backup is None:  # only multi-worker runs keep checkpoints
             return
+        try:
+            one = lambda: tf.distribute.get_replica_context().all_reduce("SUM", tf.constant(1.0))  # noqa: E731
+            self.strategy.run(one)
+        except PEER_FAILURES:
+            raise WorkerLost(
+                f"worker 0 stopped before it had saved the run; the checkpoints stay in "
+                f"{self.backup}: start every worker again with the same command to finish"
+            ) from None
         shutil.rmtree(Path(self.backup) / f"worker-{self.worker_index}", ignore_errors=True)
         try:
             Path(self.backup).rmdir()
@@ -147,7 +159,7 @@ class Distribution:
         )
 
 
-def setup(kind="none", mixed_precision=False, cpu_devices=None, backup=None, fingerprint=""):
+def setup(kind="none", mixed_precision=False, cpu_devices=2, backup=None, fingerprint=""):
     """Create the strategy for ``kind``; call before any model is built.
 
     Args:
@@ -156,8 +168,8 @@ def setup(kind="none", mixed_precision=False, cpu_devices=None, backup=None, fin
             ``"mixed_float16"`` policy). Worth it on GPUs with tensor cores only;
             on a CPU float16 is slower, so it needs a GPU.
         cpu_devices: for ``"mirrored"`` without a GPU, how many logical CPU
-            devices to split the processor into (default: one per core, at least 2).
-            This must happen before TensorFlow runs its first operation.
+            devices to split the processor into. This must happen before
+            TensorFlow runs its first operation.
         backup / fingerprint: for ``"multiworker"``, a folder for per-epoch
             checkpoints and the run's settings as text (see :func:`common.training.fit_distributed`).
 
@@ -200,13 +212,12 @@ def setup(kind="none", mixed_precision=False, cpu_devices=None, backup=None, fin
 _MIRRORED = {}  # devices -> the MirroredStrategy over them
 
 
-def split_cpu(count=None):
-    """Split the CPU into ``count`` logical devices (default: one per core, at least 2); their names.
+def split_cpu(count=2):
+    """Split the CPU into ``count`` logical devices; their names.
 
     TensorFlow fixes its devices when it runs its first operation, so this
     must come before any model, tensor or dataset is made.
     """
-    count = count or max(2, min(os.cpu_count() or 2, 8))
     cpu = tf.config.list_physical_devices("CPU")[0]
     existing = tf.config.get_logical_device_configuration(cpu)
     if existing is None or len(existing) != count:

@@ -90,6 +90,11 @@ def fit(
         The ``History`` object; ``history.history`` has per-epoch metrics.
     """
     if distribution is not None and distribution.custom_loop:
+        if monitor != "val_loss":
+            raise ValueError(
+                f"Expected monitor='val_loss' with a distribution (the distributed loop tracks "
+                f"the loss only). Received: {monitor!r}"
+            )
         return fit_distributed(
             model, train, validation, strategy=distribution.strategy, epochs=epochs,
             batch_size=batch_size, patience=patience, max_seconds=max_seconds,
@@ -135,7 +140,7 @@ def fit_distributed(
     verbose=0,
     backup=None,
     fingerprint="",
-    seed=0,
+    seed=None,
 ):
     """What :func:`fit` does, written out as a training loop that runs under any ``tf.distribute`` strategy.
 
@@ -164,7 +169,8 @@ def fit_distributed(
             the caller deletes it once the run is saved.
         fingerprint: a string naming the run's settings; a backup made with
             other settings is refused rather than resumed.
-        seed: shuffles an ``(inputs, targets)`` tuple each epoch.
+        seed: shuffles an ``(inputs, targets)`` tuple each epoch (default: drawn
+            from NumPy's generator, so :func:`set_seed` decides it).
 
     Other arguments are :func:`fit`'s.
 
@@ -198,6 +204,8 @@ def _fit_distributed(
 ):  # fmt: skip
     strategy = strategy or tf.distribute.get_strategy()
     optimizer = model.optimizer
+    if seed is None:  # from NumPy's generator, which set_seed seeds alike on every worker
+        seed = int(np.random.randint(2**31 - 1))
     train_data = _batched(train, batch_size, shuffle=True, seed=seed)
     # Variables must exist before the first step is traced: the optimizer's slots, and the
     # loss trackers Keras makes on the first loss it computes (one per output).
@@ -218,6 +226,18 @@ def _fit_distributed(
         total = tf.distribute.get_replica_context().all_reduce("SUM", count)
         return count, tf.math.divide_no_nan(count, total)
 
+    inner = getattr(optimizer, "inner_optimizer", optimizer)  # inside a LossScaleOptimizer
+
+    def clip(gradients):
+        """The optimizer's own clipping (Keras' clipnorm, global_clipnorm or clipvalue)."""
+        if inner.clipnorm:
+            return [tf.clip_by_norm(g, inner.clipnorm) for g in gradients]
+        if inner.global_clipnorm:
+            return tf.clip_by_global_norm(gradients, inner.global_clipnorm)[0]
+        if inner.clipvalue:
+            return [tf.clip_by_value(g, -inner.clipvalue, inner.clipvalue) for g in gradients]
+        return gradients
+
     def mean_loss(inputs, targets, predictions):
         # Keras divides a loss by the replicas when a strategy is in force; undo it to get this
         # replica's mean over its own examples.
@@ -229,8 +249,19 @@ def _fit_distributed(
             predictions = model(inputs, training=True)
             loss = mean_loss(inputs, targets, predictions) * share  # summed over replicas: the mean
             scaled = optimizer.scale_loss(loss)  # mixed precision multiplies it; otherwise as is
-        gradients = tape.gradient(scaled, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        weights = model.trainable_variables
+        gradients = [
+            tf.zeros_like(w) if g is None else g
+            for g, w in zip(tape.gradient(scaled, weights), weights)
+        ]
+        # Keras' optimizer clips each replica's share *before* it sums the shares, so a clipped
+        # step would grow with the replicas. Sum first, clip the sum (without the loss scale),
+        # and hand the optimizer 1/replicas of it: its own clipping then has nothing to do, and
+        # its sum over the replicas gives back the clipped whole.
+        summed = tf.distribute.get_replica_context().all_reduce("SUM", gradients)
+        loss_scale = optimizer.scale_loss(tf.constant(1.0))
+        clipped = [_times(g, loss_scale) for g in clip([_times(g, 1 / loss_scale) for g in summed])]
+        optimizer.apply_gradients(zip([_times(g, 1 / replicas) for g in clipped], weights))
         # Every worker must stop after the same step, so one worker out of time stops them all.
         # (tf.identity: all-reducing an argument as it came in fails with "destinations can not be empty")
         stop = tf.distribute.get_replica_context().all_reduce("SUM", tf.identity(out_of_time))
@@ -267,7 +298,7 @@ def _fit_distributed(
     # Everything training needs to go on where it stopped; the best weights are copied out.
     with tf.init_scope():
         best_weights = [tf.Variable(w, trainable=False) for w in model.get_weights()]
-    state = {"history": {"loss": [], "val_loss": []}, "best": math.inf, "waited": 0}
+    state = {"history": {"loss": [], "val_loss": []}, "best": math.inf, "waited": 0, "seconds": 0}
     checkpoints = _Checkpoints(
         backup, strategy, model, optimizer, best_weights, fingerprint
     ) if backup is not None else None  # fmt: skip
@@ -288,7 +319,7 @@ def _fit_distributed(
         epochs=epochs, steps=steps,
     )  # fmt: skip
     model.stop_training = False
-    started = time.perf_counter()
+    started = time.perf_counter() - state["seconds"]  # a resumed run's time budget goes on
     callback_list.on_train_begin()
     iterator = iter(distributed_train) if steps_per_epoch else None
     for epoch in range(first_epoch, 0 if state.get("finished") else epochs):
@@ -307,6 +338,8 @@ def _fit_distributed(
             callback_list.on_train_batch_end(step, {"loss": running_loss})
             if stop or not math.isfinite(losses[-1]):
                 break
+        if not losses:
+            raise ValueError("Expected at least one training batch per epoch. Received: none")
         logs = {"loss": running_loss, "val_loss": validation_loss()}
         for name, value in logs.items():
             history.history[name].append(value)
@@ -320,6 +353,7 @@ def _fit_distributed(
         diverged_now = not all(math.isfinite(value) for value in logs.values())
         finished = stop or diverged_now or state["waited"] >= patience or model.stop_training
         state["history"], state["finished"] = history.history, finished or epoch + 1 == epochs
+        state["seconds"] = time.perf_counter() - started
         if checkpoints is not None:
             checkpoints.save(epoch + 1, state)
         if finished:
@@ -328,6 +362,13 @@ def _fit_distributed(
     if math.isfinite(state["best"]):
         model.set_weights([variable.numpy() for variable in best_weights])
     return history
+
+
+def _times(gradient, factor):
+    """``gradient * factor``, keeping an embedding's sparse gradient (``tf.IndexedSlices``) sparse."""
+    if isinstance(gradient, tf.IndexedSlices):
+        return tf.IndexedSlices(gradient.values * factor, gradient.indices, gradient.dense_shape)
+    return gradient * factor
 
 
 def _batched(data, batch_size, shuffle, seed=0):
@@ -357,8 +398,17 @@ def _count_batches(dataset):
     return count
 
 
+class ResumeError(ValueError):
+    """Checkpoints that cannot be resumed: other settings, damaged, or not what the other workers have."""
+
+
 class _Checkpoints:
-    """Per-epoch checkpoints of one worker, with ``tf.train.CheckpointManager``, and resuming from them."""
+    """Per-epoch checkpoints of one worker, with ``tf.train.CheckpointManager``, and resuming from them.
+
+    Resuming is one decision taken together: every worker says which epochs it
+    has, all restore the newest that every one of them saved, and a problem on
+    any worker stops them all (rather than leaving the others waiting for it).
+    """
 
     def __init__(self, folder, strategy, model, optimizer, best_weights, fingerprint):
         self.folder, self.strategy = Path(folder), strategy
@@ -368,42 +418,91 @@ class _Checkpoints:
         self.checkpoint = tf.train.Checkpoint(
             model=model, optimizer=optimizer, best=best_weights, state=self.state
         )
+        self._open()
+
+    def _open(self):
         # Two kept: after a crash between two workers' saves, all can go back to the older one.
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.folder, max_to_keep=2)
 
     def _epochs(self):
         return sorted(int(path.rsplit("-", 1)[1]) for path in self.manager.checkpoints)
 
+    def _path(self, epoch):
+        return str(self.folder / f"ckpt-{epoch}")
+
     def resume(self):
-        """Restore the newest epoch every worker has saved: ``(epoch, state)``, or ``(0, None)``."""
+        """Restore the newest epoch every worker saved: ``(epoch, state)``, or ``(0, None)`` to start."""
         mine = self._epochs()
-        newest = self._agree(mine[-1] if mine else 0)
+        newest = min(self._gather(mine[-1] if mine else 0))
+        problem = self._problem(newest, mine)
+        troubled = [index for index, flag in enumerate(self._gather(int(bool(problem)))) if flag]
+        if troubled:
+            raise ResumeError(
+                problem
+                or f"Expected every worker's checkpoints to be resumable. Received: "
+                f"a problem on worker(s) {troubled}, which say(s) what it is"
+            )
+        self._forget_after(newest, mine)  # a newer epoch here would not match the others'
         if newest == 0:
             return 0, None
-        if newest not in mine:
-            raise ValueError(
-                f"Expected the checkpoints in {self.folder} to hold epoch {newest}, like the "
-                f"other workers'. Received: epochs {mine}"
-            )
-        self.checkpoint.restore(str(self.folder / f"ckpt-{newest}")).expect_partial()
-        state = json.loads(self.state.numpy().decode())
-        if state.get("fingerprint") != self.fingerprint:
-            raise ValueError(
-                f"Expected the checkpoints in {self.folder} to come from a run with the same "
-                f"settings. Received: settings {state.get('fingerprint')!r}; delete that folder "
-                "to start afresh"
-            )
-        return newest, state
+        try:
+            self.checkpoint.restore(self._path(newest)).expect_partial()
+        except (tf.errors.OpError, ValueError, AssertionError) as error:
+            raise ResumeError(
+                f"Expected {self._path(newest)} to fit this model. Received: "
+                f"{str(error).splitlines()[0][:160]}; delete {self.folder} to start afresh"
+            ) from None
+        return newest, json.loads(self.state.numpy().decode())
 
-    def _agree(self, epoch):
-        """The oldest of the workers' newest epochs: the last one every worker has."""
+    def _problem(self, epoch, mine):
+        """Why this worker cannot resume at ``epoch``, or ``""``."""
+        if epoch == 0:
+            return ""
+        if epoch not in mine:
+            return (
+                f"Expected the checkpoints in {self.folder} to hold epoch {epoch}, like the other "
+                f"workers'. Received: epochs {mine}; delete every worker's checkpoints to start afresh"
+            )
+        try:  # the settings first: restoring a model of another shape would fail on its own terms
+            text = tf.train.load_checkpoint(self._path(epoch)).get_tensor(
+                "state/.ATTRIBUTES/VARIABLE_VALUE"
+            )
+            saved = json.loads(text).get("fingerprint")
+        except (tf.errors.OpError, ValueError, AttributeError) as error:
+            return (
+                f"Expected a readable checkpoint at {self._path(epoch)}. Received: "
+                f"{type(error).__name__}; delete {self.folder} to start afresh"
+            )
+        if saved != self.fingerprint:
+            return (
+                f"Expected the checkpoints in {self.folder} to come from a run with the same "
+                f"settings. Received: settings {saved!r}; delete that folder to start afresh"
+            )
+        return ""
+
+    def _forget_after(self, epoch, mine):
+        newer = [number for number in mine if number > epoch]
+        if not newer:
+            return
+        for number in newer:
+            for path in self.folder.glob(f"ckpt-{number}.*"):
+                path.unlink()
+        kept = [self._path(number) for number in mine if number <= epoch]
+        if kept:
+            tf.compat.v1.train.update_checkpoint_state(str(self.folder), kept[-1], kept)
+        else:
+            (self.folder / "checkpoint").unlink(missing_ok=True)
+        self._open()
+
+    def _gather(self, value):
+        """``value`` from every replica on every worker, as a list of ints."""
 
         def gather():
-            value = tf.constant([epoch], dtype="int64")
-            return tf.distribute.get_replica_context().all_gather(value, axis=0)
+            own = tf.constant([value], dtype="int64")
+            return tf.distribute.get_replica_context().all_gather(own, axis=0)
 
         gathered = self.strategy.experimental_local_results(self.strategy.run(gather))[0]
-        return int(tf.reduce_min(gathered))
+        return [int(number) for number in gathered.numpy()]
 
     def save(self, epoch, state):
         self.state.assign(json.dumps({**state, "fingerprint": self.fingerprint}))
