@@ -202,26 +202,27 @@ def common_parser(epochs=20, batch_size=64, app="app"):
 
 def start_distribution(config):
     """The :class:`common.distribute.Distribution` for ``config``; call before TensorFlow runs anything."""
-    import tensorflow as tf
 
     from common import distribute
 
     if config.load is not None:  # a saved model is used and nothing is trained: one device
         return distribute.setup("none")
-    if config.mixed_precision and not tf.config.list_physical_devices("GPU"):
-        raise UserError("--mixed-precision: needs a GPU (float16 on a CPU is slower, not faster)")
     backup = backup_folder(config.out)
     if config.distribute == "multiworker" and (
         backup.is_symlink() or (backup.exists() and not backup.is_dir())
     ):  # checkpoints go only into a real folder of their own
         raise UserError(f"--out {config.out}: {backup} exists and is not a folder of checkpoints")
+    wait = os.environ.get("RNN_WORKSHOP_WAIT_SECONDS", "300")
     try:
-        return distribute.setup(
+        distribution = distribute.setup(
             config.distribute, config.mixed_precision, backup=backup,
-            fingerprint=config.fingerprint(),
+            fingerprint=config.fingerprint(), wait_seconds=float(wait),
         )  # fmt: skip
     except ValueError as error:
         raise UserError(f"--distribute {config.distribute}: {error}") from None
+    if distribution.workers > 1:  # TensorFlow's cluster takes SIGTERM over; stop cleanly instead
+        _raise_on_sigterm()
+    return distribution
 
 
 def finish_worker(distribution):
@@ -266,6 +267,11 @@ class OneLineErrorParser(argparse.ArgumentParser):
             if isinstance(arg, str) and arg.startswith("--") and arg.endswith("=--"):
                 self.error(f"argument {arg[:-3]}: expected a value, got '--'")
         namespace, extras = super().parse_known_args(args, namespace)
+        if getattr(namespace, "mixed_precision", False):
+            import tensorflow as tf
+
+            if not tf.config.list_physical_devices("GPU"):
+                self.error("argument --mixed-precision: needs a GPU (float16 on a CPU is slower)")
         trains = not (getattr(namespace, "load", None) or getattr(namespace, "predict", None))
         if getattr(namespace, "distribute", None) == "multiworker" and trains:
             if getattr(namespace, "out", None) is None:  # every worker must find the same run again

@@ -33,6 +33,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,10 +124,14 @@ class Distribution:
             one = lambda: tf.distribute.get_replica_context().all_reduce("SUM", tf.constant(1.0))  # noqa: E731
             self.strategy.run(one)
         except PEER_FAILURES:
-            raise WorkerLost(
-                f"worker 0 stopped before it had saved the run; the checkpoints stay in "
-                f"{self.backup}: start every worker again with the same command to finish"
-            ) from None
+            if self.is_chief:  # the run is saved; only another worker's leftovers remain
+                print(f"Note: another worker stopped at the end; its checkpoints in {self.backup} "
+                      "can be deleted")  # fmt: skip
+            else:
+                raise WorkerLost(
+                    f"worker 0 stopped before it had saved the run; the checkpoints stay in "
+                    f"{self.backup}: start every worker again with the same command to finish"
+                ) from None
         shutil.rmtree(Path(self.backup) / f"worker-{self.worker_index}", ignore_errors=True)
         try:
             Path(self.backup).rmdir()
@@ -159,7 +164,9 @@ class Distribution:
         )
 
 
-def setup(kind="none", mixed_precision=False, cpu_devices=2, backup=None, fingerprint=""):
+def setup(
+    kind="none", mixed_precision=False, cpu_devices=2, backup=None, fingerprint="", wait_seconds=300
+):
     """Create the strategy for ``kind``; call before any model is built.
 
     Args:
@@ -171,7 +178,9 @@ def setup(kind="none", mixed_precision=False, cpu_devices=2, backup=None, finger
             devices to split the processor into. This must happen before
             TensorFlow runs its first operation.
         backup / fingerprint: for ``"multiworker"``, a folder for per-epoch
-            checkpoints and the run's settings as text (see :func:`common.training.fit_distributed`).
+            checkpoints and the run's settings as text (see :func:`common.training.fit_distributed`);
+            every worker must have the same settings.
+        wait_seconds: for ``"multiworker"``, how long to wait for every worker to start.
 
     Raises:
         ValueError: an unknown ``kind``, a bad ``TF_CONFIG``, mixed precision
@@ -201,12 +210,92 @@ def setup(kind="none", mixed_precision=False, cpu_devices=2, backup=None, finger
         return Distribution(kind, strategy, names, 1, 0, mixed_precision)
     workers, index = read_tf_config(os.environ.get("TF_CONFIG"))
     print(f"Worker {index} of {len(workers)}: waiting for the others ({', '.join(workers)}) ...")
+    wait_for_workers(workers, index, wait_seconds)
     # Collective operations pick ring all-reduce (CPU) or NCCL (GPU) by themselves.
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     local = tuple(f"GPU:{i}" for i in range(len(gpus))) or ("CPU:0",)
-    return Distribution(
+    distribution = Distribution(
         kind, strategy, local, len(workers), index, mixed_precision, backup, str(fingerprint)
     )
+    _check_same_settings(distribution)
+    return distribution
+
+
+def wait_for_workers(workers, index, seconds=300):
+    """Before TensorFlow joins the cluster: check the addresses, and wait until every worker is up.
+
+    TensorFlow's own wait happens in C++, where neither Ctrl-C nor a time limit
+    reaches it; a worker that never comes (a wrong address, a machine down)
+    would hang the others for good. So each worker first opens its own port
+    and knocks on the others' until all answer (TensorFlow's server takes the
+    port over a moment later; a knock in between is simply repeated).
+
+    Raises:
+        ValueError: an address that does not resolve, this worker's port taken,
+            or a worker not answering within ``seconds``.
+    """
+    import socket
+
+    addresses = []
+    for address in workers:
+        host, _, port = address.rpartition(":")
+        try:
+            socket.getaddrinfo(host, int(port))
+        except (OSError, UnicodeError, ValueError):
+            raise ValueError(
+                f"Expected worker addresses whose host is known. Received: {address[:100]}"
+            ) from None
+        addresses.append((host, int(port)))
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(("", addresses[index][1]))
+        listener.listen(64)
+    except OSError as error:
+        listener.close()
+        raise ValueError(
+            f"Expected port {addresses[index][1]} free for this worker ({workers[index]}). "
+            f"Received: {error.strerror or error}"
+        ) from None
+    waiting = {i for i in range(len(addresses)) if i != index}
+    deadline = time.monotonic() + seconds
+    try:
+        while waiting:
+            for other in sorted(waiting):
+                try:
+                    socket.create_connection(addresses[other], timeout=1).close()
+                    waiting.discard(other)
+                except OSError:
+                    pass
+            if waiting and time.monotonic() > deadline:
+                missing = ", ".join(workers[i] for i in sorted(waiting))
+                raise ValueError(
+                    f"Expected every worker in TF_CONFIG to start within {seconds:g} s. "
+                    f"Received: no answer from {missing}"
+                )
+            time.sleep(0.2 if waiting else 0)
+    finally:
+        listener.close()
+
+
+def _check_same_settings(distribution):
+    """Every worker must train the same thing: compare the settings' checksums, all together."""
+    import zlib
+
+    own = zlib.crc32(distribution.fingerprint.encode())
+
+    def gather():
+        value = tf.constant([own], dtype="int64")
+        return tf.distribute.get_replica_context().all_gather(value, axis=0)
+
+    strategy = distribution.strategy
+    gathered = strategy.experimental_local_results(strategy.run(gather))[0].numpy()
+    if len(set(gathered.tolist())) > 1:
+        differ = [i for i, value in enumerate(gathered.tolist()) if value != own]
+        raise ValueError(
+            "Expected every worker to run the same command with the same settings. "
+            f"Received: other settings on worker(s) {differ}"
+        )
 
 
 _MIRRORED = {}  # devices -> the MirroredStrategy over them
@@ -268,8 +357,18 @@ def read_tf_config(text):
         )
     if kind == "worker" and "chief" in cluster:
         index += len(cluster["chief"])  # the chief is worker 0 of the whole cluster
-    if not all(isinstance(address, str) and ":" in address for address in workers):
-        raise ValueError(f"Expected worker addresses as 'host:port'. Received: {workers}")
+
+    def valid(address):
+        host, _, port = address.rpartition(":") if isinstance(address, str) else ("", "", "")
+        return bool(host) and port.isdigit() and 1 <= int(port) <= 65535
+
+    if not all(valid(address) for address in workers):
+        shown = str(workers)[:200]
+        raise ValueError(
+            f"Expected worker addresses as 'host:port' (port 1 to 65535). Received: {shown}"
+        )
+    if len(set(workers)) < len(workers):
+        raise ValueError(f"Expected a different address for every worker. Received: {workers}")
     if not 0 <= index < len(workers) or (kind == "chief" and task["index"] != 0):
         raise ValueError(
             f"Expected TF_CONFIG's task index within its {len(workers)} workers. Received: {task}"
@@ -347,37 +446,3 @@ def start_local_cluster(command, workers=2, logs=None, environment=None):
             threading.Thread(target=label_lines, args=(index, process.stdout), daemon=True).start()
         processes.append(process)
     return processes
-
-
-def main(argv=None):
-    """``python -m common.distribute [--workers N] COMMAND...``: run COMMAND as an N-worker cluster here."""
-    import argparse
-    import sys
-
-    parser = argparse.ArgumentParser(
-        prog="python -m common.distribute",
-        description="Run a command as a multi-worker cluster on this machine: one process per "
-        "worker, each with TF_CONFIG naming 127.0.0.1 ports. For trying --distribute "
-        "multiworker on a laptop; on real machines a scheduler sets TF_CONFIG (see the README).",
-    )
-    parser.add_argument("--workers", type=int, default=2, help="processes (default: 2)")
-    parser.add_argument(
-        "command", nargs=argparse.REMAINDER, help="e.g. python apps/forecast.py ..."
-    )
-    args = parser.parse_args(argv)
-    if not args.command or args.workers < 1:
-        parser.error("expected --workers N (1 or more) and a command to run")
-    if args.command[0] in ("python", "python3"):  # the Python running this, with its packages
-        args.command[0] = sys.executable
-    processes = start_local_cluster(args.command, args.workers)
-    try:
-        codes = [process.wait() for process in processes]
-    except KeyboardInterrupt:
-        for process in processes:
-            process.terminate()
-        codes = [process.wait() for process in processes]
-    return max(codes, key=abs)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

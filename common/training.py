@@ -445,13 +445,22 @@ class _Checkpoints:
         self._forget_after(newest, mine)  # a newer epoch here would not match the others'
         if newest == 0:
             return 0, None
+        problem = ""
         try:
             self.checkpoint.restore(self._path(newest)).expect_partial()
-        except (tf.errors.OpError, ValueError, AssertionError) as error:
+        except Exception as error:  # noqa: BLE001  a damaged file fails in many ways (IndexError...)
+            reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+            problem = (
+                f"Expected a checkpoint at {self._path(newest)} that fits this model. Received: "
+                f"{reason}; delete {self.folder} to start afresh"
+            )
+        troubled = [index for index, flag in enumerate(self._gather(int(bool(problem)))) if flag]
+        if troubled:  # all together, or the others would wait for this worker's first step
             raise ResumeError(
-                f"Expected {self._path(newest)} to fit this model. Received: "
-                f"{str(error).splitlines()[0][:160]}; delete {self.folder} to start afresh"
-            ) from None
+                problem
+                or f"Expected every worker to restore its checkpoint. Received: a "
+                f"problem on worker(s) {troubled}, which say(s) what it is"
+            )
         return newest, json.loads(self.state.numpy().decode())
 
     def _problem(self, epoch, mine):
@@ -506,7 +515,13 @@ class _Checkpoints:
 
     def save(self, epoch, state):
         self.state.assign(json.dumps({**state, "fingerprint": self.fingerprint}))
-        self.manager.save(checkpoint_number=epoch)
+        try:
+            self.manager.save(checkpoint_number=epoch)
+        except tf.errors.OpError as error:  # a full disk, a folder that is a file, no permission
+            raise ResumeError(
+                f"Expected to write checkpoints in {self.folder}. Received: "
+                f"{str(error).splitlines()[0][:160]}"
+            ) from None
 
 
 def diverged(history):

@@ -67,6 +67,11 @@ def test_read_tf_config_counts_a_chief_as_worker_0():
         ),
         ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "ps", "index": 0}}', "task to be"),
         ('{"cluster": {"worker": ["a"]}, "task": {"type": "worker", "index": 0}}', "host:port"),
+        ('{"cluster": {"worker": ["a:abc"]}, "task": {"type": "worker", "index": 0}}', "port 1 to"),
+        (
+            '{"cluster": {"worker": ["a:1", "a:1"]}, "task": {"type": "worker", "index": 0}}',
+            "different",
+        ),
         ("[1]", "TypeError"),
     ],
 )
@@ -408,8 +413,60 @@ def test_a_bad_tf_config_is_one_line_before_any_work(run_app, tmp_path, monkeypa
     assert "Data:" not in out
 
 
+def test_a_worker_that_never_comes_is_one_line_not_a_hang(run_app, tmp_path, monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", distribute.local_tf_configs(2)[0])  # worker 1 never starts
+    monkeypatch.setenv("RNN_WORKSHOP_WAIT_SECONDS", "1")
+    started = time.monotonic()
+    status, _, err = run_app("forecast", "--distribute", "multiworker", "--out", tmp_path / "r")
+    assert status == 2 and err.count("\n") == 1 and time.monotonic() - started < 30
+    assert "to start within 1 s. Received: no answer from 127.0.0.1:" in err
+
+
+def test_an_unknown_host_is_one_line(run_app, tmp_path, monkeypatch):
+    config = {
+        "cluster": {"worker": ["127.0.0.1:1", "no-such-host.invalid:2"]},
+        "task": {"type": "worker", "index": 0},
+    }
+    monkeypatch.setenv("TF_CONFIG", json.dumps(config))
+    status, _, err = run_app("textgen", "--distribute", "multiworker", "--out", tmp_path / "r")
+    assert status == 2 and err.count("\n") == 1 and "no-such-host.invalid:2" in err
+
+
+def test_workers_with_different_settings_all_stop_with_one_line(tmp_path):
+    command = [PYTHON, "apps/forecast.py", "--quick", "--distribute", "multiworker"]
+    configs = distribute.local_tf_configs(2)
+    processes = [
+        subprocess.Popen(
+            command + ["--out", tmp_path / "run", "--units", units],
+            cwd=REPO,
+            text=True,
+            env={**os.environ, "TF_CONFIG": config},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        for config, units in zip(configs, ["8", "16"])
+    ]
+    for process in processes:
+        _, err = process.communicate(timeout=180)
+        assert process.returncode == 2 and err.count("\n") == 1, err
+        assert "same settings. Received: other settings on worker(s)" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_launcher_refuses_a_bad_command_in_one_line():
+    result = subprocess.run(
+        [PYTHON, "-m", "common.launch", "--workers", "2", "--", "/no/such/program"],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "could not start '/no/such/program'" in result.stderr
+
+
 @pytest.mark.skipif(bool(tf.config.list_physical_devices("GPU")), reason="this machine has a GPU")
 def test_mixed_precision_without_a_gpu_is_one_line(run_app, tmp_path):
     status, _, err = run_app("textgen", "--quick", "--mixed-precision", "--out", tmp_path / "r")
     assert status == 2 and err.count("\n") == 1
     assert "--mixed-precision: needs a GPU" in err
+    for app, saved in [("forecast", "--load"), ("anomaly", "--load")]:  # also when nothing trains
+        status, _, err = run_app(app, "--mixed-precision", saved, tmp_path)
+        assert status == 2 and "--mixed-precision: needs a GPU" in err
