@@ -614,8 +614,8 @@ def train(corpus, config, distribution):
             ],
         )  # fmt: skip
     except KeyboardInterrupt:
-        if epochs.best_weights is None:  # not one epoch finished: nothing worth saving
-            raise
+        if epochs.best_weights is None or distribution.workers > 1:
+            raise  # nothing worth saving yet; or a cluster, which resumes from its checkpoints
         model.set_weights(epochs.best_weights)
         interrupted = True
         best = min(epochs.epochs, key=lambda row: row["val_loss_nats"])

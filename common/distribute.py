@@ -123,7 +123,7 @@ class Distribution:
         try:
             one = lambda: tf.distribute.get_replica_context().all_reduce("SUM", tf.constant(1.0))  # noqa: E731
             self.strategy.run(one)
-        except PEER_FAILURES:
+        except (*PEER_FAILURES, tf.errors.InvalidArgumentError):  # gone, or out of step
             if self.is_chief:  # the run is saved; only another worker's leftovers remain
                 print(f"Note: another worker stopped at the end; its checkpoints in {self.backup} "
                       "can be deleted")  # fmt: skip

@@ -7,6 +7,7 @@ Python processes; they talk only to 127.0.0.1.
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -393,6 +394,27 @@ def test_a_killed_worker_is_restarted_and_training_resumes_from_the_checkpoint(t
     assert rows[0]["wall_seconds"] is None and "restarted" in rows[0]["wall_seconds_null_reason"]
     assert keras.models.load_model(out / "model.keras") is not None
     assert not (tmp_path / "run.backup").exists()
+
+
+def test_sigterm_stops_a_worker_cleanly_and_keeps_the_checkpoints(tmp_path):
+    """A scheduler's SIGTERM: that worker says so (130), the other exits 75, nothing is saved."""
+    out = tmp_path / "run"
+    options = ("--out", out, "--epochs", "30", "--steps-per-epoch", "8", "--minutes", "5")
+    processes = start_cluster(tmp_path, "textgen", *options)
+    log = tmp_path / "logs" / "worker-1.log"
+    started = time.time()
+    while "epoch   2" not in log.read_text():
+        assert time.time() - started < 180 and processes[1].poll() is None, log.read_text()
+        time.sleep(0.2)
+    processes[1].send_signal(signal.SIGTERM)
+    assert processes[1].wait(timeout=60) == 130
+    assert log.read_text().strip().splitlines()[-1] == "interrupted; nothing was saved"
+    assert processes[0].wait(timeout=120) == 75
+    assert not out.exists()
+    assert sorted(path.name for path in (tmp_path / "run.backup").iterdir()) == [
+        "worker-0",
+        "worker-1",
+    ]
 
 
 # ---------------------------------------------------------------- the command line
