@@ -109,7 +109,11 @@ class Distribution:
         """This worker's checkpoint folder for the model called ``name``, or None without a backup."""
         if self.backup is None:  # only multi-worker runs keep checkpoints
             return None
-        return Path(self.backup) / f"worker-{self.worker_index}" / name
+        return self._own_backup / name
+
+    @property
+    def _own_backup(self):
+        return Path(self.backup) / f"worker-{self.worker_index}"
 
     def finish(self):
         """Once the chief has saved the run: every worker deletes its checkpoints.
@@ -132,7 +136,7 @@ class Distribution:
                     f"worker 0 stopped before it had saved the run; the checkpoints stay in "
                     f"{self.backup}: start every worker again with the same command to finish"
                 ) from None
-        shutil.rmtree(Path(self.backup) / f"worker-{self.worker_index}", ignore_errors=True)
+        shutil.rmtree(self._own_backup, ignore_errors=True)
         try:
             Path(self.backup).rmdir()
         except OSError:  # another worker's checkpoints are still there, or it is gone already
@@ -278,20 +282,29 @@ def wait_for_workers(workers, index, seconds=300):
         listener.close()
 
 
+def gather(strategy, value):
+    """The int ``value`` of every replica on every worker, as a list.
+
+    A collective operation: every worker must call it at the same point, and
+    all get the same list, so they can take one decision together.
+    """
+
+    def replica_value():
+        own = tf.constant([value], dtype="int64")
+        return tf.distribute.get_replica_context().all_gather(own, axis=0)
+
+    gathered = strategy.experimental_local_results(strategy.run(replica_value))[0]
+    return [int(number) for number in gathered.numpy()]
+
+
 def _check_same_settings(distribution):
     """Every worker must train the same thing: compare the settings' checksums, all together."""
     import zlib
 
     own = zlib.crc32(distribution.fingerprint.encode())
-
-    def gather():
-        value = tf.constant([own], dtype="int64")
-        return tf.distribute.get_replica_context().all_gather(value, axis=0)
-
-    strategy = distribution.strategy
-    gathered = strategy.experimental_local_results(strategy.run(gather))[0].numpy()
-    if len(set(gathered.tolist())) > 1:
-        differ = [i for i, value in enumerate(gathered.tolist()) if value != own]
+    gathered = gather(distribution.strategy, own)
+    if len(set(gathered)) > 1:
+        differ = [i for i, value in enumerate(gathered) if value != own]
         raise ValueError(
             "Expected every worker to run the same command with the same settings. "
             f"Received: other settings on worker(s) {differ}"

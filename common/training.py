@@ -10,6 +10,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from common.distribute import PEER_FAILURES, WorkerLost, gather, shard_by_data
+
 
 def progress_verbosity():
     """Keras' ``verbose`` for training progress: a live bar in a terminal, one line per epoch in a log."""
@@ -177,8 +179,6 @@ def fit_distributed(
     Returns:
         A ``keras.callbacks.History`` with ``loss`` and ``val_loss`` per epoch.
     """
-    from common.distribute import PEER_FAILURES, WorkerLost
-
     try:
         return _fit_distributed(
             model, train, validation, strategy=strategy, epochs=epochs, batch_size=batch_size,
@@ -214,9 +214,9 @@ def _fit_distributed(
             optimizer.build(model.trainable_variables)
         inputs, targets = next(iter(train_data.take(1)))
         model.compute_loss(x=inputs, y=targets, y_pred=model(inputs), training=False)
-    distributed_train = strategy.experimental_distribute_dataset(_shard_by_data(train_data))
+    distributed_train = strategy.experimental_distribute_dataset(shard_by_data(train_data))
     distributed_validation = strategy.experimental_distribute_dataset(
-        _shard_by_data(_batched(validation, batch_size, shuffle=False))
+        shard_by_data(_batched(validation, batch_size, shuffle=False))
     )
     replicas = strategy.num_replicas_in_sync
 
@@ -385,12 +385,6 @@ def _batched(data, batch_size, shuffle, seed=0):
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def _shard_by_data(dataset):
-    from common.distribute import shard_by_data
-
-    return shard_by_data(dataset)
-
-
 def _count_batches(dataset):
     count = int(dataset.cardinality())
     if count < 0:  # unknown (e.g. after bucketing): count one pass
@@ -433,15 +427,8 @@ class _Checkpoints:
     def resume(self):
         """Restore the newest epoch every worker saved: ``(epoch, state)``, or ``(0, None)`` to start."""
         mine = self._epochs()
-        newest = min(self._gather(mine[-1] if mine else 0))
-        problem = self._problem(newest, mine)
-        troubled = [index for index, flag in enumerate(self._gather(int(bool(problem)))) if flag]
-        if troubled:
-            raise ResumeError(
-                problem
-                or f"Expected every worker's checkpoints to be resumable. Received: "
-                f"a problem on worker(s) {troubled}, which say(s) what it is"
-            )
+        newest = min(gather(self.strategy, mine[-1] if mine else 0))
+        self._stop_together(self._problem(newest, mine), "find its checkpoints resumable")
         self._forget_after(newest, mine)  # a newer epoch here would not match the others'
         if newest == 0:
             return 0, None
@@ -454,14 +441,20 @@ class _Checkpoints:
                 f"Expected a checkpoint at {self._path(newest)} that fits this model. Received: "
                 f"{reason}; delete {self.folder} to start afresh"
             )
-        troubled = [index for index, flag in enumerate(self._gather(int(bool(problem)))) if flag]
-        if troubled:  # all together, or the others would wait for this worker's first step
+        self._stop_together(problem, "restore its checkpoint")
+        return newest, json.loads(self.state.numpy().decode())
+
+    def _stop_together(self, problem, what):
+        """Raise on every worker if any has a ``problem``: alone, the others would wait for it forever."""
+        troubled = [
+            index for index, flag in enumerate(gather(self.strategy, int(bool(problem)))) if flag
+        ]
+        if troubled:
             raise ResumeError(
                 problem
-                or f"Expected every worker to restore its checkpoint. Received: a "
-                f"problem on worker(s) {troubled}, which say(s) what it is"
+                or f"Expected every worker to {what}. Received: a problem on "
+                f"worker(s) {troubled}, which say(s) what it is"
             )
-        return newest, json.loads(self.state.numpy().decode())
 
     def _problem(self, epoch, mine):
         """Why this worker cannot resume at ``epoch``, or ``""``."""
@@ -502,16 +495,6 @@ class _Checkpoints:
         else:
             (self.folder / "checkpoint").unlink(missing_ok=True)
         self._open()
-
-    def _gather(self, value):
-        """``value`` from every replica on every worker, as a list of ints."""
-
-        def gather():
-            own = tf.constant([value], dtype="int64")
-            return tf.distribute.get_replica_context().all_gather(own, axis=0)
-
-        gathered = self.strategy.experimental_local_results(self.strategy.run(gather))[0]
-        return [int(number) for number in gathered.numpy()]
 
     def save(self, epoch, state):
         self.state.assign(json.dumps({**state, "fingerprint": self.fingerprint}))
