@@ -212,11 +212,16 @@ def start_distribution(config):
         backup.is_symlink() or (backup.exists() and not backup.is_dir())
     ):  # checkpoints go only into a real folder of their own
         raise UserError(f"--out {config.out}: {backup} exists and is not a folder of checkpoints")
-    wait = os.environ.get("RNN_WORKSHOP_WAIT_SECONDS", "300")
+    wait = 300.0  # seconds for every worker of a cluster to start
+    if config.distribute == "multiworker":
+        try:  # NaN would wait for ever, like no limit at all
+            wait = positive_float(os.environ.get("RNN_WORKSHOP_WAIT_SECONDS", "300"))
+        except argparse.ArgumentTypeError as error:
+            raise UserError(f"RNN_WORKSHOP_WAIT_SECONDS: {error}") from None
     try:
         distribution = distribute.setup(
             config.distribute, config.mixed_precision, backup=backup,
-            fingerprint=config.fingerprint(), wait_seconds=float(wait),
+            fingerprint=config.fingerprint(), wait_seconds=wait,
         )  # fmt: skip
     except ValueError as error:
         raise UserError(f"--distribute {config.distribute}: {error}") from None

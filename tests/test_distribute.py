@@ -444,6 +444,15 @@ def test_a_worker_that_never_comes_is_one_line_not_a_hang(run_app, tmp_path, mon
     assert "to start within 1 s. Received: no answer from 127.0.0.1:" in err
 
 
+@pytest.mark.parametrize("seconds", ["nan", "inf", "-1", "soon"])
+def test_a_bad_waiting_time_is_one_line(seconds, run_app, tmp_path, monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", distribute.local_tf_configs(2)[0])
+    monkeypatch.setenv("RNN_WORKSHOP_WAIT_SECONDS", seconds)
+    status, _, err = run_app("forecast", "--distribute", "multiworker", "--out", tmp_path / "r")
+    assert status == 2 and err.count("\n") == 1
+    assert err.startswith("forecast: error: RNN_WORKSHOP_WAIT_SECONDS: expected a")
+
+
 def test_an_unknown_host_is_one_line(run_app, tmp_path, monkeypatch):
     config = {
         "cluster": {"worker": ["127.0.0.1:1", "no-such-host.invalid:2"]},
