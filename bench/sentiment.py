@@ -1,39 +1,33 @@
-"""Accuracy and training speed: the sentiment app's bucketed model beside a plain keras.io-style setup.
+"""Benchmark apps/sentiment.py: the RNN, TF-IDF + logistic regression and wide & deep, over seeds.
 
-    python bench/sentiment.py                 # Rotten Tomatoes, a few minutes on a 2-core CPU
+    python bench/sentiment.py                 # the app's defaults at 3 base seeds, about 5 minutes on 2 cores
+    python bench/sentiment.py --runs 5        # more seeds: a steadier mean
+    python bench/sentiment.py --speed         # instead: bucketed against padded batches (keras.io-style)
     python bench/sentiment.py --quick         # a smoke test of the script itself
 
-Rows, all trained on the same bundled train split and scored on its test split:
+Accuracy (the default): runs the app's own steps (read_config, load_data,
+train, report) on the bundled Rotten Tomatoes splits once per base seed; each
+run averages --seeds networks as the app does. One row per model, over the
+runs: validation accuracy (where choices are made), test accuracy as mean,
+standard deviation, lowest and highest, and test ROC AUC; then the same test
+accuracy for every network alone (runs x seeds of them). Beside the app's
+models, one ablation: the RNN's and the baseline's probabilities simply
+averaged, with no stacking weights.
 
-- keras.io-style: Keras's default tokenizer (punctuation stripped), every text
-  padded to --pad-length tokens, Embedding 128 -> BiLSTM 64 -> BiLSTM 64
-  (the "Bidirectional LSTM on IMDB" example), random embedding.
-- app model, padded: the app's network (BiGRU 32, embedding 64, PPMI-pretrained
-  embedding, our tokenizer), fed batches padded to --pad-length.
-- app model, bucketed: the same network fed length-bucketed batches, as the app
-  trains it. The two app rows differ only in batching, so their speed ratio is
-  what bucketing buys.
-- TF-IDF + logistic regression, for reference.
-
+Speed (--speed): the app's network fed length-bucketed batches against the
+same network fed batches padded to --pad-length, beside the keras.io
+"Bidirectional LSTM on IMDB" setup (Keras's default tokenizer, every text
+padded, Embedding 128 -> BiLSTM 64 -> BiLSTM 64, random embedding).
 "examples/s" counts training examples per second of model.fit over the epochs
-actually run (early stopping on validation loss, patience 1, as the app). Times depend on
-the machine and on what else runs on it; compare rows of one run.
-
-One run (defaults, on a 2-core CPU shared with other jobs, so the times are
-inflated; the ratios hold):
-
-    row                                   test acc  val acc  epochs  examples/s  padding %
-    keras.io-style BiLSTM64x2, pad 200     0.736     0.740     2         71        91
-    app BiGRU32 (1 seed), pad 200          0.775     0.779     3         98        89
-    app BiGRU32 (1 seed), bucketed         0.773     0.769     3        900        12
-    TF-IDF + logistic regression           0.788     0.769
-
-Bucketing trains the same network 9x faster at the same accuracy; the app's
-default averages three such networks (test accuracy 0.785, ROC AUC 0.864).
+actually run. Times depend on the machine and on what else runs on it;
+compare rows of one run.
 """
 
 import argparse
+import contextlib
+import io
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -46,7 +40,125 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "apps"))  # the apps are scripts; import one as a module
 
-import sentiment as sentiment_app  # noqa: E402
+import sentiment as app  # noqa: E402
+
+AVERAGED = "RNN and TF-IDF + LR probabilities averaged (ablation: no stacking)"
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="bench/sentiment.py",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--runs", type=int, default=3, help="app runs, each from its own base seed (default: 3)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=42, help="the first run's base seed (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--speed", action="store_true", help="time bucketed against padded batches instead"
+    )
+    parser.add_argument(
+        "--pad-length",
+        type=int,
+        default=200,
+        help="tokens every text is padded to in the --speed rows (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a small sample and short training: checks the script"
+    )
+    return parser.parse_args(argv)
+
+
+# ---------------------------------------------------------------- accuracy over seeds
+
+
+def one_run(seed, quick):
+    """The app's steps for one base seed; test and validation accuracy of every model."""
+    with tempfile.TemporaryDirectory() as folder, contextlib.redirect_stdout(io.StringIO()):
+        argv = ["--seed", str(seed), "--out", str(Path(folder) / "run")]
+        config = app.read_config(argv + (["--quick"] if quick else []))
+        corpus = app.load_data(config)
+        trained = app.train(corpus, config, common.distribute.setup("none"))
+        found = app.report(corpus, trained, config)
+        (val_texts, val_labels), (test_texts, test_labels) = (
+            corpus.splits["validation"],
+            corpus.splits["test"],
+        )
+        tfidf, regression, _, _ = trained.baseline
+        averaged = {
+            name: (
+                app.predict_texts(trained.rnn, texts)
+                + regression.predict_proba(tfidf.transform(texts))[:, 1]
+            )
+            / 2
+            for name, texts in (("validation", val_texts), ("test", test_texts))
+        }
+    found.table[AVERAGED] = app.scores(test_labels, averaged["test"])
+    found.validation_accuracy[AVERAGED] = float(
+        np.mean((averaged["validation"] >= 0.5) == val_labels)
+    )
+    return found, config.seeds
+
+
+def accuracy_table(args):
+    runs, seeds = [], 1
+    for number in range(args.runs):
+        seed = args.seed + number * 10  # the app trains seeds seed, seed + 1, ...: no overlap
+        started = time.perf_counter()
+        found, seeds = one_run(seed, args.quick)
+        runs.append(found)
+        shown = ", ".join(
+            f"{name.split(' (')[0]} {scores['accuracy']:.4f}"
+            for name, scores in found.table.items()
+            if name != "majority class"
+        )
+        print(f"run {number + 1} (base seed {seed}): test accuracy {shown} "
+              f"({time.perf_counter() - started:.0f} s)", flush=True)  # fmt: skip
+    rows = {}
+    for name in (app.RNN, app.BASELINE, app.WIDE_AND_DEEP, AVERAGED):
+        test = np.array([found.table[name]["accuracy"] for found in runs])
+        baseline = np.array([found.table[app.BASELINE]["accuracy"] for found in runs])
+        rows[name] = {
+            "val acc": np.mean([found.validation_accuracy[name] for found in runs]),
+            "test acc": test.mean(),
+            "sd": test.std(ddof=1) if len(test) > 1 else float("nan"),
+            "min": test.min(),
+            "max": test.max(),
+            "vs TF-IDF (points)": 100 * (test - baseline).mean(),
+            "ROC AUC": np.mean([found.table[name]["ROC AUC"] for found in runs]),
+        }
+    print()
+    common.print_table(
+        rows,
+        title=f"Rotten Tomatoes, {args.runs} runs of the app's defaults ({seeds} seeds "
+        "averaged in each); test accuracy over the runs:",
+    )
+    single = {
+        name: np.concatenate([found.seed_accuracies[name] for found in runs])
+        for name in (app.RNN, app.WIDE_AND_DEEP)
+    }
+    print()
+    common.print_table(
+        {
+            f"{name}, one network": {
+                "networks": len(values),
+                "test acc": values.mean(),
+                "sd": values.std(ddof=1) if len(values) > 1 else float("nan"),
+                "min": values.min(),
+                "max": values.max(),
+            }
+            for name, values in single.items()
+        },
+        title="Each seed's network alone (wide & deep: stacked afresh with the n-gram part):",
+    )
+    return rows
+
+
+# ---------------------------------------------------------------- speed: buckets against padding
 
 
 def keras_io_model(vocab_size):
@@ -60,13 +172,13 @@ def keras_io_model(vocab_size):
     return model
 
 
-def train_and_score(name, model, train, validation, test, num_train, epochs):
+def train_and_score(name, model, batches, num_train, epochs):
     common.set_seed(0)
     started = time.perf_counter()
-    history = common.fit(model, train, validation, epochs=epochs, patience=1)
+    history = common.fit(model, batches["train"], batches["validation"], epochs=epochs, patience=1)
     seconds = time.perf_counter() - started
     epochs_run = len(history.history["loss"])
-    _, test_accuracy = model.evaluate(test, verbose=0)
+    _, test_accuracy = model.evaluate(batches["test"], verbose=0)
     best = int(np.argmin(history.history["val_loss"]))
     print(f"  {name}: {epochs_run} epochs in {seconds:.0f} s", flush=True)
     return {
@@ -75,128 +187,69 @@ def train_and_score(name, model, train, validation, test, num_train, epochs):
         "epochs": epochs_run,
         "train s": seconds,
         "examples/s": num_train * epochs_run / seconds,
-        "padding %": 100 * text.padding_share(train),
+        "padding %": 100 * text.padding_share(batches["train"]),
     }
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--epochs",
-        type=int,
-        default=4,
-        help="most epochs per row; early stopping may end sooner (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--pad-length",
-        type=int,
-        default=200,
-        help="tokens every text is padded to in the padded rows, as in keras.io (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="a small sample and one epoch: checks the script runs"
-    )
-    args = parser.parse_args(argv)
-
-    app = sentiment_app
+def speed_table(args):
     splits, unlabelled, source, _ = app.load_rotten_tomatoes()
+    epochs = 4
     if args.quick:
         splits, unlabelled = app.shrink_for_quick_run(splits, unlabelled, seed=0)
-        args.epochs = 1
-    (train_texts, train_labels), (val_texts, val_labels), (test_texts, test_labels) = (
-        splits[name] for name in ("train", "validation", "test")
-    )
-    print(
-        f"Data: {source}; {len(train_labels)} train, {len(val_labels)} validation, {len(test_labels)} test texts"
-    )
-    rows = {}
+        epochs = 1
+    train_texts, train_labels = splits["train"]
+    print(f"Data: {source}; {len(train_labels)} training texts")
 
-    # keras.io: default standardization, fixed-length padded batches.
-    plain = keras.layers.TextVectorization(max_tokens=20000)
+    def batches(ids, length=None):
+        def one(name, labels):
+            size = 32 if name == "train" else 256
+            if length is None:
+                return text.bucketed_batches(ids[name], labels, size, shuffle=name == "train")
+            return text.padded_batches(ids[name], labels, size, length, shuffle=name == "train")
+
+        return {name: one(name, labels) for name, (_, labels) in splits.items()}
+
+    rows = {}
+    plain = keras.layers.TextVectorization(max_tokens=20000)  # keras.io: punctuation stripped
     plain.adapt(train_texts)
-    plain_ids = {
-        name: text.vectorize(plain, texts, args.pad_length) for name, (texts, _) in splits.items()
-    }
-    padded = {
-        name: text.padded_batches(
-            plain_ids[name],
-            labels,
-            32 if name == "train" else 256,
-            args.pad_length,
-            shuffle=name == "train",
-        )
-        for name, (_, labels) in splits.items()
-    }
+    plain_ids = {name: text.vectorize(plain, texts, args.pad_length) for name, (texts, _) in splits.items()}  # fmt: skip
     rows[f"keras.io-style BiLSTM64x2, padded to {args.pad_length}"] = train_and_score(
         "keras.io-style",
         keras_io_model(plain.vocabulary_size()),
-        padded["train"],
-        padded["validation"],
-        padded["test"],
+        batches(plain_ids, args.pad_length),
         len(train_labels),
-        args.epochs,
+        epochs,
     )
-
-    # The app's network, with the app's tokenizer and pretrained embedding, padded then bucketed.
-    options = app.parse_args([])
-    vectorizer = text.make_vectorizer(train_texts, max_tokens=options.max_tokens)
-    ids = {
-        name: text.vectorize(vectorizer, texts, options.max_length)
-        for name, (texts, _) in splits.items()
-    }
+    config = app.Config()
+    vectorizer = text.make_vectorizer(train_texts, max_tokens=config.max_tokens)
+    ids = {name: text.vectorize(vectorizer, texts, config.max_length) for name, (texts, _) in splits.items()}  # fmt: skip
     embedding = text.pretrain_embeddings(
         ids["train"] + text.vectorize(vectorizer, unlabelled, 10**6),
         vectorizer.vocabulary_size(),
-        options.embedding_dim,
+        config.embedding_dim,
     )
-    padded = {
-        name: text.padded_batches(
-            ids[name],
-            labels,
-            options.batch_size if name == "train" else 256,
-            args.pad_length,
-            shuffle=name == "train",
-        )
-        for name, (_, labels) in splits.items()
-    }
-    bucketed = {
-        name: text.bucketed_batches(
-            ids[name],
-            labels,
-            options.batch_size if name == "train" else 256,
-            shuffle=name == "train",
-        )
-        for name, (_, labels) in splits.items()
-    }
-    for label, batches in (
-        (f"app BiGRU32 (1 seed), padded to {args.pad_length}", padded),
-        ("app BiGRU32 (1 seed), bucketed", bucketed),
+    for label, length in (
+        (f"app BiGRU32 (1 seed), padded to {args.pad_length}", args.pad_length),
+        ("app BiGRU32 (1 seed), bucketed", None),
     ):
-        model = app.build_classifier(options, vectorizer.vocabulary_size(), 0, embedding)
-        rows[label] = train_and_score(
-            label,
-            model,
-            batches["train"],
-            batches["validation"],
-            batches["test"],
-            len(train_labels),
-            args.epochs,
-        )
-
-    baseline, _, _ = app.tfidf_baseline(splits)
-    rows["TF-IDF + logistic regression"] = {
-        "test accuracy": float(np.mean((baseline(test_texts) >= 0.5) == test_labels)),
-        "val accuracy": float(np.mean((baseline(val_texts) >= 0.5) == val_labels)),
-    }
+        model = app.build_classifier(config, vectorizer.vocabulary_size(), 0, embedding)
+        rows[label] = train_and_score(label, model, batches(ids, length), len(train_labels), epochs)
     print()
-    common.print_table(rows, title=f"Sentiment bench ({source}; times on this machine, now):")
-    speedup = (
-        rows["app BiGRU32 (1 seed), bucketed"]["examples/s"]
-        / rows[f"app BiGRU32 (1 seed), padded to {args.pad_length}"]["examples/s"]
-    )
+    common.print_table(rows, title=f"Sentiment speed ({source}; times on this machine, now):")
+    padded, bucketed = list(rows.values())[-2:]
     print(
-        f"\nBucketing trains the same network {speedup:.1f}x faster than padding to {args.pad_length} tokens."
+        f"\nBucketing trains the same network {bucketed['examples/s'] / padded['examples/s']:.1f}x "
+        f"faster than padding to {args.pad_length} tokens."
     )
+    return rows
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.speed:
+        speed_table(args)
+    else:
+        accuracy_table(args)
     return 0
 
 

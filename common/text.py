@@ -1,4 +1,4 @@
-"""Text helpers: labels, reading text tables, a vocabulary, word vectors, length-bucketed batches.
+"""Text helpers: labels, reading text tables, a vocabulary, word vectors, length-bucketed batches, wide & deep.
 
 The pieces a text classifier needs around the recurrent network::
 
@@ -8,10 +8,17 @@ The pieces a text classifier needs around the recurrent network::
     token_ids = text.vectorize(vectorizer, train_texts, max_length=200)
     vectors = text.pretrain_embeddings(token_ids, vectorizer.vocabulary_size(), 64)
     batches = text.bucketed_batches(token_ids, train_labels, batch_size=32)
-    model = text.end_to_end_model(vectorizer, classifier, max_length=200)  # raw strings in
+    deep = text.end_to_end_model(vectorizer, classifier, max_length=200)  # raw strings in
 
-The custom pieces a saved model holds (the standardizer and
-:class:`TruncateTokens`) are registered with Keras under the package
+and the n-gram model beside it, stacked on the validation split (wide & deep)::
+
+    tfidf, regression, C, _ = text.fit_tfidf_logistic(train_texts, train_labels, val_texts, val_labels)
+    wide = text.ngram_logistic_model(tfidf, regression)              # scikit-learn's numbers, in Keras
+    weights, bias, _ = text.fit_stack(text.log_odds(deep, wide, val_texts), val_labels)
+    model = text.wide_and_deep_model(deep, wide, weights, bias)      # raw strings in, one probability
+
+The custom pieces a saved model holds (the standardizers, :class:`TruncateTokens`,
+:class:`TfIdf` and :class:`Logit`) are registered with Keras under the package
 ``rnn_workshop``, so the model reloads with plain ``keras.models.load_model``
 once ``common.text`` has been imported.
 """
@@ -409,6 +416,280 @@ def end_to_end_model(vectorizer, classifier, max_length, name="sentiment"):
     token_ids = TruncateTokens(max_length, name="truncate")(token_ids)
     probability = classifier(token_ids)
     return keras.Model(strings, probability, name=name)
+
+
+# ---------------------------------------------------------------- wide & deep
+
+
+@keras.saving.register_keras_serializable(package="rnn_workshop")
+class Logit(keras.layers.Layer):
+    """A probability back to its log-odds, ``log(p / (1 - p))``: the inverse of the sigmoid.
+
+    The recurrent part outputs a probability (an average over seeds); stacking
+    adds log-odds, so the probability is turned back. It is clipped to
+    ``[1e-7, 1 - 1e-7]`` first, so a network that is sure gives a large
+    finite logit (about 16), never infinity.
+
+    >>> np.round(np.asarray(Logit()(np.array([[0.5], [0.880797]]))), 4).tolist()
+    [[0.0], [2.0]]
+    """
+
+    def call(self, probability):
+        probability = keras.ops.clip(probability, 1e-7, 1 - 1e-7)
+        return keras.ops.log(probability) - keras.ops.log1p(-probability)
+
+
+def fit_tfidf_logistic(
+    train_texts, train_labels, val_texts, val_labels, *, max_features=200_000,
+    strengths=(1.0, 3.0, 10.0, 30.0),
+):  # fmt: skip
+    """The classical baseline: TF-IDF of word 1-2 grams and a logistic regression (scikit-learn).
+
+    ``TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)`` fit on the
+    training texts only, then ``LogisticRegression`` for each ``C`` in
+    ``strengths``; the ``C`` with the best validation accuracy is kept.
+
+    Args:
+        max_features: keep the most frequent n-grams. Rotten Tomatoes' training
+            snippets hold 126,000 word 1-2 grams, IMDB's reviews millions; in
+            Keras (:func:`ngram_logistic_model`) each text becomes one number
+            per n-gram.
+
+    Returns:
+        ``(tfidf, regression, C, validation_accuracy)``: the fitted
+        ``TfidfVectorizer`` and ``LogisticRegression``.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    tfidf = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, max_features=max_features)
+    analyze = tfidf.build_analyzer()
+    if not any(analyze(str(line)) for line in train_texts):
+        raise ValueError(
+            "Expected training texts with at least one word of two or more letters or digits. "
+            f"Received: none in {len(train_texts)} texts"
+        )
+    train_features = tfidf.fit_transform(train_texts)  # fit on training text only
+    val_features = tfidf.transform(val_texts)
+    best = None
+    for strength in strengths:
+        candidate = LogisticRegression(C=strength, max_iter=2000).fit(train_features, train_labels)
+        accuracy = float(np.mean(candidate.predict(val_features) == np.asarray(val_labels)))
+        if best is None or accuracy > best[0]:
+            best = (accuracy, strength, candidate)
+    validation_accuracy, strength, regression = best
+    return tfidf, regression, strength, validation_accuracy
+
+
+@keras.saving.register_keras_serializable(package="rnn_workshop")
+def standardize_words(texts):
+    """Lower-case and keep words of two or more letters or digits, as scikit-learn's vectorizers do.
+
+    scikit-learn lower-cases and takes tokens matching ``\\b\\w\\w+\\b``:
+    punctuation goes, and so do one-character words ("a", "I", the "t" of
+    "don't"). Here: every run of other characters becomes a double space, then
+    one-character words are dropped, so a whitespace split gives the same tokens.
+    """
+    texts = tf.strings.lower(texts, encoding="utf-8")
+    texts = tf.strings.regex_replace(texts, r"[^\pL\pN_]+", "  ")
+    texts = tf.strings.regex_replace(tf.strings.join([" ", texts, " "]), r" [\pL\pN_] ", " ")
+    return tf.strings.strip(texts)
+
+
+@keras.saving.register_keras_serializable(package="rnn_workshop")
+class TfIdf(keras.layers.Layer):
+    """Counts of n-grams in, scikit-learn's sublinear TF-IDF out: ``(1 + log count) * idf``.
+
+    A count of 0 stays 0. The inverse document frequencies are a weight of the
+    layer (not trained), so they travel in the ``.keras`` file; set them with
+    ``set_weights([idf])``.
+
+    >>> layer = TfIdf(3)
+    >>> layer.set_weights([np.array([0.0, 2.0, 1.0], "float32")])
+    >>> np.asarray(layer(np.array([[5.0, 1.0, np.e]], "float32"))).round(3).tolist()
+    [[0.0, 2.0, 2.0]]
+    """
+
+    def __init__(self, size, **kwargs):
+        super().__init__(**kwargs)
+        self.size = int(size)
+        self.idf = self.add_weight(
+            shape=(self.size,), initializer="ones", trainable=False, name="idf"
+        )
+
+    def call(self, counts):
+        counts = keras.ops.convert_to_tensor(counts, dtype=self.compute_dtype)
+        safe = keras.ops.maximum(counts, 1.0)  # log(0) is never taken
+        return keras.ops.where(counts > 0, 1.0 + keras.ops.log(safe), 0.0) * self.idf
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size}
+
+
+def ngram_logistic_model(tfidf, regression, name="ngram_logistic"):
+    """The fitted TF-IDF + logistic regression as Keras layers: the *wide* part of wide & deep.
+
+    Raw strings (batch,) in, the log-odds of "positive" (batch, 1) out, the
+    same numbers scikit-learn computes (``regression.decision_function``):
+
+    ``TextVectorization`` (``output_mode="count"``, word 1-2 grams, the
+    vectorizer's vocabulary; :func:`standardize_words` tokenizes as
+    scikit-learn does) -> :class:`TfIdf` (the vectorizer's idf) ->
+    ``UnitNormalization`` (rows of length 1) -> ``Dense(1)`` (the regression's
+    weights). A model made of layers saves and reloads with the recurrent part,
+    so the saved file still takes raw strings.
+
+    Args:
+        tfidf: a fitted ``TfidfVectorizer(ngram_range=(1, n), sublinear_tf=True)``,
+            default tokenizer, as :func:`fit_tfidf_logistic` returns.
+        regression: a fitted binary ``LogisticRegression`` on its features.
+    """
+    expected = {
+        "analyzer": "word", "token_pattern": r"(?u)\b\w\w+\b", "tokenizer": None,
+        "preprocessor": None, "stop_words": None, "strip_accents": None, "lowercase": True,
+        "binary": False, "use_idf": True, "sublinear_tf": True, "norm": "l2",
+    }  # fmt: skip
+    wrong = [
+        f"{name}={getattr(tfidf, name, None)!r}"
+        for name, value in expected.items()
+        if getattr(tfidf, name, None) != value
+    ]
+    wrong += (
+        [] if getattr(tfidf, "ngram_range", (0,))[0] == 1 else [f"ngram_range={tfidf.ngram_range}"]
+    )
+    wrong += [] if hasattr(tfidf, "idf_") else ["not fitted"]
+    if wrong:
+        raise ValueError(
+            "Expected a fitted TfidfVectorizer with the default word tokenizer, "
+            f"ngram_range=(1, n), sublinear_tf=True and norm='l2'. Received: {', '.join(wrong)}"
+        )
+    if getattr(regression, "coef_", np.zeros((0, 0))).shape != (1, len(tfidf.idf_)):
+        raise ValueError(
+            f"Expected a binary LogisticRegression fitted on the vectorizer's "
+            f"{len(tfidf.idf_)} features. Received: coef_ of shape "
+            f"{getattr(regression, 'coef_', np.zeros(0)).shape}"
+        )
+    vocabulary = sorted(tfidf.vocabulary_, key=tfidf.vocabulary_.get)  # by column
+    vectorizer = keras.layers.TextVectorization(
+        standardize=standardize_words, split="whitespace", ngrams=tfidf.ngram_range[1],
+        output_mode="count", vocabulary=vocabulary, name="ngram_vectorizer",
+    )  # fmt: skip
+    strings = keras.Input(shape=(), dtype="string", name="text")
+    counts = vectorizer(strings)  # column 0 counts the n-grams outside the vocabulary
+    # float32 throughout, also under a mixed-precision policy: these are scikit-learn's numbers.
+    weighted = TfIdf(len(vocabulary) + 1, name="tfidf", dtype="float32")
+    features = keras.layers.UnitNormalization(name="ngram_l2", dtype="float32")(weighted(counts))
+    head = keras.layers.Dense(1, name="ngram_logit", dtype="float32")
+    model = keras.Model(strings, head(features), name=name)
+    weighted.set_weights([np.concatenate([[0.0], tfidf.idf_]).astype("float32")])
+    head.set_weights(
+        [
+            np.concatenate([[0.0], regression.coef_[0]]).astype("float32")[:, None],
+            regression.intercept_.astype("float32"),
+        ]
+    )
+    return model
+
+
+def fit_stack(logits, labels, seed=0):
+    """Weights that add the parts' log-odds into one prediction, fit on held-out texts.
+
+    Stacking: a logistic regression whose inputs are each part's log-odds,
+    ``sigmoid(w_1 * logit_1 + w_2 * logit_2 + b)``, fit on the validation
+    split, where neither part's weights were fit. Three numbers learn how far
+    to trust each part and how to calibrate the sum.
+
+    Args:
+        logits: (texts, parts) log-odds of each part on the validation texts.
+        labels: the texts' 0/1 labels.
+
+    Returns:
+        ``(weights, bias, cross_validated_accuracy)``: the accuracy is
+        estimated by 5-fold cross-validation on those same texts, so it is not
+        flattered by fitting the weights there.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    logits, labels = np.asarray(logits, dtype="float64"), np.asarray(labels)
+    if logits.ndim != 2 or len(logits) != len(labels):
+        raise ValueError(
+            f"Expected logits of shape (texts, parts) and one label per text. Received: "
+            f"logits.shape={logits.shape}, {len(labels)} labels"
+        )
+    counts = [int(np.sum(labels == label)) for label in (0, 1)]
+    if not np.isin(labels, (0, 1)).all() or min(counts) < 2:
+        raise ValueError(
+            "Expected labels 0 and 1, at least 2 texts of each. Received: "
+            f"{counts[0]} of 0, {counts[1]} of 1, {len(labels) - sum(counts)} other"
+        )
+    stacker = LogisticRegression(C=1.0)
+    folds = StratifiedKFold(n_splits=min(5, min(counts)), shuffle=True, random_state=seed)
+    predicted = cross_val_predict(stacker, logits, labels, cv=folds)
+    stacker.fit(logits, labels)
+    return stacker.coef_[0], float(stacker.intercept_[0]), float(np.mean(predicted == labels))
+
+
+def wide_and_deep_model(deep, wide, weights, bias, name="wide_and_deep"):
+    """Raw strings in, one probability out: ``sigmoid(w_deep * logit_deep + w_wide * logit_wide + b)``.
+
+    ``deep`` (strings -> probability, e.g. :func:`end_to_end_model`) and
+    ``wide`` (strings -> log-odds, :func:`ngram_logistic_model`) are kept whole
+    inside, so ``model.get_layer(deep.name)`` gives the recurrent part back.
+    ``weights`` and ``bias`` come from :func:`fit_stack`.
+    """
+    strings = keras.Input(shape=(), dtype="string", name="text")
+    # float32 also under a mixed-precision policy: in float16, 1 - 1e-7 rounds to 1.
+    deep_logit = Logit(name="deep_logit", dtype="float32")(deep(strings))
+    logits = keras.layers.Concatenate(name="logits", dtype="float32")([deep_logit, wide(strings)])
+    stack = keras.layers.Dense(1, activation="sigmoid", name="stack", dtype="float32")
+    probability = stack(logits)
+    stack.set_weights([np.asarray(weights, "float32").reshape(2, 1), np.asarray([bias], "float32")])
+    return keras.Model(strings, probability, name=name)
+
+
+def predict_texts(model, texts, batch_size=256):
+    """``model``'s first output for each raw string, in order, as float32 (e.g. P(positive)).
+
+    Texts are sorted by length first, so each batch is padded little.
+    """
+    texts = np.asarray(texts, dtype=object)
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    outputs = np.empty(len(texts), dtype="float32")
+    for start in range(0, len(texts), batch_size):
+        rows = order[start : start + batch_size]
+        outputs[rows] = np.asarray(
+            model.predict_on_batch(keras.ops.convert_to_tensor(texts[rows].tolist()))
+        )[:, 0]
+    return outputs
+
+
+def log_odds(deep, wide, texts):
+    """What :func:`fit_stack` reads: (texts, 2) log-odds, ``deep``'s then ``wide``'s.
+
+    ``deep`` gives probabilities, turned into log-odds as :class:`Logit` does;
+    ``wide`` gives log-odds already.
+    """
+    return np.column_stack([probability_log_odds(deep, texts), predict_texts(wide, texts)])
+
+
+def probability_log_odds(model, texts):
+    """``log(p / (1 - p))`` of ``model``'s probability for each text, ``p`` clipped as :class:`Logit` clips it."""
+    probability = np.clip(predict_texts(model, texts).astype("float64"), 1e-7, 1 - 1e-7)
+    return np.log(probability / (1 - probability))
+
+
+def find_layer(model, name):
+    """The layer called ``name`` in ``model`` or in any model nested inside it; ``ValueError`` if none."""
+    for layer in model.layers:
+        if layer.name == name:
+            return layer
+        if isinstance(layer, keras.Model):
+            try:
+                return find_layer(layer, name)
+            except ValueError:
+                pass
+    raise ValueError(f"Expected a layer named {name!r} in model {model.name!r}. Received none")
 
 
 # ---------------------------------------------------------------- plots

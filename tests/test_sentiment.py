@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 from conftest import REPO, load_app
 
-import common  # noqa: F401  (quiet TensorFlow import)
+import common  # quiet TensorFlow import first
 import common.text as text
 import keras
+import tensorflow as tf
 
 BUNDLED = REPO / "data" / "rotten_tomatoes.csv.gz"
 
@@ -90,6 +91,95 @@ def test_pretrained_embeddings_put_words_with_shared_contexts_together():
     assert cosine(vectors[3], vectors[8]) < 0.5
 
 
+# ---------------------------------------------------------------- wide & deep
+
+
+REVIEWS = [
+    ("a great film , great cast", 1), ("not good at all", 0), ("great fun !", 1),
+    ("dull and not funny", 0), ("a good , warm film", 1), ("bad , dull , long", 0),
+    ("good fun", 1), ("not great", 0),
+] * 3  # fmt: skip
+
+
+def test_logit_inverts_the_sigmoid_and_stays_finite():
+    probabilities = np.array([[0.5], [0.880797], [0.119203], [1.0], [0.0]], dtype="float32")
+    logits = np.asarray(text.Logit()(probabilities))[:, 0]
+    np.testing.assert_allclose(logits[:3], [0.0, 2.0, -2.0], atol=1e-4)
+    assert np.all(np.isfinite(logits)) and logits[3] > 15 and logits[4] < -15
+
+
+def test_standardize_words_tokenizes_as_scikit_learn_does():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    analyzer = TfidfVectorizer().build_analyzer()
+    texts = ["I don't like it, a B c!", "Café GREAT!!  _under_score 2nd", "x", "", "naïve--über 42"]
+    standardized = text.standardize_words(tf.constant(texts)).numpy()
+    assert [line.decode("utf-8").split() for line in standardized] == [analyzer(t) for t in texts]
+
+
+def test_ngram_logistic_model_gives_scikit_learns_numbers():
+    frame = pd.read_csv(BUNDLED, keep_default_na=False)
+    part = {name: frame[frame["split"] == name] for name in ("train", "validation", "test")}
+    train, validation = part["train"].iloc[:3000], part["validation"].iloc[:300]
+    tfidf, regression, strength, accuracy = text.fit_tfidf_logistic(
+        train["text"], text.parse_labels(train["label"]),
+        validation["text"], text.parse_labels(validation["label"]),
+    )  # fmt: skip
+    assert strength in (1.0, 3.0, 10.0, 30.0) and 0.6 < accuracy < 0.9
+    model = text.ngram_logistic_model(tfidf, regression)
+    texts = part["test"]["text"].iloc[:300].tolist() + ["zzzz qqqq", "!!!", "Not good, not bad."]
+    logits = np.asarray(model(tf.constant(texts)))[:, 0]
+    expected = regression.decision_function(tfidf.transform(texts))
+    np.testing.assert_allclose(logits, expected, rtol=0, atol=1e-4)
+    vocabulary = model.get_layer("ngram_vectorizer").get_vocabulary()
+    assert vocabulary[0] == "[UNK]" and len(vocabulary) == len(tfidf.vocabulary_) + 1
+    with pytest.raises(ValueError, match="Received: sublinear_tf=False, not fitted"):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        text.ngram_logistic_model(TfidfVectorizer(), regression)
+
+
+def test_stack_weighs_an_informative_part_and_ignores_noise():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 2000)
+    informative = (2 * labels - 1) * 2.0 + rng.normal(0, 1.5, 2000)
+    noise = rng.normal(0, 3.0, 2000)
+    weights, bias, accuracy = text.fit_stack(np.column_stack([informative, noise]), labels)
+    assert weights[0] > 1.0 and abs(weights[1]) < 0.05 and abs(bias) < 0.2
+    assert accuracy == pytest.approx(np.mean((informative > 0) == labels), abs=0.02)
+    with pytest.raises(ValueError, match="Expected logits of shape"):
+        text.fit_stack(informative, labels)
+
+
+def test_wide_and_deep_adds_the_parts_log_odds_and_reloads(tmp_path):
+    texts = np.array([review for review, _ in REVIEWS], dtype=object)
+    labels = np.array([label for _, label in REVIEWS])
+    vectorizer = text.make_vectorizer(texts, max_tokens=100)
+    classifier = common.build_many_to_one(
+        (None,), 1, cell="gru", units=4, output_activation="sigmoid",
+        vocab_size=vectorizer.vocabulary_size(), embedding_dim=4,
+    )  # fmt: skip
+    deep = text.end_to_end_model(vectorizer, classifier, max_length=20, name="deep")
+    tfidf, regression, _, _ = text.fit_tfidf_logistic(texts, labels, texts, labels)
+    wide = text.ngram_logistic_model(tfidf, regression)
+    model = text.wide_and_deep_model(deep, wide, [0.5, 2.0], -0.25)
+    batch = tf.constant(["great fun", "dull , not good at all", "zzz"])
+    p_deep = np.asarray(deep(batch))[:, 0]
+    by_hand = 1 / (
+        1
+        + np.exp(
+            -(0.5 * np.log(p_deep / (1 - p_deep)) + 2.0 * np.asarray(wide(batch))[:, 0] - 0.25)
+        )
+    )
+    np.testing.assert_allclose(np.asarray(model(batch))[:, 0], by_hand, rtol=1e-5)
+    assert text.find_layer(model, "ngram_vectorizer") is wide.get_layer("ngram_vectorizer")
+    with pytest.raises(ValueError, match="Expected a layer named 'nothing'"):
+        text.find_layer(model, "nothing")
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.models.load_model(tmp_path / "model.keras")
+    np.testing.assert_array_equal(np.asarray(reloaded(batch)), np.asarray(model(batch)))
+
+
 # ---------------------------------------------------------------- one quick run, shared
 
 
@@ -98,7 +188,8 @@ def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("sentiment_run")
     stdout, stderr = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        status = load_app("sentiment").main(["--quick", "--seed", "3", "--out", str(out)])
+        argv = ["--quick", "--seeds", "2", "--seed", "3", "--out", str(out)]  # two: averaged
+        status = load_app("sentiment").main(argv)
     assert status == 0, stderr.getvalue()
     return out, stdout.getvalue()
 
@@ -109,11 +200,30 @@ def test_quick_run_writes_outputs_and_learns(quick_run):
         assert (out / name).stat().st_size > 0, name
     metrics = json.loads((out / "metrics.json").read_text())
     rnn, baseline = metrics["test"]["RNN"], metrics["test"]["TF-IDF + logistic regression"]
-    assert set(rnn) == set(baseline) == {"accuracy", "F1", "ROC AUC"}
-    assert "Verdict: the RNN" in stdout and "TF-IDF + logistic regression" in stdout
+    combined = metrics["test"]["wide & deep (RNN + n-gram logistic regression)"]
+    assert set(rnn) == set(baseline) == set(combined) == {"accuracy", "F1", "ROC AUC"}
+    assert "Verdict: the wide & deep" in stdout and "The RNN alone:" in stdout
+    assert "TF-IDF + logistic regression" in stdout and "test accuracy by seed" in stdout
+    assert set(metrics["wide"]["stack"]) == {"rnn", "ngram", "bias"}
+    assert all(len(accuracies) == 2 for accuracies in metrics["test_accuracy_by_seed"].values())
+    # Stacking fits three numbers on validation: it does not fall far below its better part.
+    assert combined["ROC AUC"] > min(rnn["ROC AUC"], baseline["ROC AUC"]) - 0.03
     # Even the tiny quick model ranks reviews clearly better than chance (0.5).
     assert rnn["ROC AUC"] > 0.65
     assert 0.55 < baseline["accuracy"] < 1
+
+
+def test_wide_none_saves_the_rnn_alone_and_says_so(run_app, tmp_path):
+    out = tmp_path / "run"
+    status, stdout, stderr = run_app(
+        "sentiment", "--quick", "--epochs", "1", "--wide", "none", "--out", out
+    )
+    assert status == 0, stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["test"]) == {"RNN", "TF-IDF + logistic regression", "majority class"}
+    assert "wide" not in metrics and "Verdict: the RNN " in stdout
+    model = keras.models.load_model(out / "model.keras")
+    assert model.name == "rnn" and not any(layer.name == "stack" for layer in model.layers)
 
 
 def test_reload_gives_identical_probabilities(quick_run):
@@ -161,9 +271,14 @@ def test_load_of_another_apps_model_is_refused(run_app, tmp_path):
 def test_vocabulary_never_sees_test_text(quick_run):
     out, _ = quick_run
     model = keras.models.load_model(out / "model.keras")
-    vectorizer = model.get_layer("vectorizer")
+    vectorizer = text.find_layer(model, "vectorizer")  # inside the recurrent part
     vocabulary = set(vectorizer.get_vocabulary()[2:])  # after padding and [UNK]
     frame = pd.read_csv(BUNDLED, keep_default_na=False)
+    # The wide part's n-grams, likewise, come from training snippets only.
+    ngrams = text.find_layer(model, "ngram_vectorizer").get_vocabulary()[1:]  # after [UNK]
+    standardized = text.standardize_words(tf.constant(frame.loc[frame["split"] == "train", "text"]))
+    train_tokens = {word for line in standardized.numpy() for word in line.decode().split()}
+    assert {word for gram in ngrams for word in gram.split()} <= train_tokens
     train_words = set(text.word_counts(frame.loc[frame["split"] == "train", "text"]))
     test_words = set(text.word_counts(frame.loc[frame["split"] == "test", "text"]))
     assert vocabulary <= train_words
@@ -304,6 +419,30 @@ def test_labels_that_are_not_binary(run_app, labelled_csv, tmp_path):
     )
     status, _, stderr = run_app("sentiment", "--data", path, "--out", tmp_path / "run")
     assert_one_line_error(status, stderr, "'neutral'")
+
+
+def test_a_validation_split_too_small_to_stack_is_refused_before_training(
+    run_app, labelled_csv, tmp_path
+):
+    texts = [f"review number {i} {'good' if i % 2 else 'bad'}" for i in range(40)]
+    split = ["train"] * 30 + ["validation"] * 2 + ["test"] * 8  # validation: one of each class
+    path = labelled_csv({"text": texts, "label": [i % 2 for i in range(40)], "split": split})
+    status, stdout, stderr = run_app("sentiment", "--data", path, "--out", tmp_path / "run")
+    assert_one_line_error(status, stderr, "holds 1 positive and 1 negative texts")
+    assert "--wide none" in stderr and "Training" not in stdout
+    assert not (tmp_path / "run").exists()
+
+
+def test_texts_without_a_word_for_the_tfidf_baseline_are_refused_before_training(
+    run_app, labelled_csv, tmp_path
+):
+    texts = ["a b !", "i ? x", "1 2 3", "o k"] * 10  # the RNN's tokenizer keeps these; TF-IDF not
+    path = labelled_csv({"text": texts, "label": [0, 1] * 20})
+    status, stdout, stderr = run_app(
+        "sentiment", "--data", path, "--pretrain", "none", "--out", tmp_path / "run"
+    )
+    assert_one_line_error(status, stderr, "at least one word of two or more letters or digits")
+    assert "Training" not in stdout and not (tmp_path / "run").exists()
 
 
 def test_empty_text_to_predict(quick_run, run_app):
