@@ -55,6 +55,7 @@ from common.seq2seq import (  # noqa: E402
     teacher_forcing_inputs,
 )
 from common.training import (  # noqa: E402
+    CosineDecayInTime,
     QuantileLoss,
     TimeBudget,
     diverged,

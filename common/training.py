@@ -50,6 +50,48 @@ class TimeBudget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class CosineDecayInTime(keras.callbacks.Callback):
+    """Lower the learning rate along half a cosine over ``seconds`` of wall-clock time.
+
+    The rate starts at ``initial_learning_rate`` and ends at ``final_fraction``
+    of it: ``lr(t) = lr_0 * (f + (1 - f) * (1 + cos(pi * t / seconds)) / 2)``.
+    Large steps early cover ground; small steps late settle into a minimum
+    that large steps keep jumping across. Keras' own ``CosineDecay`` counts
+    steps, but a run with a time budget does not know how many steps it will
+    get, so this one reads the clock before each batch. The clock starts when
+    training does: a multi-worker run resumed from a checkpoint starts the
+    cosine again.
+
+    >>> [round(cosine_factor(t, 0.1), 3) for t in (0.0, 0.5, 1.0, 2.0)]
+    [1.0, 0.55, 0.1, 0.1]
+    """
+
+    def __init__(self, seconds, initial_learning_rate, final_fraction=0.1):
+        super().__init__()
+        if not seconds > 0 or not initial_learning_rate > 0 or not 0 <= final_fraction <= 1:
+            raise ValueError(
+                "Expected seconds > 0, initial_learning_rate > 0 and final_fraction in [0, 1]. "
+                f"Received: seconds={seconds}, initial_learning_rate={initial_learning_rate}, "
+                f"final_fraction={final_fraction}"
+            )
+        self.seconds, self.initial = seconds, initial_learning_rate
+        self.final_fraction = final_fraction
+
+    def on_train_begin(self, logs=None):
+        self.started = time.perf_counter()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        progress = (time.perf_counter() - self.started) / self.seconds
+        factor = cosine_factor(progress, self.final_fraction)
+        self.model.optimizer.learning_rate.assign(self.initial * factor)
+
+
+def cosine_factor(progress, final_fraction):
+    """The share of the first learning rate at ``progress`` (0 to 1) along a cosine; flat after 1."""
+    progress = min(max(progress, 0.0), 1.0)
+    return final_fraction + (1 - final_fraction) * (1 + math.cos(math.pi * progress)) / 2
+
+
 def fit(
     model,
     train,

@@ -395,6 +395,25 @@ def test_time_budget_stops_training():
 # --- command-line helpers ---------------------------------------------------------------------
 
 
+def test_cosine_decay_in_time_follows_the_clock(monkeypatch):
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    clock = [100.0]
+    monkeypatch.setattr("common.training.time.perf_counter", lambda: clock[0])
+    schedule = common.CosineDecayInTime(60.0, 0.01, final_fraction=0.1)
+    schedule.set_model(model)
+    schedule.on_train_begin()
+    rates = []
+    for seconds in (0, 30, 60, 90):  # start, half-way, the end, past the end
+        clock[0] = 100.0 + seconds
+        schedule.on_train_batch_begin(0)
+        rates.append(float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)))
+    # 0.01 * (0.1 + 0.9 * (1 + cos(pi * t / 60)) / 2), by hand
+    assert rates == pytest.approx([0.01, 0.0055, 0.001, 0.001], rel=1e-6)
+    with pytest.raises(ValueError, match="Expected seconds > 0"):
+        common.CosineDecayInTime(0, 0.01)
+
+
 def test_report_user_errors_prints_one_line_and_returns_2(capsys):
     @cli.report_user_errors
     def main(argv=None):

@@ -27,7 +27,7 @@ VERSE = (
 )
 
 
-def train_tiny_model(cell="lstm", units=(32, 32), epochs=15, seed=0):
+def train_tiny_model(cell="lstm", units=(32, 32), epochs=15, seed=0, dropout=0.0):
     """A small stacked model fitted to VERSE, repeated: its greedy text is far from trivial."""
     common.set_seed(seed)
     text = VERSE * 20
@@ -37,7 +37,9 @@ def train_tiny_model(cell="lstm", units=(32, 32), epochs=15, seed=0):
     count = (len(ids) - 1) // length
     inputs = ids[: count * length].reshape(count, length)
     targets = ids[1 : count * length + 1].reshape(count, length)
-    model = generation.build_char_model(vocabulary, cell=cell, units=units, embedding_dim=16)
+    model = generation.build_char_model(
+        vocabulary, cell=cell, units=units, embedding_dim=16, dropout=dropout
+    )
     # No XLA here: compiling would take longer than these few hundred small steps.
     model.compile(
         optimizer=keras.optimizers.Adam(2e-2),
@@ -170,6 +172,20 @@ def test_stateful_sampler_matches_rerunning_the_model_at_greedy(cell, lstm_model
     )
 
 
+def test_dropout_is_locked_one_mask_per_sequence_and_off_when_sampling():
+    model = train_tiny_model("lstm", units=(32, 32), epochs=15, dropout=0.1)
+    dropouts = [layer for layer in model.layers if isinstance(layer, keras.layers.SpatialDropout1D)]
+    assert [layer.name for layer in dropouts] == ["dropout_1", "dropout_2", "head_dropout"]
+    kept = np.asarray(dropouts[0](np.ones((4, 30, 16), "float32"), training=True)) != 0
+    assert np.all(kept == kept[:, :1, :])  # the same units dropped at every time step
+    assert 0.6 < kept[:, 0, :].mean() < 1.0  # and some are dropped
+    # The recurrent layers keep their defaults (cuDNN on a GPU): no dropout inside them.
+    assert all(layer.dropout == 0 for layer in model.layers if isinstance(layer, keras.layers.RNN))
+    prompt = "To be, or"
+    greedy = generation.CharSampler(model).generate(prompt, 100, temperature=0.0)[0]
+    assert greedy == generation.generate_by_rerunning(model, prompt, 100)
+
+
 def test_batched_samples_are_independent_and_repeatable(lstm_model):
     sampler = generation.CharSampler(lstm_model)
     texts = sampler.generate("The ", 200, samples=4, temperature=1.5, seed=11)
@@ -221,13 +237,27 @@ def test_quick_run_trains_reports_and_saves(quick_run):
     assert "bits/char" in out and "bigram" in out
 
 
+def test_cosine_schedule_lowers_the_learning_rate_over_the_run(tmp_path):
+    with contextlib.redirect_stdout(io.StringIO()):
+        argv = ["--quick", "--schedule", "cosine", "--out", str(tmp_path)]
+        assert textgen.main(argv) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    # --quick starts at 1e-2 and falls along the cosine to a tenth of it over its 30 seconds.
+    # Each epoch's last step set its rate a moment before the epoch ended, so no lower than
+    # the cosine at the epoch's end; halving on a plateau would keep epoch 1 at 1e-2.
+    for row in metrics["epochs"]:
+        at_end = 1e-2 * common.training.cosine_factor(row["wall_seconds"] / 30, 0.1)
+        assert at_end * (1 - 1e-6) <= row["learning_rate"] < 1e-2
+    rates = [row["learning_rate"] for row in metrics["epochs"]]
+    assert rates == sorted(rates, reverse=True) and metrics["training"]["schedule"] == "cosine"
+
+
 def test_quick_run_repeats_with_the_same_seed(quick_run, tmp_path):
     with contextlib.redirect_stdout(io.StringIO()):
         status = textgen.main(["--quick", "--seed", "3", "--out", str(tmp_path)])
     assert status == 0
-    first, second = (
-        json.loads((folder / "metrics.json").read_text()) for folder in (quick_run[3], tmp_path)
-    )
+    runs = (quick_run[3], tmp_path)
+    first, second = (json.loads((folder / "metrics.json").read_text()) for folder in runs)
     assert [row["val_loss_nats"] for row in second["epochs"]] == pytest.approx(
         [row["val_loss_nats"] for row in first["epochs"]], rel=1e-5
     )
@@ -237,7 +267,7 @@ def test_quick_run_repeats_with_the_same_seed(quick_run, tmp_path):
             for line in (folder / "samples.txt").read_text().splitlines()
             if not line.startswith("=====")
         ]  # headers hold times
-        for folder in (quick_run[3], tmp_path)
+        for folder in runs
     ]
     assert samples[0] == samples[1]
 
@@ -318,6 +348,10 @@ def bad_inputs(tmp_path):
             ["--url", "http://localhost:9/none.txt", "--cache-dir", tmp_path / "cache"],
             "could not download",
         ),
+        "cosine across machines": (
+            ["--schedule", "cosine", "--distribute", "multiworker"],
+            "use --schedule plateau with --distribute multiworker",
+        ),
     }
 
 
@@ -334,6 +368,7 @@ BAD_INPUT_CASES = [
     "folder without model",
     "corrupt model",
     "offline url",
+    "cosine across machines",
 ]
 
 
