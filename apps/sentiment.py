@@ -1,4 +1,4 @@
-"""Classify movie reviews as positive or negative with a bidirectional recurrent network.
+"""Classify movie reviews as positive or negative: a bidirectional RNN stacked with an n-gram model.
 
     python apps/sentiment.py                        # bundled Rotten Tomatoes snippets, offline, about two minutes
     python apps/sentiment.py --cell lstm --seeds 1 --pretrain none

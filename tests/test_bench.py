@@ -31,15 +31,14 @@ def test_sentiment_bench_prints_every_model_over_the_runs():
     assert re.search(r"RNN, one network\s*\|\s*1\s*\|", out)  # --quick: one network per run
 
 
-def test_textgen_bench_prints_both_curves_the_block_score_and_the_speed_table(tmp_path):
+def test_textgen_bench_prints_the_curve_the_block_score_and_the_speed_table(tmp_path):
+    # One run (--no-before): the "before" run is the same code with other settings.
     out = run_bench(
-        "textgen", "--minutes", "0.1", "--units", "16", "--before-units", "16",
-        "--steps-per-epoch", "5", "--chars", "20", "--batch-samples", "2", "--slow-chars", "2",
-        "--out", str(tmp_path),
+        "textgen", "--minutes", "0.1", "--units", "16", "--no-before", "--steps-per-epoch", "5",
+        "--chars", "20", "--batch-samples", "2", "--slow-chars", "2", "--out", str(tmp_path),
     )  # fmt: skip
     assert "Validation loss, best so far" in out
-    assert "regularised: LSTM-16, dropout 0.1, cosine schedule" in out
-    assert "before: LSTM-16, dropout 0, plateau schedule" in out
-    assert len(re.findall(r"256-character blocks \(as nanoGPT scores\): \d\.\d{4}", out)) == 2
+    assert "regularised: LSTM-16, dropout 0.1, cosine schedule" in out and "before:" not in out
+    assert len(re.findall(r"256-character blocks \(as nanoGPT scores\): \d\.\d{4}", out)) == 1
     assert "stateful sampler, XLA, 2 samples" in out
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["before", "regularised"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["regularised"]
