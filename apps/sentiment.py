@@ -731,13 +731,15 @@ def report(corpus, trained, config):
         RNN: accuracy(val_labels, predict_texts(trained.rnn, val_texts)),
         BASELINE: baseline_validation,
     }
-    seeds = {RNN: [accuracy(test_labels, predict_texts(m, test_texts)) for m in trained.members]}
+    # Each seed's network alone, read once: its test accuracy, and the stack built on it.
+    member_test = [text.probability_log_odds(member, test_texts) for member in trained.members]
+    seeds = {RNN: [float(np.mean((log_odds >= 0) == test_labels)) for log_odds in member_test]}
     probabilities = rnn_test
     if trained.wide is not None:
         probabilities = predict_texts(trained.model, test_texts)
         table[WIDE_AND_DEEP] = scores(test_labels, probabilities)
         validation[WIDE_AND_DEEP] = trained.stacked_validation_accuracy
-        seeds[WIDE_AND_DEEP] = stacked_seed_accuracies(corpus, trained)
+        seeds[WIDE_AND_DEEP] = stacked_seed_accuracies(corpus, trained, member_test)
     table["majority class"] = {"accuracy": float(np.mean(test_labels == majority))}
     rows = {
         name: {
@@ -761,21 +763,21 @@ def report(corpus, trained, config):
     return Report(table, said, validation, seeds, strength, probabilities)
 
 
-def stacked_seed_accuracies(corpus, trained):
-    """Test accuracy of wide & deep built on each seed's network alone (stacked afresh for each)."""
+def stacked_seed_accuracies(corpus, trained, member_test):
+    """Test accuracy of wide & deep built on each seed's network alone (stacked afresh for each).
+
+    ``member_test``: each network's log-odds on the test texts, already computed.
+    """
     (val_texts, val_labels), (test_texts, test_labels) = (
         corpus.splits["validation"],
         corpus.splits["test"],
     )
-    wide = {"val": predict_texts(trained.wide, val_texts), "test": predict_texts(trained.wide, test_texts)}  # fmt: skip
+    wide_val, wide_test = (predict_texts(trained.wide, texts) for texts in (val_texts, test_texts))
     found = []
-    for member in trained.members:
-        deep = {
-            name: text.probability_log_odds(member, texts)
-            for name, texts in (("val", val_texts), ("test", test_texts))
-        }
-        weights, bias, _ = text.fit_stack(np.column_stack([deep["val"], wide["val"]]), val_labels)
-        log_odds = np.column_stack([deep["test"], wide["test"]]) @ weights + bias
+    for member, deep_test in zip(trained.members, member_test):
+        deep_val = text.probability_log_odds(member, val_texts)
+        weights, bias, _ = text.fit_stack(np.column_stack([deep_val, wide_val]), val_labels)
+        log_odds = np.column_stack([deep_test, wide_test]) @ weights + bias
         found.append(float(np.mean((log_odds >= 0) == test_labels)))
     return found
 
