@@ -2,7 +2,7 @@
 
     python bench/textgen.py                     # 10 minutes of the regularised LSTM-512, then 10 of the old one
     python bench/textgen.py --no-before         # the regularised run alone (10 minutes)
-    python bench/textgen.py --minutes 2 --units 256 --dropout 0 --before-units 256   # the app's default budget
+    python bench/textgen.py --minutes 2 --cell gru --units 256 --dropout 0 --before-units 256   # the 2-minute default: cosine vs plateau
     python bench/textgen.py --load runs/textgen/<run>/   # speed table only, for a trained model
 
 Quality: trains on the bundled Shakespeare for a fixed wall-clock budget and
@@ -24,7 +24,9 @@ are scored differently: the app scores 50-character slices, each read from a
 zero state, so the first characters of every slice are guessed with almost no
 context; nanoGPT scores 256-character blocks. After training, each run's best
 weights are also scored on 256-character blocks of the same held-out
-characters, the fair figure to set beside nanoGPT's.
+characters, the fair figure to set beside nanoGPT's, and a table splits that
+score by position in the block (common.generation.loss_by_position): the first
+character, the next nine, the rest of a training slice, and beyond it.
 
 Speed: characters per second when generating 1,000 characters, with
   - the stateful sampler (common.generation.CharSampler, XLA), one sample;
@@ -51,7 +53,6 @@ sys.path.insert(0, str(REPO / "apps"))  # the apps are scripts; import one as a 
 
 import common  # noqa: E402  first: quiet TensorFlow start-up
 import common.generation as generation  # noqa: E402
-import keras  # noqa: E402
 from common.cli import load_model_from_dir  # noqa: E402
 from common.evaluation import format_value  # noqa: E402
 import textgen as textgen_app  # noqa: E402
@@ -206,26 +207,40 @@ def curves_table(runs, minutes, blocks):
         )
 
 
-def block_loss(model, length, chars=100_000, batch_size=16):
-    """Validation nats/char scored on ``length``-character blocks, each read from a zero state.
+def held_out_ids(model, chars=100_000):
+    """The first ``chars`` + 1 held-out characters of the bundled text, as the app validates on."""
+    text = textgen_app.read_text_file(textgen_app.BUNDLED_TEXT)
+    _, held_out = textgen_app.split_text(text, 1)
+    return generation.vocabulary_of(model).encode(held_out)[: chars + 1]
 
-    The app scores 50-character slices (its --seq-length): the first
-    characters of each slice are guessed with almost no context, which costs
-    far more than the rest. nanoGPT's character-level Shakespeare figure
+
+def position_table(by_position):
+    """Loss by position in 256-character blocks, grouped, one column per run.
+
+    The app scores 50-character slices, each read from a zero state: the
+    first characters of each slice are guessed with almost no context, which
+    costs far more than the rest. nanoGPT's character-level Shakespeare figure
     scores 256-character blocks, where that cost is spread five times thinner.
     Scoring the same held-out characters on 256-character blocks compares the
-    two fairly.
+    two fairly; the groups show where the difference comes from.
     """
-    text = textgen_app.read_text_file(textgen_app.BUNDLED_TEXT)
-    _, held_out = textgen_app.split_text(text, length)
-    ids = generation.vocabulary_of(model).encode(held_out)[: chars + 1]
-    blocks = generation.sequence_dataset(ids, length, batch_size)
-    total = count = 0.0
-    for inputs, targets in blocks:
-        logits = model(inputs, training=False)
-        losses = keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True)
-        total, count = total + float(keras.ops.sum(losses)), count + float(keras.ops.size(losses))
-    return total / count
+    groups = {
+        "character 1 (one character of context)": (0, 1),
+        "characters 2-10": (1, 10),
+        "characters 11-50": (10, 50),
+        "characters 51-256 (beyond the training slices)": (50, 256),
+        "mean over the first 50 (the app's measure)": (0, 50),
+        "mean over 256 (as nanoGPT scores)": (0, 256),
+    }
+    rows = {
+        group: {name: float(losses[start:end].mean()) for name, losses in by_position.items()}
+        for group, (start, end) in groups.items()
+    }
+    print(
+        "\nValidation loss by position in 256-character blocks of the held-out text, each read "
+        "from a zero state (nats/char, best weights):"
+    )
+    common.print_table(rows, digits=4)
 
 
 def timed(function):
@@ -301,7 +316,7 @@ def main(argv=None):
             "--schedule": "plateau",
             **shared,
         }
-    runs, blocks = {}, {}
+    runs, blocks, by_position = {}, {}, {}
     with contextlib.ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         for label, settings in configurations.items():
@@ -310,10 +325,12 @@ def main(argv=None):
             name = f"{label}: {describe(metrics)}"
             runs[name] = metrics
             trained = load_model_from_dir(out)  # the best epoch's weights
-            blocks[name] = block_loss(trained, 256)
+            by_position[name] = generation.loss_by_position(trained, held_out_ids(trained), 256, 16)
+            blocks[name] = float(by_position[name].mean())
             if label == "regularised":
                 model = trained
         curves_table(runs, args.minutes, blocks)
+        position_table(by_position)
         speed_table(model, args)
     return 0
 

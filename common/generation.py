@@ -230,6 +230,41 @@ def ngram_baselines(train_ids, val_ids, vocabulary_size):
     }
 
 
+def loss_by_position(model, ids, length, batch_size=32):
+    """Mean next-character loss (nats) at each position of ``length``-character slices.
+
+    ``ids`` is cut into consecutive slices of ``length`` characters (the
+    remainder is dropped), and each slice is read from a zero state, as
+    validation reads its slices. Entry ``i`` of the result, shape
+    ``(length,)``, is the loss of predicting the character after position
+    ``i``, averaged over all slices: entry 0 is guessed from one character of
+    context, entry 49 from fifty. Its mean is the loss on slices of that length.
+
+    >>> vocabulary = CharacterVocabulary.from_text("abc")
+    >>> model = build_char_model(vocabulary, units=(8,), embedding_dim=4)
+    >>> loss_by_position(model, vocabulary.encode("abcabcabc"), 4).shape
+    (4,)
+    """
+    ids = np.asarray(ids)
+    count = (len(ids) - 1) // length
+    if count < 1:
+        raise ValueError(
+            f"Expected at least length + 1 = {length + 1} ids. Received: {len(ids)} ids"
+        )
+    inputs = ids[: count * length].reshape(count, length)
+    targets = ids[1 : count * length + 1].reshape(count, length)
+    total = np.zeros(length)
+    for start in range(0, count, batch_size):
+        logits = keras.ops.cast(
+            model(inputs[start : start + batch_size], training=False), "float32"
+        )
+        losses = keras.losses.sparse_categorical_crossentropy(
+            targets[start : start + batch_size], logits, from_logits=True
+        )
+        total += keras.ops.convert_to_numpy(keras.ops.sum(losses, axis=0))
+    return total / count
+
+
 # ---------------------------------------------------------------- sampling
 
 

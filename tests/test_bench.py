@@ -40,5 +40,7 @@ def test_textgen_bench_prints_the_curve_the_block_score_and_the_speed_table(tmp_
     assert "Validation loss, best so far" in out
     assert "regularised: LSTM-16, dropout 0.1, cosine schedule" in out and "before:" not in out
     assert len(re.findall(r"256-character blocks \(as nanoGPT scores\): \d\.\d{4}", out)) == 1
+    assert "Validation loss by position in 256-character blocks" in out
+    assert re.search(r"^\| characters 51-256 \(beyond the training slices\)\s*\| \d\.\d", out, re.M)
     assert "stateful sampler, XLA, 2 samples" in out
     assert sorted(path.name for path in tmp_path.iterdir()) == ["regularised"]

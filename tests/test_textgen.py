@@ -120,6 +120,34 @@ def test_bigram_baseline_is_near_zero_on_a_text_it_can_predict():
     assert baselines["bigram (previous character)"] < 0.01
 
 
+def test_loss_by_position_matches_keras_and_a_hand_computation(lstm_model):
+    vocabulary = generation.vocabulary_of(lstm_model)
+    ids = vocabulary.encode(VERSE * 3)
+    length = 30
+    by_position = generation.loss_by_position(lstm_model, ids, length, batch_size=4)
+    assert by_position.shape == (length,)
+    count = (len(ids) - 1) // length
+    inputs = ids[: count * length].reshape(count, length)
+    targets = ids[1 : count * length + 1].reshape(count, length)
+    # By hand: minus the log of the softmax probability of the true next character.
+    logits = keras.ops.convert_to_numpy(lstm_model(inputs)).astype("float64")
+    log_probabilities = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+    true = np.take_along_axis(log_probabilities, targets[..., None], axis=-1)[..., 0]
+    np.testing.assert_allclose(by_position, -true.mean(axis=0), rtol=1e-4, atol=1e-5)
+    # Its mean is the loss Keras reports on the same slices, whatever the batch size.
+    assert by_position.mean() == pytest.approx(
+        lstm_model.evaluate(inputs, targets, batch_size=count, verbose=0), rel=1e-4
+    )
+    np.testing.assert_allclose(
+        generation.loss_by_position(lstm_model, ids, length, batch_size=100), by_position, rtol=1e-5
+    )
+    # The model has learned the verse: the first character of a slice, guessed from one
+    # character of context, costs far more than characters read with context.
+    assert by_position[0] > by_position[10:].mean() + 0.5
+    with pytest.raises(ValueError, match="at least length"):
+        generation.loss_by_position(lstm_model, ids[:30], length)
+
+
 # ---------------------------------------------------------------- sampling
 
 
