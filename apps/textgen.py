@@ -28,11 +28,11 @@ model over a sliding window for every character (see common/generation.py and
 bench/textgen.py).
 
 The learning rate is halved whenever validation stalls (--schedule plateau,
-the default: a seed repeats exactly); --schedule cosine lowers it along a
-cosine to a tenth by the end of --minutes, following the clock. --dropout is
-locked dropout between layers (one mask per sequence, reused at every step),
-so the recurrent layers keep their cuDNN defaults and the CPU step stays as
-fast as without.
+the default: a seed repeats exactly for the same number of epochs); --schedule
+cosine lowers it along a cosine to a tenth by the end of --minutes, following
+the clock. --dropout is locked dropout between layers (one mask per sequence,
+reused at every step), so the recurrent layers keep their cuDNN defaults and
+the CPU step stays as fast as without.
 
 Measured on 2 CPU cores (AMD EPYC, no GPU, 2026-12-05), validation nats per
 character: the defaults (GRU-256, 2 minutes) 1.59 and 1.57 over two seeds,

@@ -4,7 +4,8 @@
     python bench/scale.py --apps textgen --steps 60
     python bench/scale.py --quick          # check the script works, in a minute
 
-For each app it builds the app's default model (the app's own builder) and
+For each app it builds the app's default model (the app's own builder; for
+textgen the LSTM-256 it had when the README's table was measured) and
 trains it on synthetic batches of the app's shapes with
 ``common.training.fit_distributed``, the loop the apps use under a strategy:
 

@@ -210,16 +210,16 @@ def curves_table(runs, minutes, blocks):
 def held_out_ids(model, chars=100_000):
     """The first ``chars`` + 1 held-out characters of the bundled text, as the app validates on."""
     text = textgen_app.read_text_file(textgen_app.BUNDLED_TEXT)
-    _, held_out = textgen_app.split_text(text, 1)
+    _, held_out = textgen_app.split_text(text, 1)  # the slice length only sets a minimum length
     return generation.vocabulary_of(model).encode(held_out)[: chars + 1]
 
 
-def position_table(by_position):
+def position_table(by_position, seq_length):
     """Loss by position in 256-character blocks, grouped, one column per run.
 
-    The app scores 50-character slices, each read from a zero state: the
-    first characters of each slice are guessed with almost no context, which
-    costs far more than the rest. nanoGPT's character-level Shakespeare figure
+    The app scores ``seq_length``-character slices (50 by default), each read
+    from a zero state: the first characters of each slice are guessed with
+    almost no context, which costs far more than the rest. nanoGPT's character-level Shakespeare figure
     scores 256-character blocks, where that cost is spread five times thinner.
     Scoring the same held-out characters on 256-character blocks compares the
     two fairly; the groups show where the difference comes from.
@@ -227,9 +227,12 @@ def position_table(by_position):
     groups = {
         "character 1 (one character of context)": (0, 1),
         "characters 2-10": (1, 10),
-        "characters 11-50": (10, 50),
-        "characters 51-256 (beyond the training slices)": (50, 256),
-        "mean over the first 50 (the app's measure)": (0, 50),
+        f"characters 11-{seq_length}": (10, seq_length),
+        f"characters {seq_length + 1}-256 (beyond the training slices)": (seq_length, 256),
+        f"mean over the first {seq_length} (as the app scores, on fewer characters)": (
+            0,
+            seq_length,
+        ),
         "mean over 256 (as nanoGPT scores)": (0, 256),
     }
     rows = {
@@ -330,7 +333,7 @@ def main(argv=None):
             if label == "regularised":
                 model = trained
         curves_table(runs, args.minutes, blocks)
-        position_table(by_position)
+        position_table(by_position, args.seq_length or textgen_app.Config.seq_length)
         speed_table(model, args)
     return 0
 

@@ -245,6 +245,11 @@ def loss_by_position(model, ids, length, batch_size=32):
     >>> loss_by_position(model, vocabulary.encode("abcabcabc"), 4).shape
     (4,)
     """
+    if length < 1 or batch_size < 1:
+        raise ValueError(
+            f"Expected length >= 1 and batch_size >= 1. Received: length={length}, "
+            f"batch_size={batch_size}"
+        )
     ids = np.asarray(ids)
     count = (len(ids) - 1) // length
     if count < 1:

@@ -146,6 +146,8 @@ def test_loss_by_position_matches_keras_and_a_hand_computation(lstm_model):
     assert by_position[0] > by_position[10:].mean() + 0.5
     with pytest.raises(ValueError, match="at least length"):
         generation.loss_by_position(lstm_model, ids[:30], length)
+    with pytest.raises(ValueError, match="length >= 1"):
+        generation.loss_by_position(lstm_model, ids, 0)
 
 
 # ---------------------------------------------------------------- sampling
