@@ -176,7 +176,7 @@ def train(args, out, settings):
 
 def describe(metrics):
     model, training = metrics["model"], metrics["training"]
-    name = f"{model['cell'].upper()}-{'-'.join(map(str, model['units']))}"
+    name = textgen_app.Config(cell=model["cell"], units=tuple(model["units"])).model_name
     return f"{name}, dropout {model['dropout']:g}, {training.get('schedule', 'plateau')} schedule"
 
 
@@ -219,10 +219,11 @@ def position_table(by_position, seq_length):
 
     The app scores ``seq_length``-character slices (50 by default), each read
     from a zero state: the first characters of each slice are guessed with
-    almost no context, which costs far more than the rest. nanoGPT's character-level Shakespeare figure
-    scores 256-character blocks, where that cost is spread five times thinner.
-    Scoring the same held-out characters on 256-character blocks compares the
-    two fairly; the groups show where the difference comes from.
+    almost no context, which costs far more than the rest. nanoGPT's
+    character-level Shakespeare figure scores 256-character blocks, where that
+    cost is spread five times thinner. Scoring the same held-out characters on
+    256-character blocks compares the two fairly; the groups show where the
+    difference comes from.
     """
     groups = {
         "character 1 (one character of context)": (0, 1),
