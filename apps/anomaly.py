@@ -59,8 +59,8 @@ if __name__ == "__main__":
     signal.signal(signal.SIGINT, stop_while_starting)
 
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal
-from common import alarms, anomaly
-from common import series as series_io
+from common.tasks import alarms, anomaly
+from common.data import csv_series as series_io
 from common.cli import (
     RunOptions,
     UserError,

@@ -63,7 +63,7 @@ from common.cli import (
     start_distribution,
     write_json,
 )
-from common.series import CSV_READ_ERRORS, error_reason
+from common.data.csv_series import CSV_READ_ERRORS, error_reason
 
 import keras
 import numpy as np

@@ -21,7 +21,7 @@ different texts, added in log-odds.
   text and 1,083 unlabelled plot summaries (PPMI + SVD), --seeds networks
   averaged, and length-bucketed batches (little time spent on padding).
 - Wide: the TF-IDF (word 1-2 grams) + logistic regression baseline itself,
-  carried into Keras layers (common.text.ngram_logistic_model).
+  carried into Keras layers (common.tasks.sentiment.ngram_logistic_model).
 - Stack: sigmoid(a * RNN log-odds + b * n-gram log-odds + c), the three
   numbers fit on the validation split, where neither part's weights were fit.
 
@@ -55,8 +55,8 @@ if __name__ == "__main__":
     signal.signal(signal.SIGINT, stop_while_starting)
 
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal
-import common.text as text
-from common.text import predict_texts  # tests and the bench call app.predict_texts
+import common.tasks.sentiment as text
+from common.tasks.sentiment import predict_texts  # tests and the bench call app.predict_texts
 from common.cli import (
     RunOptions,
     UserError,
@@ -264,7 +264,7 @@ def read_config(argv):
 
 
 def user_error(error):
-    """A file's problem found by ``common.text``, as the one line the user reads."""
+    """A file's problem found by ``common.tasks.sentiment``, as the one line the user reads."""
     hint = " (choose columns with --text-col and --label-col)" if "column" in str(error) else ""
     return UserError(f"{error}{hint}")
 
@@ -535,7 +535,7 @@ def plot_histories(histories, seeds, path):
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    # Training under a strategy (common.training.fit_distributed) tracks the loss only.
+    # Training under a strategy (common.models.training.fit_distributed) tracks the loss only.
     metrics = [metric for metric in ("loss", "accuracy") if metric in histories[0]]
     figure, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
     for metric, axis in zip(metrics, axes[0]):

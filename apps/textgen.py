@@ -24,7 +24,7 @@ README has the measurement). The LSTM and GRU layers keep their default
 settings, so a GPU runs them with cuDNN.
 Generation reads the prompt once and then carries each layer's recurrent
 state forward, one compiled step per new character, instead of re-running the
-model over a sliding window for every character (see common/generation.py and
+model over a sliding window for every character (see common/tasks/charlm.py and
 bench/textgen.py).
 
 The learning rate is halved whenever validation stalls (--schedule plateau,
@@ -72,7 +72,7 @@ if __name__ == "__main__":
     signal.signal(signal.SIGINT, stop_while_starting)
 
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal
-import common.generation as generation
+import common.tasks.charlm as generation
 from common.cli import (
     RunOptions,
     UserError,
@@ -91,7 +91,7 @@ from common.cli import (
     start_distribution,
     write_json,
 )
-from common.plotting import plt, save_figure
+from common.report.plots import plt, save_figure
 
 import keras
 import numpy as np

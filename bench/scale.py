@@ -7,7 +7,7 @@
 For each app it builds the app's default model (the app's own builder; for
 textgen the LSTM-256 it had when the README's table was measured) and
 trains it on synthetic batches of the app's shapes with
-``common.training.fit_distributed``, the loop the apps use under a strategy:
+``common.models.training.fit_distributed``, the loop the apps use under a strategy:
 
 - ``1 device``: no strategy (TensorFlow's default), batch = the app's default;
 - ``1 device, 2x batch``: the same, with the batch two replicas take together:
@@ -71,7 +71,7 @@ def model_and_batch(app, per_replica, replicas):
         return forecast.build_model(config), inputs, rng.normal(size=(size, 1)).astype("float32")
     if app == "textgen":
         import textgen
-        from common.generation import CharacterVocabulary
+        from common.tasks.charlm import CharacterVocabulary
 
         config = textgen.Config(cell="lstm")  # the model the README's scaling table measured
         vocabulary = CharacterVocabulary.from_text("".join(chr(32 + i) for i in range(64)))
@@ -85,7 +85,7 @@ def model_and_batch(app, per_replica, replicas):
         model = sentiment.build_classifier(config, 20000, 42, None)
         return model, ids, rng.integers(0, 2, size=(size,)).astype("float32")
     import anomaly as anomaly_app
-    from common.anomaly import BidirectionalLSTM
+    from common.tasks.anomaly import BidirectionalLSTM
 
     config = anomaly_app.Config()
     detector = BidirectionalLSTM(config.window, config.units)
@@ -112,14 +112,14 @@ def uses_cudnn(model, inputs):
 def measure(app, kind, steps):
     """Train ``steps`` timed steps (after 3 warm-up steps) under ``kind``; print a JSON line.
 
-    ``kind`` is a strategy (see common.distribute), optionally ``-cpu`` (hide the
+    ``kind`` is a strategy (see common.scale.distribute), optionally ``-cpu`` (hide the
     GPUs) or ``-2x`` (twice the batch).
     """
     import common
     import keras
     import tensorflow as tf
-    from common import distribute
-    from common.training import fit_distributed
+    from common.scale import distribute
+    from common.models.training import fit_distributed
 
     device = "cpu" if kind.endswith("-cpu") else None
     batch = DEFAULT_BATCH[app] * (2 if kind.endswith("-2x") else 1)
@@ -167,7 +167,7 @@ def run_config(app, kind, steps):
     if kind == "multiworker":
         import tempfile
 
-        from common.distribute import start_local_cluster
+        from common.scale.distribute import start_local_cluster
 
         with tempfile.TemporaryDirectory() as logs:
             # Two processes on one GPU must not each take all its memory.

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal
-import common.text as text
+import common.tasks.sentiment as text
 
 import keras
 import numpy as np
@@ -82,7 +82,7 @@ def one_run(seed, quick):
         argv = ["--seed", str(seed), "--out", str(Path(folder) / "run")]
         config = app.read_config(argv + (["--quick"] if quick else []))
         corpus = app.load_data(config)
-        trained = app.train(corpus, config, common.distribute.setup("none"))
+        trained = app.train(corpus, config, common.scale.distribute.setup("none"))
         found = app.report(corpus, trained, config)
         (val_texts, val_labels), (test_texts, test_labels) = (
             corpus.splits["validation"],

@@ -25,11 +25,11 @@ zero state, so the first characters of every slice are guessed with almost no
 context; nanoGPT scores 256-character blocks. After training, each run's best
 weights are also scored on 256-character blocks of the same held-out
 characters, the fair figure to set beside nanoGPT's, and a table splits that
-score by position in the block (common.generation.loss_by_position): the first
+score by position in the block (common.tasks.charlm.loss_by_position): the first
 character, the next nine, the rest of a training slice, and beyond it.
 
 Speed: characters per second when generating 1,000 characters, with
-  - the stateful sampler (common.generation.CharSampler, XLA), one sample;
+  - the stateful sampler (common.tasks.charlm.CharSampler, XLA), one sample;
   - the same, --batch-samples samples at once (characters of all samples count);
   - the same sampler without XLA, one sample;
   - the keras.io-style loop, model.predict on a sliding window of the last 100
@@ -52,9 +52,9 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "apps"))  # the apps are scripts; import one as a module
 
 import common  # noqa: E402  first: quiet TensorFlow start-up
-import common.generation as generation  # noqa: E402
+import common.tasks.charlm as generation  # noqa: E402
 from common.cli import load_model_from_dir  # noqa: E402
-from common.evaluation import format_value  # noqa: E402
+from common.report.metrics import format_value  # noqa: E402
 import textgen as textgen_app  # noqa: E402
 
 

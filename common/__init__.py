@@ -12,7 +12,7 @@ from common.quiet import import_tensorflow_quietly
 
 import_tensorflow_quietly()
 
-from common.data import (  # noqa: E402
+from common.data.windows import (  # noqa: E402
     StandardScaler,
     assign_windows,
     chronological_split,
@@ -20,7 +20,7 @@ from common.data import (  # noqa: E402
     window_starts,
     windows_dataset,
 )
-from common.evaluation import (  # noqa: E402
+from common.report.metrics import (  # noqa: E402
     coverage,
     directional_accuracy,
     format_table,
@@ -31,7 +31,7 @@ from common.evaluation import (  # noqa: E402
     print_table,
     rmse,
 )
-from common.models import (  # noqa: E402
+from common.models.recurrent import (  # noqa: E402
     CELLS,
     build_many_to_many,
     build_many_to_one,
@@ -40,21 +40,21 @@ from common.models import (  # noqa: E402
     recurrent_layer,
     recurrent_stack,
 )
-from common.plotting import (  # noqa: E402
+from common.report.plots import (  # noqa: E402
     draw_recurrence,
     plot_alarms,
     plot_forecast,
     plot_history,
     save_figure,
 )
-from common.seq2seq import (  # noqa: E402
+from common.models.seq2seq import (  # noqa: E402
     attention_scores,
     build_encoder_decoder,
     beam_search,
     predict_autoregressive,
     teacher_forcing_inputs,
 )
-from common.training import (  # noqa: E402
+from common.models.training import (  # noqa: E402
     CosineDecayInTime,
     QuantileLoss,
     TimeBudget,
@@ -65,6 +65,6 @@ from common.training import (  # noqa: E402
     set_seed,
 )
 
-# Topic modules. Importing them here registers their custom Keras layers, so a
+# The task modules. Importing them here registers their custom Keras layers, so a
 # saved sentiment or text-generation model reloads after a plain ``import common``.
-from common import anomaly, distribute, generation, lessons, text  # noqa: E402, F401
+from common import data, models, report, scale, tasks  # noqa: E402, F401

@@ -1,4 +1,4 @@
-"""common/alarms.py: from scores to alarm intervals, and overlap event scoring, worked by hand."""
+"""common/tasks/alarms.py: from scores to alarm intervals, and overlap event scoring, worked by hand."""
 
 import math
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common import alarms
+from common.tasks import alarms
 
 # ---------------------------------------------------------------- the overlap rule, by hand
 

@@ -1,4 +1,4 @@
-"""apps/anomaly.py and common/anomaly.py: scoring by hand, detectors, audit and monitor, the app end to end, bad input."""
+"""apps/anomaly.py and common/tasks/anomaly.py: scoring by hand, detectors, audit and monitor, the app end to end, bad input."""
 
 import json
 import math

@@ -399,7 +399,7 @@ def test_cosine_decay_in_time_follows_the_clock(monkeypatch):
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
     clock = [100.0]
-    monkeypatch.setattr("common.training.time.perf_counter", lambda: clock[0])
+    monkeypatch.setattr("common.models.training.time.perf_counter", lambda: clock[0])
     schedule = common.CosineDecayInTime(60.0, 0.01, final_fraction=0.1)
     schedule.set_model(model)
     schedule.on_train_begin()
@@ -632,7 +632,7 @@ def numpy_softmax(scores):
 
 
 def test_bahdanau_attention_equals_the_formula_by_hand():
-    from common.seq2seq import BahdanauAttention
+    from common.models.seq2seq import BahdanauAttention
 
     generator = np.random.default_rng(0)
     query = generator.normal(size=(3, 5)).astype("float32")  # the decoder's previous state

@@ -1,4 +1,4 @@
-"""Data-parallel training (common.distribute, common.training.fit_distributed), tested on this CPU.
+"""Data-parallel training (common.scale.distribute, common.models.training.fit_distributed), tested on this CPU.
 
 Logical CPU devices must be set up before TensorFlow runs its first operation,
 and a multi-worker cluster is several processes, so those tests start fresh
@@ -19,8 +19,8 @@ import pytest
 import tensorflow as tf
 
 import common
-from common import distribute
-from common.training import ResumeError, fit_distributed
+from common.scale import distribute
+from common.models.training import ResumeError, fit_distributed
 from conftest import REPO
 
 PYTHON = sys.executable
@@ -232,8 +232,8 @@ def test_mirrored_on_two_cpu_devices_takes_the_single_device_step():
         """
         import json, keras, numpy as np, tensorflow as tf
         import common
-        from common import distribute
-        from common.training import fit_distributed
+        from common.scale import distribute
+        from common.models.training import fit_distributed
 
         mirrored = distribute.setup("mirrored", cpu_devices=2)
         inputs = np.random.default_rng(0).integers(1, 50, size=(90, 7))
@@ -300,8 +300,8 @@ def test_mixed_precision_trains_through_the_loss_scaling_optimizer():
         """
         import json, keras, numpy as np
         import common
-        from common import distribute
-        from common.training import fit_distributed
+        from common.scale import distribute
+        from common.models.training import fit_distributed
 
         mirrored = distribute.setup("mirrored", cpu_devices=2)
         keras.mixed_precision.set_global_policy("mixed_float16")  # what setup does on a GPU
@@ -486,7 +486,7 @@ def test_workers_with_different_settings_all_stop_with_one_line(tmp_path):
 
 def test_the_launcher_refuses_a_bad_command_in_one_line():
     result = subprocess.run(
-        [PYTHON, "-m", "common.launch", "--workers", "2", "--", "/no/such/program"],
+        [PYTHON, "-m", "common.cli.launch", "--workers", "2", "--", "/no/such/program"],
         cwd=REPO, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr

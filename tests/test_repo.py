@@ -57,3 +57,40 @@ def test_apps_answer_help_without_a_traceback():
         assert "--quick" in result.stdout and "--seed" in result.stdout, app.name
         # TensorFlow's start-up log noise stays out of the terminal.
         assert "oneDNN" not in result.stderr and "cuda" not in result.stderr.lower(), result.stderr
+
+
+# The layers of ``common``, lowest first: a module may import its own layer's package and the
+# layers below it, never one above (README, "Architecture").
+LAYERS = {"scale": 0, "data": 1, "models": 1, "report": 2, "tasks": 3, "cli": 4}
+
+
+def common_imports(path):
+    """The ``common.<layer>`` packages a source file imports, anywhere in it (lazy imports too)."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "common" and len(parts) > 1 and parts[1] in LAYERS:
+                found.add(parts[1])
+    return found
+
+
+def test_lower_layers_of_common_never_import_higher_ones():
+    packages = {
+        path.name for path in (REPO / "common").iterdir() if (path / "__init__.py").exists()
+    }
+    assert packages == set(LAYERS), "a package of common is missing from LAYERS (or gone)"
+    for layer, rank in LAYERS.items():
+        for path in sorted((REPO / "common" / layer).glob("*.py")):
+            for imported in common_imports(path) - {layer}:
+                assert LAYERS[imported] < rank, (
+                    f"{path.relative_to(REPO)} ({layer}) imports common.{imported}, a layer at "
+                    "its level or above"
+                )

@@ -1,4 +1,4 @@
-"""apps/sentiment.py and common/text.py: a seeded quick run end to end, reload, no leakage, bad input."""
+"""apps/sentiment.py and common/tasks/sentiment.py: a seeded quick run end to end, reload, no leakage, bad input."""
 
 import contextlib
 import io
@@ -11,14 +11,14 @@ import pytest
 from conftest import REPO, load_app
 
 import common  # quiet TensorFlow import first
-import common.text as text
+import common.tasks.sentiment as text
 import keras
 import tensorflow as tf
 
 BUNDLED = REPO / "data" / "rotten_tomatoes.csv.gz"
 
 
-# ---------------------------------------------------------------- common.text
+# ---------------------------------------------------------------- common.tasks.sentiment
 
 
 def test_parse_labels_accepts_every_spelling():

@@ -1,4 +1,4 @@
-"""Tests for ``common.series``: reading messy monitoring CSVs and label windows.
+"""Tests for ``common.data.csv_series``: reading messy monitoring CSVs and label windows.
 
 Every expected value here is worked out by hand from the few rows each test writes.
 """
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from common import series
+from common.data import csv_series as series
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -1,4 +1,4 @@
-"""apps/textgen.py and common/generation.py: data, training run, sampler, bad input."""
+"""apps/textgen.py and common/tasks/charlm.py: data, training run, sampler, bad input."""
 
 import contextlib
 import io
@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import common
-import common.generation as generation
+import common.tasks.charlm as generation
 from common.cli import UserError
 from conftest import load_app
 
@@ -276,7 +276,7 @@ def test_cosine_schedule_lowers_the_learning_rate_over_the_run(tmp_path):
     # Each epoch's last step set its rate a moment before the epoch ended, so no lower than
     # the cosine at the epoch's end; halving on a plateau would keep epoch 1 at 1e-2.
     for row in metrics["epochs"]:
-        at_end = 1e-2 * common.training.cosine_factor(row["wall_seconds"] / 30, 0.1)
+        at_end = 1e-2 * common.models.training.cosine_factor(row["wall_seconds"] / 30, 0.1)
         assert at_end * (1 - 1e-6) <= row["learning_rate"] < 1e-2
     rates = [row["learning_rate"] for row in metrics["epochs"]]
     assert rates == sorted(rates, reverse=True) and metrics["training"]["schedule"] == "cosine"

@@ -34,7 +34,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from common.alarms import runs_of_true
+from common.data.windows import runs_of_true
 
 MIN_POINTS = 16  # a detector needs at least 8 windows of 2 points to learn what is usual
 DUPLICATE_RULES = ("mean", "first", "last", "error")

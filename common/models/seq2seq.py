@@ -14,7 +14,7 @@ import numpy as np
 import keras
 from keras import layers
 
-from common.models import (
+from common.models.recurrent import (
     CELLS,
     _sequence_input,
     as_units_tuple,

@@ -1,23 +1,23 @@
-"""``python -m common.launch [--workers N] COMMAND...``: run COMMAND as an N-worker cluster on this machine.
+"""``python -m common.cli.launch [--workers N] COMMAND...``: run COMMAND as an N-worker cluster on this machine.
 
 One process per worker, each with its own ``TF_CONFIG`` naming 127.0.0.1
 ports, and their output labelled ``[0]``, ``[1]``, ...: how to try
 ``--distribute multiworker`` on a laptop. On real machines a scheduler sets
 ``TF_CONFIG`` (see the README's "Scaling out")::
 
-    python -m common.launch --workers 2 python apps/forecast.py --quick --distribute multiworker --out runs/forecast/cluster
+    python -m common.cli.launch --workers 2 python apps/forecast.py --quick --distribute multiworker --out runs/forecast/cluster
 """
 
 import argparse
 import sys
 
-from common.cli import OneLineErrorParser
-from common.distribute import start_local_cluster
+from common.cli.options import OneLineErrorParser
+from common.scale.distribute import start_local_cluster
 
 
 def main(argv=None):
     parser = OneLineErrorParser(
-        prog="python -m common.launch",
+        prog="python -m common.cli.launch",
         description=__doc__.split("\n\n")[1].replace("\n", " "),
     )
     parser.add_argument(

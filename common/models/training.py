@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from common.distribute import PEER_FAILURES, WorkerLost, gather, shard_by_data
+from common.scale.distribute import PEER_FAILURES, WorkerLost, gather, shard_by_data
 
 
 def progress_verbosity():
@@ -125,7 +125,7 @@ def fit(
         steps_per_epoch: batches per epoch, for a ``train`` dataset that repeats
             forever (e.g. random slices of a long text). Defaults to one pass.
         verbose: 0 silent, 1 a progress bar, 2 one line per epoch.
-        distribution: a :class:`common.distribute.Distribution`, or None for one
+        distribution: a :class:`common.scale.distribute.Distribution`, or None for one
             device; with several replicas :func:`fit_distributed` trains (and,
             multi-worker, checkpoints in ``distribution.backup_for(name)``).
         name: the model's name among those a run trains (e.g. one per seed).

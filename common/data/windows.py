@@ -201,3 +201,15 @@ def _as_2d(values, name):
             f"Expected {name} of shape (timesteps,) or (timesteps, features). Received: shape {values.shape}"
         )
     return values
+
+
+def runs_of_true(flags):
+    """Contiguous runs of True in a boolean sequence, as inclusive ``(start, end)`` pairs.
+
+    >>> runs_of_true([1, 1, 0, 1])
+    [(0, 1), (3, 3)]
+    """
+    flags = np.asarray(flags).astype(bool).astype(int)
+    edges = np.diff(np.concatenate([[0], flags, [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
+    return [(int(start), int(end)) for start, end in zip(starts, ends)]

@@ -16,13 +16,13 @@ each batch; after the backward pass the replicas' gradients are summed (an
 Keras 3.15's ``fit`` fails under ``MultiWorkerMirroredStrategy``
 (keras-team/keras#20585) and, under ``MirroredStrategy``, on a batch that does
 not split evenly over the replicas; so with either strategy
-:func:`common.fit` trains with :func:`common.training.fit_distributed`, a
+:func:`common.fit` trains with :func:`common.models.training.fit_distributed`, a
 training loop of our own that runs the same step on every replica.
 
 The batch size an app is given is per replica; the *global* batch, the one
 gradient step's worth of examples, is that times the number of replicas.
 
-    distribution = common.distribute.setup("mirrored")
+    distribution = common.scale.distribute.setup("mirrored")
     with distribution.scope():
         model = build_and_compile()
     common.fit(model, train, validation, batch_size=distribution.global_batch(64),
@@ -81,7 +81,7 @@ class Distribution:
 
     @property
     def custom_loop(self):
-        """Train with :func:`common.training.fit_distributed`, not Keras' ``fit`` (see there why)."""
+        """Train with :func:`common.models.training.fit_distributed`, not Keras' ``fit`` (see there why)."""
         return self.kind != "none"
 
     def scope(self):
@@ -182,7 +182,7 @@ def setup(
             devices to split the processor into. This must happen before
             TensorFlow runs its first operation.
         backup / fingerprint: for ``"multiworker"``, a folder for per-epoch
-            checkpoints and the run's settings as text (see :func:`common.training.fit_distributed`);
+            checkpoints and the run's settings as text (see :func:`common.models.training.fit_distributed`);
             every worker must have the same settings.
         wait_seconds: for ``"multiworker"``, how long to wait for every worker to start.
 

@@ -3,7 +3,7 @@
 A character model reads character ids and predicts, at every position, the
 logits of the next character (an aligned many-to-many network)::
 
-    import common.generation as generation
+    import common.tasks.charlm as generation
     vocabulary = generation.CharacterVocabulary.from_text(training_text)
     model = generation.build_char_model(vocabulary, cell="lstm", units=(256,))
     train = generation.sequence_dataset(vocabulary.encode(training_text), 100, 64, seed=0)
@@ -32,7 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from common.models import as_units_tuple, check_fraction, recurrent_layer
+from common.models.recurrent import as_units_tuple, check_fraction, recurrent_layer
 
 PADDING_ID = 0  # reserved: the Embedding masks id 0 (mask_zero=True), so no character uses it
 UNKNOWN_ID = 1  # any character the training text did not contain

@@ -31,6 +31,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from common.data.windows import runs_of_true
+
 # ---------------------------------------------------------------- intervals
 
 
@@ -44,18 +46,6 @@ def intervals_above(scores, threshold):
     """
     scores = np.nan_to_num(np.asarray(scores, dtype="float64"), nan=-np.inf)
     return runs_of_true(scores > threshold)
-
-
-def runs_of_true(flags):
-    """Contiguous runs of True in a boolean sequence, as inclusive ``(start, end)`` pairs.
-
-    >>> runs_of_true([1, 1, 0, 1])
-    [(0, 1), (3, 3)]
-    """
-    flags = np.asarray(flags).astype(bool).astype(int)
-    edges = np.diff(np.concatenate([[0], flags, [0]]))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
-    return [(int(start), int(end)) for start, end in zip(starts, ends)]
 
 
 def intervals_to_mask(intervals, length):

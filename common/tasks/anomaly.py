@@ -17,13 +17,13 @@ names them and :func:`make_detector` builds one by name.
 Two ways to use a detector, each returning a :class:`Detection`:
 
 - :func:`audit` a recorded series: fit on all of it and mark what stands out,
-  with a threshold chosen from the scores (:mod:`common.alarms`).
+  with a threshold chosen from the scores (:mod:`common.tasks.alarms`).
 - :func:`monitor`: fit on a normal prefix, set the threshold on a held-out part
   of it, and alarm only after it. :func:`rescore` applies a fitted detector,
   its scaler and its threshold to new data.
 
 Labels are used only by the scoring functions: alarm intervals by overlap
-(:func:`common.alarms.overlap_scores`), and, point by point, event-level
+(:func:`common.tasks.alarms.overlap_scores`), and, point by point, event-level
 precision, recall and F1 with a tolerance (:func:`event_scores`), ROC AUC
 (:func:`roc_auc`) and the UCR archive's top-1 rule (:func:`ucr_top1`).
 
@@ -45,12 +45,12 @@ import keras
 import numpy as np
 import pandas as pd
 
-from common.alarms import find_alarms, intervals_to_mask, overlap_scores, runs_of_true, smooth
-from common.data import StandardScaler
-from common.distribute import setup
-from common.models import build_many_to_one
-from common.seq2seq import build_encoder_decoder
-from common.training import fit, set_seed
+from common.data.windows import StandardScaler, runs_of_true
+from common.tasks.alarms import find_alarms, intervals_to_mask, overlap_scores, smooth
+from common.scale.distribute import setup
+from common.models.recurrent import build_many_to_one
+from common.models.seq2seq import build_encoder_decoder
+from common.models.training import fit, set_seed
 
 # ---------------------------------------------------------------- events and windows
 
@@ -740,7 +740,7 @@ def make_detector(
     """A detector from :data:`DETECTORS` by name; the recurrent ones also take training settings.
 
     ``verbose`` is Keras' training progress: 0 silent, 1 a progress bar, 2 one line per epoch.
-    ``distribution`` (a :class:`common.distribute.Distribution`) trains data-parallel;
+    ``distribution`` (a :class:`common.scale.distribute.Distribution`) trains data-parallel;
     ``batch_size`` is then per replica.
 
     >>> make_detector("zscore", window=16).window
@@ -937,7 +937,7 @@ def audit(
     from the whole of it (anomalies are rare, so they barely shape it), and the
     threshold comes from the scores themselves: candidates above a robust
     threshold, of which at most ``settings.max_alarms`` of the strongest are kept
-    (:func:`common.alarms.find_alarms`).
+    (:func:`common.tasks.alarms.find_alarms`).
 
     Args:
         values: (timesteps, channels) raw values.

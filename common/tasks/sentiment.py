@@ -2,7 +2,7 @@
 
 The pieces a text classifier needs around the recurrent network::
 
-    import common.text as text
+    import common.tasks.sentiment as text
     frame = text.read_text_table("reviews.csv", text_col="text", label_col="label")
     vectorizer = text.make_vectorizer(train_texts, max_tokens=20000)     # training text only
     token_ids = text.vectorize(vectorizer, train_texts, max_length=200)
@@ -20,7 +20,7 @@ and the n-gram model beside it, stacked on the validation split (wide & deep)::
 The custom pieces a saved model holds (the standardizers, :class:`TruncateTokens`,
 :class:`TfIdf` and :class:`Logit`) are registered with Keras under the package
 ``rnn_workshop``, so the model reloads with plain ``keras.models.load_model``
-once ``common.text`` has been imported.
+once ``common.tasks.sentiment`` has been imported.
 """
 
 import zlib
@@ -31,7 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from common.series import CSV_READ_ERRORS, error_reason
+from common.data.csv_series import CSV_READ_ERRORS, error_reason
 
 # Every spelling of a binary label we accept, lower-cased. 1 is the positive class.
 LABEL_VALUES = {
@@ -701,7 +701,7 @@ def plot_confusion_matrix(
     """Counts of true class (rows) against predicted class (columns), saved as PNG."""
     import matplotlib.pyplot as plt
 
-    from common.plotting import save_figure
+    from common.report.plots import save_figure
 
     matrix = np.zeros((2, 2), dtype=int)
     for true, guess in zip(np.asarray(labels, dtype=int), np.asarray(predicted, dtype=int)):

@@ -122,10 +122,10 @@ def plot_alarms(path, series, detection, title):
     then the smoothed score and its threshold. Saved as PNG at ``path``.
 
     Args:
-        series: a :class:`common.series.Series`.
-        detection: a :class:`common.anomaly.Detection` of that series.
+        series: a :class:`common.data.csv_series.Series`.
+        detection: a :class:`common.tasks.anomaly.Detection` of that series.
     """
-    from common.alarms import runs_of_true
+    from common.data.windows import runs_of_true
 
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(12, 6), sharex=True, height_ratios=(2, 1))
     times = series.times

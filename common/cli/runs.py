@@ -1,0 +1,314 @@
+"""Run folders: where a run is saved, written whole or not at all, and loaded again.
+
+Also the start and end of a run under a distribution strategy, because a
+multi-worker run keeps its checkpoints beside its run folder.
+"""
+
+import argparse
+import contextlib
+import itertools
+import json
+import math
+import os
+import shutil
+import signal
+import tempfile
+import zipfile
+from datetime import datetime
+from pathlib import Path
+
+from common.cli.errors import UserError
+from common.cli.options import positive_float
+
+
+def start_distribution(config):
+    """The :class:`common.distribute.Distribution` for ``config``; call before TensorFlow runs anything."""
+
+    from common.scale import distribute
+
+    if config.load is not None:  # a saved model is used and nothing is trained: one device
+        return distribute.setup("none")
+    backup = backup_folder(config.out)
+    if config.distribute == "multiworker" and (
+        backup.is_symlink() or (backup.exists() and not backup.is_dir())
+    ):  # checkpoints go only into a real folder of their own
+        raise UserError(f"--out {config.out}: {backup} exists and is not a folder of checkpoints")
+    wait = 300.0  # seconds for every worker of a cluster to start
+    if config.distribute == "multiworker":
+        try:  # NaN would wait for ever, like no limit at all
+            wait = positive_float(os.environ.get("RNN_WORKSHOP_WAIT_SECONDS", "300"))
+        except argparse.ArgumentTypeError as error:
+            raise UserError(f"RNN_WORKSHOP_WAIT_SECONDS: {error}") from None
+    try:
+        distribution = distribute.setup(
+            config.distribute, config.mixed_precision, backup=backup,
+            fingerprint=config.fingerprint(), wait_seconds=wait,
+        )  # fmt: skip
+    except ValueError as error:
+        raise UserError(f"--distribute {config.distribute}: {error}") from None
+    if distribution.workers > 1:  # TensorFlow's cluster takes SIGTERM over; stop cleanly instead
+        _raise_on_sigterm()
+    return distribution
+
+
+def finish_worker(distribution):
+    """End a worker other than the chief: it trained its share, and the chief saves the run. Returns 0."""
+    print(
+        f"\nWorker {distribution.worker_index} of {distribution.workers}: training done; "
+        "worker 0 saves the run"
+    )
+    distribution.finish()  # waits for the chief's run folder, then deletes the checkpoints
+    return 0
+
+
+def backup_folder(out):
+    """Where a multi-worker run keeps its per-epoch checkpoints: ``<out>.backup`` beside the run."""
+    out = Path(out)
+    return out.with_name(out.name + ".backup")
+
+
+def save_model_atomically(model, path):
+    """Save a ``.keras`` file so an interrupted save never leaves a half-written model.
+
+    Keras writes to a temporary file beside ``path``; only a complete file
+    replaces what was there.
+    """
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(suffix=".keras", dir=path.parent)
+    os.close(handle)
+    try:
+        model.save(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return path
+
+
+def saved_by(directory):
+    """The app that saved the run in ``directory`` (its ``config.json``'s ``"app"``), or None."""
+    try:
+        return json.loads((Path(directory) / "config.json").read_text()).get("app")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return None
+
+
+def load_model_from_dir(directory, filename="model.keras", app=None):
+    """Load ``directory/model.keras``, turning a missing or corrupt file into a :class:`UserError`.
+
+    With ``app``, a run saved by another app is refused, naming that app.
+    """
+    import keras
+
+    path = Path(directory) / filename
+    if not Path(directory).is_dir():
+        raise UserError(f"--load {directory}: no such folder")
+    other = saved_by(directory)
+    if app is not None and other is not None and other != app:
+        raise UserError(f"--load {directory}: a run of {other}.py, not of {app}.py")
+    if not path.is_file():
+        raise UserError(f"--load {directory}: no {filename} in that folder")
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"--load {directory}: {filename} is damaged (not a .keras zip archive)")
+    try:
+        return keras.models.load_model(path)
+    except Exception as error:  # Keras raises many types for a damaged zip/h5/config
+        reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+        raise UserError(f"--load {directory}: {filename} could not be read ({reason})") from None
+
+
+def write_json(path, data, reasons=None):
+    """Write ``data`` as strict JSON: an undefined figure (NaN, infinity) becomes null, with why.
+
+    Python's ``json`` writes ``NaN``, which no strict JSON parser reads. Each null
+    figure gets a sibling ``"<key>_null_reason"``: ``reasons[key]`` if given, else
+    a generic one.
+
+    >>> import tempfile; path = Path(tempfile.mkdtemp()) / "m.json"
+    >>> _ = write_json(path, {"f1": float("nan"), "n": 3}, {"f1": "no labelled anomalies"})
+    >>> json.loads(path.read_text())
+    {'f1': None, 'f1_null_reason': 'no labelled anomalies', 'n': 3}
+    """
+    reasons = reasons or {}
+
+    def number(value):
+        return isinstance(value, float) or type(value).__name__.startswith("float")
+
+    def why(key, value):
+        if key in reasons:
+            return reasons[key]
+        if math.isnan(value):
+            return "undefined for this data (a division of zero by zero)"
+        return "infinite for this data (a division by zero)"
+
+    def clean(value):
+        if isinstance(value, dict):
+            cleaned = {}
+            for key, item in value.items():
+                if number(item) and not math.isfinite(item):
+                    cleaned[key] = None
+                    cleaned[f"{key}_null_reason"] = why(key, item)
+                else:
+                    cleaned[key] = clean(item)
+            return cleaned
+        if isinstance(value, (list, tuple)):
+            return [clean(item) for item in value]
+        if number(value):
+            return float(value) if math.isfinite(value) else None
+        if type(value).__name__.startswith(("int", "uint")):
+            return int(value)
+        return value
+
+    Path(path).write_text(json.dumps(clean(data), indent=2, default=str, allow_nan=False))
+    return path
+
+
+_run_counter = itertools.count()
+
+
+def default_run_path(app):
+    """``runs/<app>/<date>-<time>.<microseconds>-<process id>-<counter>``: two runs never share one."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S.%f")
+    return Path("runs") / app / f"{stamp}-{os.getpid()}-{next(_run_counter)}"
+
+
+def check_out_folder(out, overwrite=False, load=None):
+    """Check, before any work, that a run can be saved at ``out``; raise ``ValueError`` if not.
+
+    A run is never written into an existing non-empty folder (unless
+    ``overwrite``), into a file, into the folder it was loaded from, or where
+    the nearest existing parent cannot be written.
+    """
+    out = Path(out)
+    resolved, here = out.resolve(), Path.cwd().resolve()
+    if load is not None:
+        loaded = Path(load).resolve()
+        if resolved == loaded or resolved in loaded.parents or loaded in resolved.parents:
+            raise ValueError(
+                "Expected an output folder apart from the loaded run, which is never "
+                f"overwritten. Received: {out}"
+            )
+    if resolved == here or resolved in here.parents:
+        raise ValueError(
+            f"Expected a folder of its own for the run. Received: {out}, which holds this one"
+        )
+    if out.is_symlink():  # a link's target could be anything, or nothing: write only real folders
+        raise ValueError(
+            f"Expected a folder for the run, not a symbolic link. Received: {out} -> "
+            f"{os.readlink(out)}"
+        )
+    if out.exists() and not out.is_dir():
+        raise ValueError(
+            f"Expected a folder to write the run into. Received: {out}, an existing file"
+        )
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise ValueError(f"Expected a new or empty folder. Received: {out}, which holds files")
+        if saved_by(out) is None:  # replacing is for runs; a user's own folder is never deleted
+            raise ValueError(
+                "Expected a saved run to replace (its config.json names the app that made it). "
+                f"Received: {out}, which holds other files"
+            )
+    parent = out.parent
+    while not parent.exists():
+        parent = parent.parent
+    try:  # a real probe: permissions, read-only mounts and pseudo file systems all show here
+        if not parent.is_dir():
+            raise NotADirectoryError(parent)
+        os.rmdir(tempfile.mkdtemp(prefix=".probe-", dir=parent))
+    except OSError:
+        raise ValueError(
+            f"Expected a writable place for {out}. Received: {parent}, which cannot be written"
+        ) from None
+
+
+@contextlib.contextmanager
+def run_folder(target, overwrite=False):
+    """Write a run whole or not at all: yield a hidden temporary folder, rename it into place at the end.
+
+    If the block raises (or is interrupted: Ctrl-C, or SIGTERM, turned into an
+    exception here), the temporary folder is removed and whatever was at ``out``
+    is untouched. With ``overwrite``, an existing ``out`` is replaced only once
+    the new run is complete. Files get the usual permissions (0644 under a
+    default umask), the model too.
+
+    >>> target = Path(tempfile.mkdtemp()) / "run"
+    >>> with run_folder(target) as folder:
+    ...     _ = (folder / "metrics.json").write_text("{}")
+    >>> sorted(path.name for path in target.iterdir())
+    ['metrics.json']
+    """
+    target = Path(target)
+    check_out_folder(target, overwrite)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    previous = _raise_on_sigterm()
+    try:
+        yield temporary
+        _share_permissions(temporary)
+        # Empty, or --overwrite: set the old one aside until the new is in place.
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            try:
+                os.replace(target, old / "run")
+            except OSError:
+                shutil.rmtree(old, ignore_errors=True)
+                raise
+            try:
+                os.replace(temporary, target)
+            except OSError:
+                try:
+                    os.replace(old / "run", target)  # put the earlier run back before giving up
+                except OSError:  # keep the only copy where it is, and say where
+                    raise OSError(
+                        f"the earlier run could not be put back; it is in {old}"
+                    ) from None
+                shutil.rmtree(old, ignore_errors=True)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(temporary, target)
+        temporary = None
+    finally:
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_on_sigterm():
+    """Turn SIGTERM into an exception so ``finally`` blocks clean up; None off the main thread."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt("terminated")
+
+    return signal.signal(signal.SIGTERM, stop)
+
+
+def _share_permissions(folder):
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)
+    for path in folder.rglob("*"):
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+
+
+def prepare_out(out, app, overwrite=False, load=None):
+    """The folder a run will be saved in, checked before any work: ``out`` or a new default.
+
+    Raises :class:`UserError` naming ``--out`` when the run could not be saved
+    there, so no training is wasted.
+    """
+    out = Path(out) if out is not None else default_run_path(app)
+    try:
+        check_out_folder(out, overwrite, load)
+    except ValueError as error:
+        hint = "" if overwrite else "; pass --overwrite to replace it"
+        raise UserError(
+            f"--out {out}: {error}{hint if 'holds files' in str(error) else ''}"
+        ) from None
+    return out
