@@ -64,9 +64,9 @@ from common.data import csv_series as series_io
 from common.cli import (
     RunOptions,
     UserError,
-    app_parser,
     finish_worker,
     load_model_from_dir,
+    option,
     positive_int,
     positive_int_up_to,
     prepare_out,
@@ -104,50 +104,60 @@ BASELINES = ("zscore", "discord", "holt-winters")
 class Config(RunOptions):
     """Everything one run needs, read once from the command line."""
 
-    epochs: int = 10  # this app's own defaults for the shared options
-    batch_size: int = 64
-    csv: tuple = ()
-    series: str = "machine-temperature"
-    labels: Path | None = None
-    time_col: str = "timestamp"
-    value_cols: tuple | None = None
-    label_col: str | None = None
-    duplicates: str = "mean"
-    detector: str = "bidirectional"
-    max_alarms: int = 2
-    train_fraction: float | None = None
-    window: int = 48
-    units: int = 32
+    APP = "anomaly"
+    GROUPS = {
+        "data": "data (default: the bundled NAB machine-temperature series)",
+        "detection": "detection",
+    }
+
+    epochs: int = option(10, quick=3)  # this app's own defaults for the shared options
+    csv: tuple = option(
+        (), "CSV files or folders", group="data", type=Path, nargs="+", metavar="PATH"
+    )
+    series: str | None = option(
+        None, "a bundled series instead of --csv", group="data", choices=sorted(BUNDLED)
+    )
+    labels: Path | None = option(
+        None, "[start, end] windows, JSON or CSV (NAB's too)",
+        group="data", type=Path, metavar="FILE",
+    )  # fmt: skip
+    time_col: str = option("timestamp", "time column", group="data")
+    value_cols: tuple | None = option(
+        None, "value column; repeat for several channels (default: every numeric one)",
+        group="data", flag="--value-col", action="append", metavar="COLUMN",
+    )  # fmt: skip
+    label_col: str | None = option(
+        None, "0/1 column of anomalous points (default: is_anomaly if present)", group="data"
+    )
+    duplicates: str = option(
+        "mean", "how to combine rows that share a time",
+        group="data", choices=series_io.DUPLICATE_RULES,
+    )  # fmt: skip
+    fill: bool = option(
+        False, argparse.SUPPRESS, group="data"
+    )  # old scripts: repairs are automatic
+    detector: str = option("bidirectional", "", group="detection", choices=list(NAMES))
+    max_alarms: int = option(
+        2, "audit: keep the K strongest alarms per series",
+        group="detection", type=positive_int, metavar="K",
+    )  # fmt: skip
+    train_fraction: float | None = option(
+        None, "monitor: the first F of each series is normal; fit there, alarm after",
+        group="detection", type=float, metavar="F",
+    )  # fmt: skip
+    window: int = option(
+        48, "points the detector reads, after averaging",
+        group="detection", type=positive_int, quick=32,
+    )  # fmt: skip
+    units: int = option(32, "LSTM units", group="detection", type=positive_int_up_to(4096), quick=8)
+    load: Path | None = option(
+        None, "monitor with a saved run's detector, scaler and threshold; nothing is refitted",
+        group="detection", type=Path, metavar="DIR",
+    )  # fmt: skip
 
 
 def read_config(argv):
-    parser = app_parser(__doc__, "anomaly", epochs=10, batch_size=64)
-    data = parser.add_argument_group("data (default: the bundled NAB machine-temperature series)")
-    add = data.add_argument
-    add("--csv", type=Path, nargs="+", default=[], metavar="PATH", help="CSV files or folders")
-    add("--series", choices=sorted(BUNDLED), help="a bundled series instead of --csv")
-    add("--labels", type=Path, metavar="FILE", help="[start, end] windows, JSON or CSV (NAB's too)")
-    add("--time-col", default="timestamp", help="time column (default: %(default)s)")
-    add("--value-col", action="append", dest="value_cols", metavar="COLUMN",
-        help="value column; repeat for several channels (default: every numeric one)")  # fmt: skip
-    add("--label-col", help="0/1 column of anomalous points (default: is_anomaly if present)")
-    add("--duplicates", choices=series_io.DUPLICATE_RULES, default="mean",
-        help="how to combine rows that share a time (default: %(default)s)")  # fmt: skip
-    add("--fill", action="store_true", help=argparse.SUPPRESS)  # old scripts: repairs are automatic
-    method = parser.add_argument_group("detection")
-    add = method.add_argument
-    add("--detector", choices=list(NAMES), default="bidirectional", help="(default: %(default)s)")
-    add("--max-alarms", type=positive_int, default=2, metavar="K",
-        help="audit: keep the K strongest alarms per series (default: %(default)s)")  # fmt: skip
-    add("--train-fraction", type=float, metavar="F",
-        help="monitor: the first F of each series is normal; fit there, alarm after")  # fmt: skip
-    add("--window", type=positive_int, default=48,
-        help="points the detector reads, after averaging (default: %(default)s)")  # fmt: skip
-    add("--units", type=positive_int_up_to(4096), default=32,
-        help="LSTM units (default: %(default)s)")  # fmt: skip
-    add("--load", type=Path, metavar="DIR",
-        help="monitor with a saved run's detector, scaler and threshold; nothing is refitted")  # fmt: skip
-    args = parser.parse_args(argv)
+    args = Config.parser(__doc__).parse_args(argv)
     if args.train_fraction is not None and not 0 < args.train_fraction < 1:
         raise UserError(f"--train-fraction must be between 0 and 1, got {args.train_fraction}")
     if args.csv and args.series:
@@ -160,13 +170,8 @@ def read_config(argv):
         args.detector = check_saved_run(args.load)["detector"]
     args.out = prepare_out(args.out, "anomaly", args.overwrite, args.load)
     if args.quick:  # a smoke test: a short window, a small model, a few epochs
-        shrink_for_quick(args, argv, window=32, units=8, epochs=3)
-    return Config.from_args(
-        args,
-        csv=tuple(args.csv),
-        series=args.series or "machine-temperature",
-        value_cols=tuple(args.value_cols) if args.value_cols else None,
-    )
+        shrink_for_quick(args, argv, **Config.quick_values())
+    return Config.from_args(args, series=args.series or "machine-temperature")
 
 
 def mode(detection, config):

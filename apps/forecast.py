@@ -49,8 +49,8 @@ import common  # first: keeps TensorFlow's start-up log noise out of the termina
 from common.cli import (
     RunOptions,
     UserError,
-    app_parser,
     dropout_rate,
+    option,
     finish_worker,
     load_model_from_dir,
     positive_int,
@@ -78,27 +78,66 @@ NULL_REASONS = {  # why a figure in metrics.json can be null
 }
 
 
+def iso_date(text):
+    """A ``YYYY-MM-DD`` date for --start and --end; anything else is one clear error."""
+    try:
+        return pd.Timestamp(datetime.strptime(text, "%Y-%m-%d")).strftime("%Y-%m-%d")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
+
+
 @dataclass(frozen=True)
 class Config(RunOptions):
     """A forecast run's options, checked, after ``--quick``: what the run was asked to do."""
 
-    epochs: int = 30  # this app's own defaults for the shared options
-    batch_size: int = 64
-    csv: Path | None = None
-    ticker: str | None = None
-    start: str | None = None
-    end: str | None = None
-    date_col: str = "Date"
-    target_col: str = "Close"
-    cache_dir: Path = Path.home() / ".cache" / "rnn-workshop" / "yfinance"
-    cell: str = "lstm"
-    units: tuple = (32,)
-    window: int = 30
-    horizon: int = 1
-    attention: str = "none"
-    dropout: float = 0.0
-    test_fraction: float = 0.15
-    val_fraction: float = 0.15
+    APP = "forecast"
+    GROUPS = {
+        "data": "data (default: bundled daily MSFT prices, 1986-2017)",
+        "model": "model",
+        "use": "use a saved model",
+    }
+
+    epochs: int = option(30, quick=2)  # this app's own default for a shared option
+    csv: Path | None = option(
+        None, "CSV with a date column and a price column (yfinance exports welcome)",
+        group="data", type=Path, exclusive="source",
+    )  # fmt: skip
+    ticker: str | None = option(
+        None, "download daily prices for SYMBOL with yfinance (needs the network once; cached)",
+        group="data", exclusive="source",
+    )  # fmt: skip
+    start: str | None = option(None, "first date to use, YYYY-MM-DD", group="data", type=iso_date)
+    end: str | None = option(None, "last date to use, YYYY-MM-DD", group="data", type=iso_date)
+    date_col: str = option("Date", "date column in --csv", group="data")
+    target_col: str = option("Close", "price column to forecast", group="data")
+    cache_dir: Path = option(
+        Path.home() / ".cache" / "rnn-workshop" / "yfinance",
+        "where --ticker downloads are kept", group="data", type=Path,
+    )  # fmt: skip
+    cell: str = option("lstm", "recurrent cell", choices=sorted(common.CELLS))
+    units: tuple = option(
+        (32,), "units per recurrent layer; several numbers stack layers, e.g. --units 64 32",
+        type=positive_int_up_to(4096), quick=(8,),
+    )  # fmt: skip
+    window: int = option(30, "past business days the model reads", type=positive_int, quick=20)
+    horizon: int = option(
+        1, "business days ahead to forecast; above 1 uses the encoder-decoder", type=positive_int
+    )
+    attention: str = option(
+        "none", "attention in the encoder-decoder, for --horizon above 1",
+        choices=["none", "dot", "additive"],
+    )  # fmt: skip
+    dropout: float = option(0.0, "dropout on recurrent inputs", type=dropout_rate)
+    test_fraction: float = option(
+        0.15, "last share of days held out for the test table", type=float
+    )
+    val_fraction: float = option(
+        0.15, "share of days before the test part used for early stopping", type=float
+    )
+    load: Path | None = option(
+        None, "skip training: forecast past the last date with the model saved in DIR",
+        group="use", type=Path, metavar="DIR",
+    )  # fmt: skip
 
     @property
     def model_name(self):
@@ -109,106 +148,15 @@ class Config(RunOptions):
         return name
 
 
-def iso_date(text):
-    """A ``YYYY-MM-DD`` date for --start and --end; anything else is one clear error."""
-    try:
-        return pd.Timestamp(datetime.strptime(text, "%Y-%m-%d")).strftime("%Y-%m-%d")
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
-
-
 def read_config(argv):
     """Parse and check the options before any work; ``--quick`` shrinks what was not typed."""
-    parser = app_parser(__doc__, "forecast", epochs=30, batch_size=64)
-    data = parser.add_argument_group("data (default: bundled daily MSFT prices, 1986-2017)")
-    source = data.add_mutually_exclusive_group()
-    source.add_argument(
-        "--csv",
-        type=Path,
-        help="CSV with a date column and a price column (yfinance exports welcome)",
-    )
-    source.add_argument(
-        "--ticker",
-        help="download daily prices for SYMBOL with yfinance (needs the network once; cached)",
-    )
-    data.add_argument("--start", type=iso_date, help="first date to use, YYYY-MM-DD")
-    data.add_argument("--end", type=iso_date, help="last date to use, YYYY-MM-DD")
-    data.add_argument(
-        "--date-col", default="Date", help="date column in --csv (default: %(default)s)"
-    )
-    data.add_argument(
-        "--target-col", default="Close", help="price column to forecast (default: %(default)s)"
-    )
-    data.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=Path.home() / ".cache" / "rnn-workshop" / "yfinance",
-        help="where --ticker downloads are kept (default: %(default)s)",
-    )
-
-    model = parser.add_argument_group("model")
-    model.add_argument(
-        "--cell",
-        choices=sorted(common.CELLS),
-        default="lstm",
-        help="recurrent cell (default: %(default)s)",
-    )
-    model.add_argument(
-        "--units",
-        type=positive_int_up_to(4096),
-        nargs="+",
-        default=[32],
-        help="units per recurrent layer; several numbers stack layers, e.g. --units 64 32 (default: 32)",
-    )
-    model.add_argument(
-        "--window",
-        type=positive_int,
-        default=30,
-        help="past business days the model reads (default: %(default)s)",
-    )
-    model.add_argument(
-        "--horizon",
-        type=positive_int,
-        default=1,
-        help="business days ahead to forecast; above 1 uses the encoder-decoder (default: %(default)s)",
-    )
-    model.add_argument(
-        "--attention",
-        choices=["none", "dot", "additive"],
-        default="none",
-        help="attention in the encoder-decoder, for --horizon above 1 (default: %(default)s)",
-    )
-    model.add_argument(
-        "--dropout",
-        type=dropout_rate,
-        default=0.0,
-        help="dropout on recurrent inputs (default: %(default)s)",
-    )
-    model.add_argument(
-        "--test-fraction",
-        type=float,
-        default=0.15,
-        help="last share of days held out for the test table (default: %(default)s)",
-    )
-    model.add_argument(
-        "--val-fraction",
-        type=float,
-        default=0.15,
-        help="share of days before the test part used for early stopping (default: %(default)s)",
-    )
-    model.add_argument(
-        "--load",
-        type=Path,
-        metavar="DIR",
-        help="skip training: forecast past the last date with the model saved in DIR",
-    )
-    args = parser.parse_args(argv)
+    args = Config.parser(__doc__).parse_args(argv)
     if args.ticker is not None and not args.ticker.strip():
         raise UserError("--ticker needs a symbol, for example --ticker MSFT")
     for name in ("val_fraction", "test_fraction"):
         if not 0 < getattr(args, name) < 1:
-            option = "--" + name.replace("_", "-")
-            raise UserError(f"{option} must be between 0 and 1, got {getattr(args, name)}")
+            option_name = "--" + name.replace("_", "-")
+            raise UserError(f"{option_name} must be between 0 and 1, got {getattr(args, name)}")
     if args.val_fraction + args.test_fraction >= 1:
         raise UserError(
             f"--val-fraction {args.val_fraction} and --test-fraction {args.test_fraction} "
@@ -217,8 +165,8 @@ def read_config(argv):
     if not args.load or args.out is not None:  # can the run be saved? Check before any work.
         args.out = prepare_out(args.out, "forecast", args.overwrite, args.load)
     if args.quick and not args.load:  # a smoke test: recent data, a small model, two epochs
-        shrink_for_quick(args, argv, epochs=2, window=20, units=[8])
-    return Config.from_args(args, units=tuple(args.units))
+        shrink_for_quick(args, argv, **Config.quick_values())
+    return Config.from_args(args)
 
 
 # ---------------------------------------------------------------- data
@@ -259,10 +207,10 @@ def read_price_csv(path, date_col, target_col):
 
 def price_series(frame, date_col, target_col, origin):
     """Check a frame's date and price columns; return the prices as a sorted, dated Series."""
-    for column, option in ((date_col, "--date-col"), (target_col, "--target-col")):
+    for column, flag in ((date_col, "--date-col"), (target_col, "--target-col")):
         if column not in frame.columns:
             raise UserError(
-                f"{origin}: no column '{column}'; columns are {', '.join(map(str, frame.columns))} (choose with {option})"
+                f"{origin}: no column '{column}'; columns are {', '.join(map(str, frame.columns))} (choose with {flag})"
             )
         if list(frame.columns).count(column) > 1:
             raise UserError(f"{origin}: the column '{column}' appears more than once; rename one")

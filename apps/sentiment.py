@@ -60,8 +60,8 @@ from common.tasks.sentiment import predict_texts  # tests and the bench call app
 from common.cli import (
     RunOptions,
     UserError,
-    app_parser,
     dropout_rate,
+    option,
     finish_worker,
     load_model_from_dir,
     positive_float,
@@ -90,26 +90,74 @@ NULL_REASONS = {"ROC AUC": "the texts scored hold only one class"}
 class Config(RunOptions):
     """A sentiment run's options, checked, after ``--quick``: what the run was asked to do."""
 
-    epochs: int = 8  # this app's own defaults for the shared options
+    APP = "sentiment"
+    GROUPS = {
+        "data": "data (default: bundled Rotten Tomatoes snippets with a fixed "
+        "train/validation/test split)",
+        "model": "model",
+        "use": "use a saved model",
+    }
+
+    epochs: int = option(8, quick=2)  # this app's own defaults for the shared options
     batch_size: int = 32
-    dataset: str = "rotten_tomatoes"
-    data: Path | None = None
-    text_col: str = "text"
-    label_col: str = "label"
-    cache_dir: Path = Path.home() / ".cache" / "rnn-workshop" / "imdb"
-    cell: str = "gru"
-    units: int = 32
-    embedding_dim: int = 64
-    unidirectional: bool = False
-    dropout: float = 0.3
-    max_tokens: int = 20000
-    max_length: int = 200
-    pretrain: str = "ppmi"
-    seeds: int = 3
-    learning_rate: float = 5e-4
-    wide: str = "tfidf"
-    predict: tuple | None = None
-    evaluate: Path | None = None
+    dataset: str = option(
+        "rotten_tomatoes", "bundled snippets, or IMDB reviews through keras.datasets.imdb "
+        "(needs the network once; cached)",
+        group="data", choices=["rotten_tomatoes", "imdb"], exclusive="source",
+    )  # fmt: skip
+    data: Path | None = option(
+        None, "CSV/TSV with a text column and a binary label column (0/1, pos/neg, "
+        "positive/negative, fresh/rotten); a 'split' column (train/validation/test) is used if "
+        "present, else a fixed 80/10/10 split",
+        group="data", type=Path, metavar="PATH", exclusive="source",
+    )  # fmt: skip
+    text_col: str = option("text", "text column in --data or --evaluate files", group="data")
+    label_col: str = option("label", "label column in --data or --evaluate files", group="data")
+    cache_dir: Path = option(
+        Path.home() / ".cache" / "rnn-workshop" / "imdb",
+        "where --dataset imdb downloads are kept", group="data", type=Path,
+    )  # fmt: skip
+    cell: str = option("gru", "recurrent cell", choices=sorted(common.CELLS))
+    units: int = option(
+        32, "units per direction of the recurrent layer", type=positive_int_up_to(4096), quick=16
+    )
+    embedding_dim: int = option(
+        64, "size of each word vector", type=positive_int_up_to(4096), quick=32
+    )
+    unidirectional: bool = option(False, "read left to right only (default: both directions)")
+    dropout: float = option(
+        0.3, "dropout on the recurrent layer's inputs and before the output", type=dropout_rate
+    )
+    max_tokens: int = option(
+        20000, "vocabulary size, padding and [UNK] included", type=positive_int
+    )
+    max_length: int = option(200, "tokens read per text; longer texts are cut", type=positive_int)
+    pretrain: str = option(
+        "ppmi", "start the embedding from word vectors counted on training + unlabelled text, "
+        "or at random", choices=["ppmi", "none"],
+    )  # fmt: skip
+    seeds: int = option(
+        3, "networks trained from different random starts and averaged",
+        type=positive_int_up_to(32), quick=1,
+    )  # fmt: skip
+    learning_rate: float = option(5e-4, "Adam learning rate", type=positive_float, quick=3e-3)
+    wide: str = option(
+        "tfidf", "tfidf: add a logistic regression over TF-IDF of word 1-2 grams beside the RNN, "
+        "their log-odds combined with weights fit on the validation split (wide & deep); "
+        "none: the RNN alone", choices=["tfidf", "none"],
+    )  # fmt: skip
+    load: Path | None = option(
+        None, "skip training: use the model.keras saved in DIR",
+        group="use", type=Path, metavar="DIR",
+    )  # fmt: skip
+    predict: tuple | None = option(
+        None, "with --load: print label and probability for each TEXT ('-' reads one text per "
+        "line from stdin)", group="use", nargs="+", metavar="TEXT",
+    )  # fmt: skip
+    evaluate: Path | None = option(
+        None, "with --load: accuracy, F1 and ROC AUC on a labelled CSV/TSV (--text-col, "
+        "--label-col)", group="use", type=Path, metavar="FILE",
+    )  # fmt: skip
 
     @property
     def model_name(self):
@@ -120,126 +168,7 @@ class Config(RunOptions):
 
 def read_config(argv):
     """Parse and check the options before any work; ``--quick`` shrinks what was not typed."""
-    parser = app_parser(__doc__, "sentiment", epochs=8, batch_size=32)
-    data = parser.add_argument_group(
-        "data (default: bundled Rotten Tomatoes snippets with a fixed train/validation/test split)"
-    )
-    source = data.add_mutually_exclusive_group()
-    source.add_argument(
-        "--dataset",
-        choices=["rotten_tomatoes", "imdb"],
-        default="rotten_tomatoes",
-        help="bundled snippets, or IMDB reviews through keras.datasets.imdb (needs the network once; cached) (default: %(default)s)",
-    )
-    source.add_argument(
-        "--data",
-        type=Path,
-        metavar="PATH",
-        help="CSV/TSV with a text column and a binary label column (0/1, pos/neg, positive/negative, fresh/rotten); a 'split' column (train/validation/test) is used if present, else a fixed 80/10/10 split",
-    )
-    data.add_argument(
-        "--text-col",
-        default="text",
-        help="text column in --data or --evaluate files (default: %(default)s)",
-    )
-    data.add_argument(
-        "--label-col",
-        default="label",
-        help="label column in --data or --evaluate files (default: %(default)s)",
-    )
-    data.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=Path.home() / ".cache" / "rnn-workshop" / "imdb",
-        help="where --dataset imdb downloads are kept (default: %(default)s)",
-    )
-
-    model = parser.add_argument_group("model")
-    model.add_argument(
-        "--cell",
-        choices=sorted(common.CELLS),
-        default="gru",
-        help="recurrent cell (default: %(default)s)",
-    )
-    model.add_argument(
-        "--units",
-        type=positive_int_up_to(4096),
-        default=32,
-        help="units per direction of the recurrent layer (default: %(default)s)",
-    )
-    model.add_argument(
-        "--embedding-dim",
-        type=positive_int_up_to(4096),
-        default=64,
-        help="size of each word vector (default: %(default)s)",
-    )
-    model.add_argument(
-        "--unidirectional",
-        action="store_true",
-        help="read left to right only (default: both directions)",
-    )
-    model.add_argument(
-        "--dropout",
-        type=dropout_rate,
-        default=0.3,
-        help="dropout on the recurrent layer's inputs and before the output (default: %(default)s)",
-    )
-    model.add_argument(
-        "--max-tokens",
-        type=positive_int,
-        default=20000,
-        help="vocabulary size, padding and [UNK] included (default: %(default)s)",
-    )
-    model.add_argument(
-        "--max-length",
-        type=positive_int,
-        default=200,
-        help="tokens read per text; longer texts are cut (default: %(default)s)",
-    )
-    model.add_argument(
-        "--pretrain",
-        choices=["ppmi", "none"],
-        default="ppmi",
-        help="start the embedding from word vectors counted on training + unlabelled text, or at random (default: %(default)s)",
-    )
-    model.add_argument(
-        "--seeds",
-        type=positive_int_up_to(32),
-        default=3,
-        help="networks trained from different random starts and averaged (default: %(default)s)",
-    )
-    model.add_argument(
-        "--learning-rate",
-        type=positive_float,
-        default=5e-4,
-        help="Adam learning rate (default: %(default)s)",
-    )
-
-    model.add_argument(
-        "--wide",
-        choices=["tfidf", "none"],
-        default="tfidf",
-        help="tfidf: add a logistic regression over TF-IDF of word 1-2 grams beside the RNN, "
-        "their log-odds combined with weights fit on the validation split (wide & deep); "
-        "none: the RNN alone (default: %(default)s)",
-    )
-
-    use = parser.add_argument_group("use a saved model")
-    use.add_argument(
-        "--load", type=Path, metavar="DIR", help="skip training: use the model.keras saved in DIR"
-    )
-    use.add_argument(
-        "--predict",
-        nargs="+",
-        metavar="TEXT",
-        help="with --load: print label and probability for each TEXT ('-' reads one text per line from stdin)",
-    )
-    use.add_argument(
-        "--evaluate",
-        type=Path,
-        metavar="FILE",
-        help="with --load: accuracy, F1 and ROC AUC on a labelled CSV/TSV (--text-col, --label-col)",
-    )
+    parser = Config.parser(__doc__)
     args = parser.parse_args(argv)
     if (args.predict or args.evaluate) and not args.load:
         parser.error("--predict and --evaluate need --load DIR")
@@ -248,16 +177,14 @@ def read_config(argv):
     if not args.load:  # a new run: can it be saved? Check before training.
         args.out = prepare_out(args.out, "sentiment", args.overwrite)
         if args.quick:  # a smoke test: a small model, two short epochs with bigger steps, one seed
-            shrink_for_quick(
-                args, argv, epochs=2, units=16, embedding_dim=32, seeds=1, learning_rate=3e-3
-            )
+            shrink_for_quick(args, argv, **Config.quick_values())
     # Word vectors of embedding_dim numbers are counted from a vocabulary of at least that many words.
     if args.max_tokens < args.embedding_dim + 2:
         raise UserError(
             f"--max-tokens {args.max_tokens} is too small for --embedding-dim {args.embedding_dim}: "
             f"it needs at least {args.embedding_dim + 2} (padding and [UNK] included)"
         )
-    return Config.from_args(args, predict=tuple(args.predict) if args.predict else None)
+    return Config.from_args(args)
 
 
 # ---------------------------------------------------------------- data

@@ -76,8 +76,8 @@ import common.tasks.charlm as generation
 from common.cli import (
     RunOptions,
     UserError,
-    app_parser,
     dropout_rate,
+    option,
     finish_worker,
     load_model_from_dir,
     positive_float,
@@ -106,26 +106,91 @@ VALIDATION_FRACTION = 0.1  # the last 10% of the text
 class Config(RunOptions):
     """A textgen run's options, checked, after ``--quick``: what the run was asked to do."""
 
-    epochs: int = 100  # this app's own defaults for the shared options
-    batch_size: int = 32
-    text: Path | None = None
-    url: str | None = None
-    cache_dir: Path = Path.home() / ".cache" / "rnn-workshop" / "textgen"
-    cell: str = "gru"  # measured: at 2 minutes on a CPU it beats LSTM-256 (module docstring)
-    units: tuple = (256,)
-    embedding_dim: int = 64
-    dropout: float = 0.0
-    minutes: float = 2.0
-    seq_length: int = 50
-    steps_per_epoch: int = 200
-    val_chars: int = 100_000
-    learning_rate: float = 5e-3
-    schedule: str = "plateau"
-    generate: int = 500
-    prompt: str = "Romeo.\n"
-    temperature: float = 0.8
-    top_k: int = 0
-    samples: int = 1
+    APP = "textgen"
+    GROUPS = {
+        "data": "data (default: Shakespeare's plays, bundled in data/shakespeare.txt.gz)",
+        "model": "model",
+        "training": "training (an 'epoch' here is --steps-per-epoch batches, not a pass over "
+        "the text)",
+        "generation": "generation",
+    }
+
+    epochs: int = option(100, quick=2)  # this app's own defaults for the shared options
+    batch_size: int = option(32, quick=32)
+    text: Path | None = option(
+        None, "train on this UTF-8 text file",
+        group="data", type=Path, metavar="PATH", exclusive="source",
+    )  # fmt: skip
+    url: str | None = option(
+        None, "download a UTF-8 text file and train on it (needs the network once; cached)",
+        group="data", exclusive="source",
+    )  # fmt: skip
+    cache_dir: Path = option(
+        Path.home() / ".cache" / "rnn-workshop" / "textgen",
+        "where --url downloads are kept", group="data", type=Path,
+    )  # fmt: skip
+    cell: str = option(
+        "gru", "recurrent cell; both run on cuDNN on a GPU (default: gru, the better one for "
+        "2 minutes; lstm for --minutes 10 --units 512)", choices=["gru", "lstm"],
+    )  # fmt: skip
+    units: tuple = option(
+        (256,), "units per recurrent layer; several numbers stack layers, e.g. --units 256 256",
+        type=positive_int_up_to(4096), quick=(64,),
+    )  # fmt: skip
+    embedding_dim: int = option(
+        64, "size of each character's learned vector", type=positive_int_up_to(4096), quick=16
+    )
+    dropout: float = option(
+        0.0, "locked dropout, one mask per sequence, after the embedding, between layers and "
+        "before the head, in [0, 1)", type=dropout_rate,
+    )  # fmt: skip
+    minutes: float = option(
+        2.0, "wall-clock training budget; stops after the batch that exceeds it",
+        group="training", type=positive_float, quick=0.5,
+    )  # fmt: skip
+    seq_length: int = option(
+        50, "characters per training sequence", group="training", type=positive_int, quick=50
+    )
+    steps_per_epoch: int = option(
+        200, "batches between validations and samples",
+        group="training", type=positive_int, quick=15,
+    )  # fmt: skip
+    val_chars: int = option(
+        100_000, "validation characters scored each epoch, from the start of the held-out "
+        "last 10%", group="training", type=positive_int, quick=5000,
+    )  # fmt: skip
+    learning_rate: float = option(
+        5e-3, "Adam learning rate at the start", group="training", type=positive_float, quick=1e-2
+    )
+    schedule: str = option(
+        "plateau", "plateau: halve the learning rate whenever validation loss stops falling; "
+        "cosine: lower it along a cosine to a tenth by the end of --minutes, following the clock",
+        group="training", choices=["plateau", "cosine"],
+    )  # fmt: skip
+    load: Path | None = option(
+        None, "skip training: generate with the model.keras saved in DIR",
+        group="generation", type=Path, metavar="DIR",
+    )  # fmt: skip
+    generate: int = option(
+        500, "characters to generate after the prompt",
+        group="generation", type=positive_int, metavar="N", quick=200,
+    )  # fmt: skip
+    prompt: str = option(
+        "Romeo.\n", "text to start from; \\n is a new line; unknown characters are an error",
+        group="generation",
+    )  # fmt: skip
+    temperature: float = option(
+        0.8, "above 0; below 1 is safer and more repetitive, above 1 wilder",
+        group="generation", type=positive_float,
+    )  # fmt: skip
+    top_k: int = option(
+        0, "sample only among the K most likely characters; 0 for all, 1 is greedy",
+        group="generation", type=int,
+    )  # fmt: skip
+    samples: int = option(
+        1, "continuations to generate, as one batch",
+        group="generation", type=positive_int_up_to(1024),
+    )  # fmt: skip
 
     @property
     def model_name(self):
@@ -134,131 +199,7 @@ class Config(RunOptions):
 
 def read_config(argv):
     """Parse and check the options before any work; ``--quick`` shrinks what was not typed."""
-    parser = app_parser(__doc__, "textgen", epochs=100, batch_size=32)
-    data = parser.add_argument_group(
-        "data (default: Shakespeare's plays, bundled in data/shakespeare.txt.gz)"
-    )
-    source = data.add_mutually_exclusive_group()
-    source.add_argument("--text", type=Path, metavar="PATH", help="train on this UTF-8 text file")
-    source.add_argument(
-        "--url", help="download a UTF-8 text file and train on it (needs the network once; cached)"
-    )
-    data.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=Path.home() / ".cache" / "rnn-workshop" / "textgen",
-        help="where --url downloads are kept (default: %(default)s)",
-    )
-
-    model = parser.add_argument_group("model")
-    model.add_argument(
-        "--cell",
-        choices=["gru", "lstm"],
-        default="gru",
-        help="recurrent cell; both run on cuDNN on a GPU (default: %(default)s, the better one "
-        "for 2 minutes; lstm for --minutes 10 --units 512)",
-    )
-    model.add_argument(
-        "--units",
-        type=positive_int_up_to(4096),
-        nargs="+",
-        default=[256],
-        help="units per recurrent layer; several numbers stack layers, e.g. --units 256 256 (default: 256)",
-    )
-    model.add_argument(
-        "--embedding-dim",
-        type=positive_int_up_to(4096),
-        default=64,
-        help="size of each character's learned vector (default: %(default)s)",
-    )
-    model.add_argument(
-        "--dropout",
-        type=dropout_rate,
-        default=0.0,
-        help="locked dropout, one mask per sequence, after the embedding, between layers and "
-        "before the head, in [0, 1) (default: %(default)s)",
-    )
-
-    training = parser.add_argument_group(
-        "training (an 'epoch' here is --steps-per-epoch batches, not a pass over the text)"
-    )
-    training.add_argument(
-        "--minutes",
-        type=positive_float,
-        default=2.0,
-        help="wall-clock training budget; stops after the batch that exceeds it (default: %(default)s)",
-    )
-    training.add_argument(
-        "--seq-length",
-        type=positive_int,
-        default=50,
-        help="characters per training sequence (default: %(default)s)",
-    )
-    training.add_argument(
-        "--steps-per-epoch",
-        type=positive_int,
-        default=200,
-        help="batches between validations and samples (default: %(default)s)",
-    )
-    training.add_argument(
-        "--val-chars",
-        type=positive_int,
-        default=100_000,
-        help="validation characters scored each epoch, from the start of the held-out last 10%% (default: %(default)s)",
-    )
-    training.add_argument(
-        "--learning-rate",
-        type=positive_float,
-        default=5e-3,
-        help="Adam learning rate at the start (default: %(default)s)",
-    )
-    training.add_argument(
-        "--schedule",
-        choices=["plateau", "cosine"],
-        default="plateau",
-        help="plateau: halve the learning rate whenever validation loss stops falling; cosine: "
-        "lower it along a cosine to a tenth by the end of --minutes, following the clock "
-        "(default: %(default)s)",
-    )
-
-    generate = parser.add_argument_group("generation")
-    generate.add_argument(
-        "--load",
-        type=Path,
-        metavar="DIR",
-        help="skip training: generate with the model.keras saved in DIR",
-    )
-    generate.add_argument(
-        "--generate",
-        type=positive_int,
-        default=500,
-        metavar="N",
-        help="characters to generate after the prompt (default: %(default)s)",
-    )
-    generate.add_argument(
-        "--prompt",
-        default="Romeo.\\n",
-        help="text to start from; \\n is a new line; unknown characters are an error (default: %(default)s)",
-    )
-    generate.add_argument(
-        "--temperature",
-        type=positive_float,
-        default=0.8,
-        help="above 0; below 1 is safer and more repetitive, above 1 wilder (default: %(default)s)",
-    )
-    generate.add_argument(
-        "--top-k",
-        type=int,
-        default=0,
-        help="sample only among the K most likely characters; 0 for all, 1 is greedy (default: %(default)s)",
-    )
-    generate.add_argument(
-        "--samples",
-        type=positive_int_up_to(1024),
-        default=1,
-        help="continuations to generate, as one batch (default: %(default)s)",
-    )
-    args = parser.parse_args(argv)
+    args = Config.parser(__doc__).parse_args(argv)
     if args.top_k < 0:
         raise UserError(f"--top-k must be 0 (no limit) or more, got {args.top_k}")
     if args.schedule == "cosine" and args.distribute == "multiworker":
@@ -272,12 +213,8 @@ def read_config(argv):
     if not args.load:  # a new run: can it be saved? Check before training.
         args.out = prepare_out(args.out, "textgen", args.overwrite)
         if args.quick:  # a smoke test: a slice of the text, a small model, a few short epochs
-            shrink_for_quick(
-                args, argv, units=[64], embedding_dim=16, seq_length=50, learning_rate=1e-2,
-                batch_size=32, steps_per_epoch=15, epochs=2, val_chars=5000, generate=200,
-                minutes=0.5,
-            )  # fmt: skip
-    return Config.from_args(args, units=tuple(args.units))
+            shrink_for_quick(args, argv, **Config.quick_values())
+    return Config.from_args(args)
 
 
 # ---------------------------------------------------------------- data

@@ -1,7 +1,9 @@
 """Tests for the shared ``common`` package: builders, data helpers, metrics, CLI helpers."""
 
+import dataclasses
 import json
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -424,16 +426,40 @@ def test_report_user_errors_prints_one_line_and_returns_2(capsys):
     assert err.strip().endswith("error: no such column 'Close'") and err.count("\n") == 1
 
 
-def test_common_parser_defaults_and_validation():
-    import argparse
+@dataclass(frozen=True)
+class DemoConfig(cli.RunOptions):
+    APP = "demo"
+    GROUPS = {"model": "model"}
 
-    parser = argparse.ArgumentParser(
-        parents=[cli.common_parser(epochs=7, batch_size=16, app="demo")]
-    )
-    args = parser.parse_args(["--quick", "--seed", "3"])
-    assert (args.epochs, args.batch_size, args.seed, args.quick, args.out) == (7, 16, 3, True, None)
+    epochs: int = cli.option(5, quick=2)  # a shared option with this app's default
+    batch_size: int = 8
+    units: tuple = cli.option((32,), "units per layer", type=cli.positive_int, quick=(4,))
+    cell: str = cli.option("gru", "recurrent cell", choices=["gru", "lstm"])
+    rate: float = cli.option(0.0, "a rate of 10% or less", type=float)
+
+
+def test_options_come_from_the_config_fields_with_their_defaults():
+    parser = DemoConfig.parser("Demo.\n\nexamples\n\nmore")
+    config = DemoConfig.from_args(parser.parse_args([]))
+    assert config == dataclasses.replace(DemoConfig(), progress=config.progress)
+    args = parser.parse_args(["--quick", "--seed", "3", "--units", "8", "16"])
+    config = DemoConfig.from_args(args)
+    assert (config.epochs, config.batch_size, config.seed, config.quick) == (5, 8, 3, True)
+    assert config.units == (8, 16) and config.out is None
+    help_text = parser.format_help()
+    for shown in ["units per layer (default: 32)", "(default: gru)", "10% or less (default: 0.0)"]:
+        assert shown in " ".join(help_text.split()), shown
+    assert help_text.index("model:") < help_text.index("training and output:")
     with pytest.raises(SystemExit):
         parser.parse_args(["--epochs", "0"])
+
+
+def test_quick_shrinks_only_what_was_not_typed(capsys):
+    assert DemoConfig.quick_values() == {"epochs": 2, "units": (4,)}
+    args = DemoConfig.parser("Demo.\n\nx\n\ny").parse_args(["--quick", "--units", "9"])
+    cli.shrink_for_quick(args, ["--quick", "--units", "9"], **DemoConfig.quick_values())
+    assert DemoConfig.from_args(args).epochs == 2 and DemoConfig.from_args(args).units == (9,)
+    assert capsys.readouterr().out == "--quick: epochs 2\n"
 
 
 def test_load_model_from_dir_reports_missing_and_damaged_models(tmp_path):
@@ -460,9 +486,9 @@ def test_save_model_atomically_keeps_the_old_model_when_saving_fails(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["model.keras"]  # no temporary left behind
 
 
-def test_app_parser_takes_description_and_examples_from_the_docstring():
+def test_the_parser_takes_description_and_examples_from_the_docstring():
     doc = "Do one thing well.\n\n    python apps/demo.py --quick\n\nWhy: because.\n\nMore detail."
-    parser = cli.app_parser(doc, "demo", epochs=5, batch_size=8)
+    parser = DemoConfig.parser(doc)
     assert parser.prog == "demo.py" and parser.description == "Do one thing well."
     assert parser.epilog == "Why: because.\n\nMore detail."
     assert parser.parse_args([]).epochs == 5 and parser.parse_args([]).batch_size == 8
@@ -480,7 +506,7 @@ def test_app_parser_takes_description_and_examples_from_the_docstring():
     ],
 )
 def test_a_bad_option_is_one_line_pointing_to_help(argv, expected, capsys):
-    parser = cli.app_parser("Demo.\n\nexamples\n\nmore", "demo", epochs=5, batch_size=8)
+    parser = DemoConfig.parser("Demo.\n\nexamples\n\nmore")
     with pytest.raises(SystemExit) as exit_info:
         parser.parse_args(argv)
     err = capsys.readouterr().err

@@ -94,3 +94,29 @@ def test_lower_layers_of_common_never_import_higher_ones():
                     f"{path.relative_to(REPO)} ({layer}) imports common.{imported}, a layer at "
                     "its level or above"
                 )
+
+
+def test_every_apps_help_shows_the_defaults_its_config_holds():
+    import dataclasses
+
+    import pytest
+
+    from conftest import load_app
+
+    for name in ("forecast", "sentiment", "textgen", "anomaly"):
+        config_class = load_app(name).Config
+        parser = config_class.parser(load_app(name).__doc__)
+        parsed = config_class.from_args(parser.parse_args([]))
+        assert parsed == dataclasses.replace(config_class(), progress=parsed.progress), name
+        help_text = " ".join(parser.format_help().split())
+        for action in parser._actions:
+            default = action.default
+            if default is None or default is False or default == [] or action.help is None:
+                continue
+            if "==SUPPRESS==" in (default, action.help):  # --help itself, hidden options
+                continue
+            shown = " ".join(map(str, default)) if isinstance(default, list) else default
+            shown = str(shown).replace("\n", "\\n")
+            assert f"(default: {shown}" in help_text, f"{name} {action.option_strings}"
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--epochs", "0"])

@@ -13,9 +13,9 @@ from common.cli.errors import (
 from common.cli.options import (
     OneLineErrorParser,
     RunOptions,
-    app_parser,
-    common_parser,
+    KEEP,
     dropout_rate,
+    option,
     positive_float,
     positive_int,
     positive_int_up_to,

@@ -1,152 +1,48 @@
-"""The apps' options: argparse types that refuse bad values in one line, and the options every app shares."""
+"""The apps' options, each written once: a ``Config`` dataclass field is also its command-line option.
+
+An app declares its options as fields made by :func:`option` (default, help text and
+argparse settings in one place); :meth:`RunOptions.parser` builds ``--help`` and the
+parser from those fields, so a default can never say one thing in ``--help`` and
+another in the code. The argparse types below refuse bad values in one line.
+
+>>> @dataclass(frozen=True)
+... class Demo(RunOptions):
+...     APP = "demo"
+...     units: tuple = option((32,), "units per layer", type=int)
+...     cell: str = option("gru", "recurrent cell", choices=["gru", "lstm"])
+>>> config = Demo.from_args(Demo.parser("Demo.\\n\\nexamples").parse_args(["--units", "8", "8"]))
+>>> config.units, config.cell, config.epochs
+((8, 8), 'gru', 20)
+"""
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from common.cli.errors import EXIT_USER_ERROR, one_line
 
+KEEP = object()  # an option that ``--quick`` leaves as it is
 
-@dataclass(frozen=True)
-class RunOptions:
-    """What every app's options hold (see :func:`common_parser`); each app's ``Config`` extends it.
 
-    Frozen: once read and checked, a run's options do not change under it.
+def option(default=None, help=None, *, group="model", quick=KEEP, **argparse_settings):
+    """A ``Config`` field that is also the command-line option ``--field-name``.
+
+    Args:
+        default: the field's default, shown in ``--help``. A tuple takes one or more values
+            (``nargs="+"``); ``False`` makes a flag (``store_true``).
+        help: the option's help text; without it the field is not an option.
+        group: the ``--help`` section, a key of the config's ``GROUPS`` (or its title).
+        quick: the value ``--quick`` sets when the user did not type the option.
+        **argparse_settings: passed to ``add_argument`` (``type``, ``choices``, ``metavar``,
+            ``flag`` for another option name, ``exclusive`` to name a mutually exclusive set).
     """
-
-    epochs: int = 20
-    batch_size: int = 64
-    seed: int = 42
-    load: Path | None = None
-    out: Path | None = None
-    overwrite: bool = False
-    quick: bool = False
-    distribute: str = "none"  # see common.scale.distribute
-    mixed_precision: bool = False
-    progress: int = 0  # Keras' verbose: a progress bar in a terminal, else one line per epoch
-
-    @classmethod
-    def from_args(cls, args, **converted):
-        """The config of parsed ``args``; ``converted`` gives values that need changing (lists)."""
-        from common.models.training import progress_verbosity
-
-        given = vars(args) | {"progress": progress_verbosity()} | converted
-        return cls(**{name: given[name] for name in cls.__dataclass_fields__})
-
-    def fingerprint(self):
-        """The settings that make a run what it is, as text: a checkpoint from other settings is not resumed."""
-        ignored = {"progress", "overwrite"}  # how a run reports or saves, not what it trains
-        settings = {name: str(value) for name, value in vars(self).items() if name not in ignored}
-        return json.dumps(settings, sort_keys=True)
-
-
-def common_parser(epochs=20, batch_size=64, app="app"):
-    """Options every app takes; pass as ``parents=[common_parser(...)]``.
-
-    Defaults are the app's own, so ``--help`` shows the real values.
-    """
-    parser = argparse.ArgumentParser(add_help=False)
-    group = parser.add_argument_group("training and output")
-    group.add_argument(
-        "--epochs",
-        type=positive_int,
-        default=epochs,
-        help="most passes over the training data; early stopping may end sooner (default: %(default)s)",
-    )
-    group.add_argument(
-        "--batch-size",
-        type=positive_int_up_to(65536),
-        default=batch_size,
-        help="examples per gradient step (default: %(default)s)",
-    )
-    group.add_argument(
-        "--seed",
-        type=seed_int,
-        default=42,
-        help="random seed 0 to 2**32 - 1, for a run you can repeat (default: %(default)s)",
-    )
-    group.add_argument(
-        "--quick",
-        action="store_true",
-        help="tiny data and few epochs: a smoke test in seconds, for tests and CI",
-    )
-    group.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help=f"new folder for the model, metrics and plots (default: runs/{app}/<time>-<process>/)",
-    )
-    group.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace an existing --out folder, once the new run is complete",
-    )
-    scaling = parser.add_argument_group('scaling out (see the README\'s "Scaling out")')
-    scaling.add_argument(
-        "--distribute",
-        choices=("none", "mirrored", "multiworker"),
-        default="none",
-        help="data-parallel training: none (one device), mirrored (every local GPU, or the CPU "
-        "split into two devices), multiworker (the machines in TF_CONFIG; needs --out, "
-        "and resumes from its last epoch if restarted) (default: %(default)s)",
-    )
-    scaling.add_argument(
-        "--mixed-precision",
-        action="store_true",
-        help="compute in float16 and keep float32 weights: faster on GPUs with tensor cores; "
-        "needs a GPU",
-    )
-    return parser
-
-
-def app_parser(doc, app, epochs, batch_size):
-    """An app's argument parser: its docstring as help, plus the options every app takes.
-
-    The docstring's first paragraph is the description; everything after the
-    second paragraph (the usage examples) is the epilog, kept as written.
-    """
-    return OneLineErrorParser(
-        prog=f"{app}.py",
-        allow_abbrev=False,  # --quick must know which options were typed; no abbreviations
-        description=doc.split("\n\n")[0],
-        epilog=doc.split("\n\n", 2)[2],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[common_parser(epochs=epochs, batch_size=batch_size, app=app)],
-    )
-
-
-class OneLineErrorParser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose errors are one line and a pointer to ``--help``, not the usage block."""
-
-    def parse_known_args(self, args=None, namespace=None):
-        # argparse (before Python 3.12) turns "--window=--" into an empty list that no type
-        # function sees; refuse it here like any other bad value.
-        for arg in sys.argv[1:] if args is None else args:
-            if isinstance(arg, str) and arg.startswith("--") and arg.endswith("=--"):
-                self.error(f"argument {arg[:-3]}: expected a value, got '--'")
-        namespace, extras = super().parse_known_args(args, namespace)
-        if getattr(namespace, "mixed_precision", False):
-            import tensorflow as tf
-
-            if not tf.config.list_physical_devices("GPU"):
-                self.error("argument --mixed-precision: needs a GPU (float16 on a CPU is slower)")
-        trains = not (getattr(namespace, "load", None) or getattr(namespace, "predict", None))
-        if getattr(namespace, "distribute", None) == "multiworker" and trains:
-            if getattr(namespace, "out", None) is None:  # every worker must find the same run again
-                self.error(
-                    "argument --distribute multiworker: needs --out DIR, the same on every "
-                    "worker, so that a restarted run finds its checkpoints"
-                )
-        return namespace, extras
-
-    def error(self, message):
-        self.exit(
-            EXIT_USER_ERROR,
-            f"{self.prog.removesuffix('.py')}: error: {one_line(message)} (see --help)\n",
-        )
+    metadata = {"help": help, "group": group, "quick": quick, "argparse": argparse_settings}
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def positive_int(text, limit=10**6):
@@ -200,6 +96,194 @@ def seed_int(text):
     if not 0 <= value < 2**32:
         raise argparse.ArgumentTypeError(f"expected a seed from 0 to 4294967295, got {text}")
     return value
+
+
+def _option_metadata(cls, name):
+    """A field's option settings, merged along the class hierarchy: an app may redefine a
+    shared option's default (``epochs: int = 30``) or its ``--quick`` value
+    (``epochs: int = option(8, quick=2)``) and keep its help."""
+    found, quick = None, KEEP
+    for klass in cls.__mro__:
+        field = getattr(klass, "__dataclass_fields__", {}).get(name)
+        if field is None or not field.metadata:
+            continue
+        if quick is KEEP:
+            quick = field.metadata["quick"]
+        if found is None and field.metadata["help"] is not None:
+            found = field.metadata
+    return None if found is None else found | {"quick": quick}
+
+
+def _shown(value):
+    """A default as ``--help`` shows it: ``32 16`` for a tuple, ``\\n`` for a line break."""
+    if isinstance(value, tuple):
+        return " ".join(map(str, value))
+    return str(value).replace("\n", "\\n")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What every app's options hold; each app's ``Config`` extends it with its own fields.
+
+    Frozen: once read and checked, a run's options do not change under it. A subclass
+    sets ``APP`` (its name), ``GROUPS`` (section titles of ``--help``) and may give the
+    shared options its own defaults by redefining them (``epochs: int = 30``).
+    """
+
+    APP: ClassVar[str] = "app"
+    GROUPS: ClassVar[dict] = {}
+    SHARED_GROUPS: ClassVar[dict] = {
+        "run": "training and output",
+        "scaling": 'scaling out (see the README\'s "Scaling out")',
+    }
+
+    epochs: int = option(
+        20, "most passes over the training data; early stopping may end sooner",
+        group="run", type=positive_int,
+    )  # fmt: skip
+    batch_size: int = option(
+        64, "examples per gradient step", group="run", type=positive_int_up_to(65536)
+    )
+    seed: int = option(
+        42, "random seed 0 to 2**32 - 1, for a run you can repeat",
+        group="run", type=seed_int,
+    )  # fmt: skip
+    quick: bool = option(
+        False, "tiny data and few epochs: a smoke test in seconds, for tests and CI", group="run"
+    )
+    out: Path | None = option(
+        None, "new folder for the model, metrics and plots (default: runs/{app}/<time>-<process>/)",
+        group="run", type=Path,
+    )  # fmt: skip
+    overwrite: bool = option(
+        False, "replace an existing --out folder, once the new run is complete", group="run"
+    )
+    distribute: str = option(
+        "none", "data-parallel training: none (one device), mirrored (every local GPU, or the CPU "
+        "split into two devices), multiworker (the machines in TF_CONFIG; needs --out, "
+        "and resumes from its last epoch if restarted)",
+        group="scaling", choices=("none", "mirrored", "multiworker"),
+    )  # fmt: skip
+    mixed_precision: bool = option(
+        False, "compute in float16 and keep float32 weights: faster on GPUs with tensor cores; "
+        "needs a GPU", group="scaling",
+    )  # fmt: skip
+    load: Path | None = None  # each app that can reload a run declares --load with its own help
+    progress: int = 0  # Keras' verbose: a progress bar in a terminal, else one line per epoch
+
+    @classmethod
+    def parser(cls, doc):
+        """The app's argument parser, built from the fields; ``doc`` gives ``--help``'s text.
+
+        The docstring's first paragraph is the description; everything after the
+        second paragraph (the usage examples) is the epilog, kept as written.
+        """
+        parser = OneLineErrorParser(
+            prog=f"{cls.APP}.py",
+            allow_abbrev=False,  # --quick must know which options were typed; no abbreviations
+            description=doc.split("\n\n")[0],
+            epilog=doc.split("\n\n", 2)[2] if doc.count("\n\n") >= 2 else None,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        titles = cls.GROUPS | cls.SHARED_GROUPS
+        order = list(cls.GROUPS) + list(cls.SHARED_GROUPS)
+        fields = [field for field in dataclasses.fields(cls) if _option_metadata(cls, field.name)]
+        fields.sort(key=lambda field: _group_rank(order, _option_metadata(cls, field.name)))
+        groups, exclusive = {}, {}
+        for field in fields:
+            meta = _option_metadata(cls, field.name)
+            title = titles.get(meta["group"], meta["group"])
+            if title not in groups:
+                groups[title] = parser.add_argument_group(title)
+            settings = dict(meta["argparse"])
+            flag = settings.pop("flag", "--" + field.name.replace("_", "-"))
+            target = groups[title]
+            if "exclusive" in settings:  # options of which at most one may be given
+                key = (title, settings.pop("exclusive"))
+                if key not in exclusive:
+                    exclusive[key] = target.add_mutually_exclusive_group()
+                target = exclusive[key]
+            help_text = meta["help"].replace("{app}", cls.APP)
+            default = field.default
+            if isinstance(default, bool):
+                settings.setdefault("action", "store_true")
+            elif isinstance(default, tuple) and "action" not in settings:
+                settings.setdefault("nargs", "+")
+            shown = not (default is None or default is False or default == ())
+            if shown and "(default:" not in help_text:
+                help_text += f" (default: {_shown(default)})"
+            target.add_argument(
+                flag,
+                dest=field.name,
+                default=list(default) if isinstance(default, tuple) else default,
+                help=help_text.replace("%", "%%"),  # argparse formats help with %
+                **settings,
+            )
+        return parser
+
+    @classmethod
+    def quick_values(cls):
+        """What ``--quick`` sets, option by option (see :func:`shrink_for_quick`)."""
+        values = {}
+        for field in dataclasses.fields(cls):
+            meta = _option_metadata(cls, field.name)
+            if meta is not None and meta["quick"] is not KEEP:
+                values[field.name] = meta["quick"]
+        return values
+
+    @classmethod
+    def from_args(cls, args, **converted):
+        """The config of parsed ``args``; ``converted`` overrides values the app worked out."""
+        from common.models.training import progress_verbosity
+
+        given = vars(args) | {"progress": progress_verbosity()} | converted
+        values = {}
+        for field in dataclasses.fields(cls):
+            value = given.get(field.name, field.default)
+            values[field.name] = tuple(value) if isinstance(value, list) else value
+        return cls(**values)
+
+    def fingerprint(self):
+        """The settings that make a run what it is, as text: a checkpoint from other settings is not resumed."""
+        ignored = {"progress", "overwrite"}  # how a run reports or saves, not what it trains
+        settings = {name: str(value) for name, value in vars(self).items() if name not in ignored}
+        return json.dumps(settings, sort_keys=True)
+
+
+def _group_rank(order, meta):
+    group = meta["group"]
+    return order.index(group) if group in order else len(order)
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line and a pointer to ``--help``, not the usage block."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        # argparse (before Python 3.12) turns "--window=--" into an empty list that no type
+        # function sees; refuse it here like any other bad value.
+        for arg in sys.argv[1:] if args is None else args:
+            if isinstance(arg, str) and arg.startswith("--") and arg.endswith("=--"):
+                self.error(f"argument {arg[:-3]}: expected a value, got '--'")
+        namespace, extras = super().parse_known_args(args, namespace)
+        if getattr(namespace, "mixed_precision", False):
+            import tensorflow as tf
+
+            if not tf.config.list_physical_devices("GPU"):
+                self.error("argument --mixed-precision: needs a GPU (float16 on a CPU is slower)")
+        trains = not (getattr(namespace, "load", None) or getattr(namespace, "predict", None))
+        if getattr(namespace, "distribute", None) == "multiworker" and trains:
+            if getattr(namespace, "out", None) is None:  # every worker must find the same run again
+                self.error(
+                    "argument --distribute multiworker: needs --out DIR, the same on every "
+                    "worker, so that a restarted run finds its checkpoints"
+                )
+        return namespace, extras
+
+    def error(self, message):
+        self.exit(
+            EXIT_USER_ERROR,
+            f"{self.prog.removesuffix('.py')}: error: {one_line(message)} (see --help)\n",
+        )
 
 
 def shrink_for_quick(args, argv, **small):
