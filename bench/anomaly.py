@@ -28,7 +28,8 @@ sys.path.insert(0, str(REPO / "apps"))  # the apps are scripts; import one as a 
 
 import anomaly as app  # noqa: E402
 from common.tasks import alarms  # noqa: E402
-from common import anomaly, evaluation  # noqa: E402
+from common.report import metrics as evaluation  # noqa: E402
+from common.tasks import anomaly  # noqa: E402
 
 # sintel-dev/Orion benchmark results, release 0.7.1: overlap F1 per NAB folder (the figures).
 PUBLISHED = {

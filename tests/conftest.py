@@ -1,13 +1,12 @@
 """Shared test fixtures.
 
-Apps are scripts, not a package, so ``load_app("forecast")`` imports
-``apps/forecast.py`` as a module; tests then call ``app.main([...])`` in-process,
-which is fast (TensorFlow is imported once per test session) and lets a test
-read the return code and the captured stderr.
+Apps are modules of the ``apps`` package, so ``load_app("forecast")`` imports
+``apps/forecast.py``; tests then call ``app.main([...])`` in-process, which is
+fast (TensorFlow is imported once per test session) and lets a test read the
+return code and the captured stderr.
 """
 
-import importlib.util
-import sys
+import importlib
 from pathlib import Path
 
 import pytest
@@ -16,14 +15,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def load_app(name):
-    """Import ``apps/<name>.py`` once and return the module."""
-    module_name = f"app_{name}"
-    if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, REPO / "apps" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[module_name]
+    """The app ``apps/<name>.py``, imported as ``apps.<name>``."""
+    return importlib.import_module(f"apps.{name}")
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 import json
 import math
 
-from common import anomaly  # first: imports TensorFlow quietly
+from common.tasks import anomaly  # first: imports TensorFlow quietly
 
 import keras
 import numpy as np

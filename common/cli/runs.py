@@ -22,7 +22,7 @@ from common.cli.options import positive_float
 
 
 def start_distribution(config):
-    """The :class:`common.distribute.Distribution` for ``config``; call before TensorFlow runs anything."""
+    """The :class:`common.scale.distribute.Distribution` for ``config``; call before TensorFlow runs anything."""
 
     from common.scale import distribute
 
