@@ -51,7 +51,9 @@ def report_user_errors(main):
             reason = error.strerror or error
             return _one_line_error(program, f"could not read or write{where} ({reason})")
         except Exception as error:
-            if type(error).__name__ == "WorkerLost":  # common.scale.distribute: a cluster lost a machine
+            if (
+                type(error).__name__ == "WorkerLost"
+            ):  # common.scale.distribute: a cluster lost a machine
                 print(f"{program}: error: {one_line(error)}", file=sys.stderr)
                 return EXIT_TRY_AGAIN
             if (

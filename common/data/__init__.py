@@ -13,4 +13,4 @@ from common.data.windows import (
     window_starts,
     windows_dataset,
 )
-from common.data import csv_series  # noqa: E402, F401
+from common.data import csv_series, files  # noqa: E402, F401

@@ -1,0 +1,163 @@
+"""Reading the files users bring: one place that turns a path (or a URL) into text or a table.
+
+Every app reads files a user names, and each used to decode them its own way.
+Here a file is recognised by its content, not its name: a gzip file renamed
+``.csv`` is still unpacked, and an Excel workbook or a Parquet file given as
+text is named as such instead of failing as "bytes that are not UTF-8".
+Errors are ``ValueError`` whose message starts with ``name`` (the caller's
+words for the file, for example ``"--csv prices.csv"``) and says what was
+expected and what was found.
+
+>>> import tempfile
+>>> path = Path(tempfile.mkdtemp()) / "prices.csv"
+>>> _ = path.write_bytes(b"\\xef\\xbb\\xbfDate;Close\\r\\n2024-01-02;1,5\\r\\n")
+>>> read_text(path)
+'Date;Close\\n2024-01-02;1,5\\n'
+>>> read_table(path).to_dict("list")
+{'Date': ['2024-01-02'], 'Close': ['1,5']}
+"""
+
+import csv
+import gzip
+import hashlib
+import io
+import zlib
+from pathlib import Path
+
+# What a file is, by its first bytes, for the kinds users most often give where text is expected.
+MAGIC = (
+    (b"PK\x03\x04", "a zip archive (an Excel .xlsx workbook is one); export it as CSV"),
+    (b"\xd0\xcf\x11\xe0", "an old Excel .xls (or other Office) file; export it as CSV"),
+    (b"PAR1", "a Parquet file; write it with DataFrame.to_csv"),
+    (b"%PDF", "a PDF document"),
+    (b"\x89HDF", "an HDF5 file"),
+    (b"\x93NUMPY", "a NumPy .npy array"),
+)
+
+
+def read_bytes(path, name=None):
+    """The bytes of the file at ``path``, unpacked if it is gzip (by content, whatever its name).
+
+    Raises:
+        ValueError: no such file, a folder, an unreadable or damaged gzip file.
+    """
+    path = Path(path)
+    name = name or str(path)
+    if path.is_dir():
+        raise ValueError(f"{name}: expected a file; received a folder")
+    if not path.is_file():
+        raise ValueError(f"{name}: no such file")
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b" or path.suffix.lower() == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error):  # truncated, not gzip, or a damaged body
+            raise ValueError(f"{name}: expected a gzip file; this one is damaged or cut short")
+    return raw
+
+
+def read_text(path, name=None):
+    """The file at ``path`` as UTF-8 text with ``\\n`` line ends; a byte-order mark is dropped.
+
+    Raises:
+        ValueError: as :func:`read_bytes`, or a file that is not UTF-8 text (the message
+            names what it is, when its first bytes tell, or the line of the first bad byte).
+    """
+    name = name or str(path)
+    raw = read_bytes(path, name)
+    for magic, what in MAGIC:
+        if raw.startswith(magic):
+            raise ValueError(f"{name}: expected a text file; received {what}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            found = "UTF-16 text"
+        else:
+            found = f"byte 0x{raw[error.start]:02x} on line {line}, which is not UTF-8"
+        raise ValueError(
+            f"{name}: expected UTF-8 text; received {found} (re-save the file as UTF-8)"
+        ) from None
+    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+
+
+def sniff_separator(text):
+    """The column separator of CSV-like ``text``: comma, semicolon, tab or bar.
+
+    The separator is the one that splits the first lines into the same number of
+    fields, more than one; a comma when nothing does (a one-column file).
+
+    >>> sniff_separator("Date;Close\\n2024-01-02;1,5\\n2024-01-03;1,6\\n")
+    ';'
+    >>> sniff_separator("a\\tb\\n1\\t2\\n")
+    '\\t'
+    """
+    sample = "\n".join(text.split("\n", 20)[:20])
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        counts = {sep: sample.split("\n", 1)[0].count(sep) for sep in ",;\t|"}
+        best = max(counts, key=counts.get)
+        return best if counts[best] else ","
+
+
+def read_table(path, name=None, separator=None):
+    """A CSV-like file as a ``DataFrame`` of strings (nothing converted, so a bad value can be
+    shown as it was written); the separator is sniffed unless given.
+
+    Raises:
+        ValueError: as :func:`read_text`, or text that is not a table.
+    """
+    import pandas as pd
+
+    name = name or str(path)
+    text = read_text(path, name)
+    if not text.strip():
+        raise ValueError(f"{name}: expected a header line and data rows; the file is empty")
+    separator = separator or sniff_separator(text)
+    try:
+        return pd.read_csv(io.StringIO(text), sep=separator, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else "no columns"
+        raise ValueError(f"{name}: expected a table of {separator!r}-separated columns; {reason}")
+
+
+def cache_name(url):
+    """A file name for ``url`` in a download cache: readable, and different for every URL.
+
+    >>> cache_name("https://example.org/books/pg100.txt?x=1")
+    'pg100.txt_x_1-b4ac202c3d7f'
+    """
+    tail = url.rstrip("/").rsplit("/", 1)[-1] or "index"
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in tail)[:60]
+    return f"{safe}-{hashlib.sha256(url.encode()).hexdigest()[:12]}"
+
+
+def download(url, cache_dir, name=None):
+    """The path of ``url``'s content in ``cache_dir``, downloaded the first time only.
+
+    Keras' ``get_file`` does the caching; a download that fails leaves no file behind.
+
+    Raises:
+        ValueError: the URL could not be fetched (no network, an unknown host, a server
+            that closed early or does not speak HTTP); the message says why, in one line.
+    """
+    import keras
+
+    name = name or url
+    cache_dir = Path(cache_dir).expanduser()
+    target = cache_dir / cache_name(url)
+    if target.is_file():
+        return target
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        return Path(
+            keras.utils.get_file(
+                cache_name(url), origin=url, cache_dir=str(cache_dir), cache_subdir=""
+            )
+        )
+    except Exception as error:  # URL errors, http.client's (a server closing early), get_file's
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        reason = reason or type(error).__name__
+        raise ValueError(f"{name}: could not download ({reason[:200]}); no network?") from None
