@@ -39,7 +39,6 @@ series too short for --window gets a shorter window, said in one line.
 """
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -58,9 +57,7 @@ if __name__ == "__main__":
     STDERR = os.dup(2)
     signal.signal(signal.SIGINT, stop_while_starting)
 
-import common  # first: keeps TensorFlow's start-up log noise out of the terminal
-from common.tasks import alarms, anomaly
-from common.data import csv_series as series_io
+import common  # noqa: F401  first: keeps TensorFlow's start-up log noise out of the terminal
 from common.cli import (
     RunOptions,
     UserError,
@@ -72,32 +69,15 @@ from common.cli import (
     prepare_out,
     report_user_errors,
     run_folder,
-    saved_by,
     shrink_for_quick,
     start_distribution,
     write_json,
 )
-
-import numpy as np
-import pandas as pd
+from common.data import csv_series as series_io
+from common.tasks import anomaly
+from common.tasks.detectors import NAMES, RECURRENT
 
 REPO = Path(__file__).resolve().parent.parent
-# name: (file in data/, length of its known normal prefix or None); see data/README.md.
-BUNDLED = {
-    "machine-temperature": ("anomaly_nab_machine_temperature.csv.gz", None),
-    "internal-bleeding16": ("anomaly_internal_bleeding16.csv.gz", 1200),
-    "ecg-diff-count-3": ("anomaly_ecg_diff_count_3.csv.gz", 10000),
-    "daphnet-s06r02e0": ("anomaly_daphnet_s06r02e0.csv.gz", 3520),
-}
-NAMES = {
-    "bidirectional": "bidirectional LSTM",
-    "forecaster": "LSTM forecaster",
-    "autoencoder": "LSTM autoencoder",
-    "zscore": "rolling z-score",
-    "discord": "MP discord",
-    "holt-winters": "Holt-Winters",
-}
-BASELINES = ("zscore", "discord", "holt-winters")
 
 
 @dataclass(frozen=True)
@@ -115,45 +95,66 @@ class Config(RunOptions):
         (), "CSV files or folders", group="data", type=Path, nargs="+", metavar="PATH"
     )
     series: str | None = option(
-        None, "a bundled series instead of --csv", group="data", choices=sorted(BUNDLED)
+        None, "a bundled series instead of --csv", group="data", choices=sorted(anomaly.BUNDLED)
     )
     labels: Path | None = option(
-        None, "[start, end] windows, JSON or CSV (NAB's too)",
-        group="data", type=Path, metavar="FILE",
-    )  # fmt: skip
+        None,
+        "[start, end] windows, JSON or CSV (NAB's too)",
+        group="data",
+        type=Path,
+        metavar="FILE",
+    )
     time_col: str = option("timestamp", "time column", group="data")
     value_cols: tuple | None = option(
-        None, "value column; repeat for several channels (default: every numeric one)",
-        group="data", flag="--value-col", action="append", metavar="COLUMN",
-    )  # fmt: skip
+        None,
+        "value column; repeat for several channels (default: every numeric one)",
+        group="data",
+        flag="--value-col",
+        action="append",
+        metavar="COLUMN",
+    )
     label_col: str | None = option(
         None, "0/1 column of anomalous points (default: is_anomaly if present)", group="data"
     )
     duplicates: str = option(
-        "mean", "how to combine rows that share a time",
-        group="data", choices=series_io.DUPLICATE_RULES,
-    )  # fmt: skip
+        "mean",
+        "how to combine rows that share a time",
+        group="data",
+        choices=series_io.DUPLICATE_RULES,
+    )
     fill: bool = option(
         False, argparse.SUPPRESS, group="data"
     )  # old scripts: repairs are automatic
     detector: str = option("bidirectional", "", group="detection", choices=list(NAMES))
     max_alarms: int = option(
-        2, "audit: keep the K strongest alarms per series",
-        group="detection", type=positive_int, metavar="K",
-    )  # fmt: skip
+        2,
+        "audit: keep the K strongest alarms per series",
+        group="detection",
+        type=positive_int,
+        metavar="K",
+    )
     train_fraction: float | None = option(
-        None, "monitor: the first F of each series is normal; fit there, alarm after",
-        group="detection", type=float, metavar="F",
-    )  # fmt: skip
+        None,
+        "monitor: the first F of each series is normal; fit there, alarm after",
+        group="detection",
+        type=float,
+        metavar="F",
+    )
     window: int = option(
-        48, "points the detector reads, after averaging",
-        group="detection", type=positive_int, quick=32,
-    )  # fmt: skip
+        48,
+        "points the detector reads, after averaging",
+        group="detection",
+        type=positive_int,
+        quick=32,
+    )
     units: int = option(32, "LSTM units", group="detection", type=positive_int_up_to(4096), quick=8)
     load: Path | None = option(
-        None, "monitor with a saved run's detector, scaler and threshold; nothing is refitted",
-        group="detection", type=Path, metavar="DIR",
-    )  # fmt: skip
+        None,
+        "monitor with a saved run's detector, scaler and threshold; nothing is refitted",
+        group="detection",
+        type=Path,
+        metavar="DIR",
+    )
 
 
 def read_config(argv):
@@ -174,8 +175,12 @@ def read_config(argv):
     return Config.from_args(args, series=args.series or "machine-temperature")
 
 
-def mode(detection, config):
-    return "monitor" if detection.scored_from or config.load is not None else "audit"
+def check_saved_run(directory):
+    """The saved run's config.json, once it is known to be an anomaly run."""
+    try:
+        return anomaly.read_saved_run(directory)
+    except ValueError as error:
+        raise UserError(f"--load {directory}: {error}") from None
 
 
 # ---------------------------------------------------------------- data
@@ -184,32 +189,21 @@ def mode(detection, config):
 def load_series(config):
     """Every series of the run, read and checked before any fitting."""
     if not config.csv:
-        file_name, normal_end = BUNDLED[config.series]
-        found = series_io.read_series_csv(REPO / "data" / file_name, name=config.series)
-        found.normal_end = normal_end
-        return [found]
-    loaded = []
+        return [anomaly.read_bundled(REPO / "data", config.series)]
     try:
         files = series_io.find_csv_files(config.csv)
     except ValueError as error:
         raise UserError(f"--csv {error}") from None
-    for path, key in files:
-        try:
-            found = series_io.read_series_csv(
-                path,
-                config.time_col,
-                config.value_cols,
-                config.label_col,
-                config.duplicates,
-                name=key,
-            )
-            if config.labels is not None:
-                found.label_windows = series_io.read_label_windows(config.labels, key, found.times)
-                found.is_anomaly = alarms.intervals_to_mask(found.label_windows, len(found))
-        except (ValueError, OSError) as error:
-            raise UserError(str(error)) from None
-        loaded.append(found)
-    return loaded
+    reading = dict(
+        time_col=config.time_col,
+        value_cols=config.value_cols,
+        label_col=config.label_col,
+        duplicates=config.duplicates,
+    )
+    try:
+        return [anomaly.read_labelled(path, key, config.labels, **reading) for path, key in files]
+    except (ValueError, OSError) as error:
+        raise UserError(str(error)) from None
 
 
 def plan(found, config):
@@ -217,242 +211,116 @@ def plan(found, config):
     normal_end = found.normal_end if not config.csv else None
     if config.train_fraction is not None:
         normal_end = int(round(len(found) * config.train_fraction))
-    fitted = normal_end if normal_end else len(found)
-    with np.errstate(all="ignore"):  # values near 1e308: their spread overflows
-        spread = np.std(found.values, axis=0)
-    if not np.isfinite(spread).all():
-        raise UserError(f"{found.name}: values up to {np.abs(found.values).max():.3g} are too large "
-                        "to scale; divide the series by a power of ten first")  # fmt: skip
-    # Detectors read the series averaged down to about 500 points; the window counts those.
-    coarse = anomaly.aggregate(found.values[:fitted], anomaly.aggregation_factor(fitted))
-    period = anomaly.dominant_period(coarse, max_lag=len(coarse) // 8)
+        if normal_end >= len(found):
+            raise UserError(
+                f"{found.name}: nothing left after the normal prefix; lower --train-fraction"
+            )
     try:
-        window = anomaly.choose_window(len(coarse), config.window, period)
+        points, window, period = anomaly.plan_window(found.values, config.window, normal_end)
     except ValueError as error:
         hint = "; raise --train-fraction" if normal_end is not None else ""
         raise UserError(f"{found.name}: {error}{hint}") from None
     if window != config.window:
+        seasonal = " (its seasonal period)" if window == period else ""
         print(
-            f"{found.name}: {len(coarse)} points to fit on are too few for --window "
-            f"{config.window}; using {window}"
-            + (" (its seasonal period)" if window == period else "")
-        )
-    if normal_end is not None and len(found) - normal_end < 1:
-        raise UserError(
-            f"{found.name}: nothing left after the normal prefix; lower --train-fraction"
+            f"{found.name}: {points} points to fit on are too few for --window "
+            f"{config.window}; using {window}{seasonal}"
         )
     return normal_end, window
 
 
-# ---------------------------------------------------------------- detect and score
+# ---------------------------------------------------------------- detect
 
 
-def detect(found, name, config, normal_end, window, distribution, verbose=0):
-    training = dict(
-        units=config.units, epochs=config.epochs, batch_size=config.batch_size, verbose=verbose,
-        distribution=distribution,
-    )  # fmt: skip
-    try:
-        if normal_end is None:
-            return anomaly.audit(
-                found.values,
-                name,
-                window,
-                seed=config.seed,
-                max_alarms=config.max_alarms,
-                **training,
-            )
-        return anomaly.monitor(found.values, normal_end, name, window, seed=config.seed, **training)
-    except ValueError as error:
-        raise UserError(f"{found.name}: {error}") from None
+def detect(found, config, distribution, baselines=True):
+    """{name: Detection} of the chosen detector on one series, and beside it the baselines.
 
-
-def run_one(found, config, distribution):
-    """The chosen detector, and beside it the two baselines, on one series."""
+    With --load, the saved run's detector scores the series and nothing is fitted.
+    """
     if config.load is not None:  # nothing to fit, so no baseline either
         return {config.detector: score_with_saved_run(found, config)}
     normal_end, window = plan(found, config)
-    print(
-        f"{found.name}: {len(found)} points, {len(found.columns)} channel(s), "
-        + (
-            "audit (fit on all of it)"
-            if normal_end is None
-            else f"monitor (fit on the first {normal_end}, alarms after)"
-        )
+    names = [config.detector]
+    if baselines:
+        fitted = "audit (fit on all of it)"
+        if normal_end is not None:
+            fitted = f"monitor (fit on the first {normal_end}, alarms after)"
+        print(f"{found.name}: {len(found)} points, {len(found.columns)} channel(s), {fitted}")
+        print(f"Fitting the {NAMES[config.detector]} on {window}-point windows ...")
+        names += [name for name in anomaly.BASELINES if name != config.detector]
+    settings = dict(
+        max_alarms=config.max_alarms,
+        seed=config.seed,
+        units=config.units,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        distribution=distribution,
     )
-    print(f"Fitting the {NAMES[config.detector]} on {window}-point windows ...")
-    detections = {
-        config.detector: detect(
-            found, config.detector, config, normal_end, window, distribution, config.progress
-        )
-    }
-    for name in BASELINES:
-        if name != config.detector:
-            detections[name] = detect(found, name, config, normal_end, window, distribution)
+    detections = {}
+    for name in names:
+        verbose = config.progress if baselines and name == config.detector else 0
+        try:
+            detections[name] = anomaly.detect(
+                found.values, name, window, normal_end, verbose=verbose, **settings
+            )
+        except ValueError as error:
+            raise UserError(f"{found.name}: {error}") from None
     return detections
 
 
 def score_with_saved_run(found, config):
     saved = check_saved_run(config.load)
-    model = (
-        load_model_from_dir(config.load, app="anomaly")
-        if saved["detector"] in anomaly.RECURRENT
-        else None
-    )
+    model = None
+    if saved["detector"] in RECURRENT:
+        model = load_model_from_dir(config.load, app="anomaly")
     try:
-        detector, scaler, settings, threshold = anomaly.load_detector(config.load, saved, model)
-        channels = len(saved["value_cols"]) if isinstance(saved["value_cols"], list) else None
-    except (ValueError, KeyError) as error:
-        raise UserError(f"--load {config.load}: config.json is damaged ({error})") from None
-    if channels != len(found.columns):
-        raise UserError(f"{found.name}: the saved detector reads {channels} channel(s); "
-                        f"this series has {len(found.columns)}")  # fmt: skip
-    needed = (saved["window"] + 2) * settings.factor
-    if len(found) < needed:
-        raise UserError(f"{found.name}: {len(found)} points; the saved detector needs {needed}")
-    try:  # a saved run is a file like any other: a model and settings that do not match end here
-        return anomaly.rescore(
-            found.values, saved["detector"], detector, scaler, settings, threshold
-        )
-    except Exception as error:  # noqa: BLE001  Keras and NumPy raise many types for a bad model
-        reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
-        raise UserError(
-            f"--load {config.load}: model.keras and config.json do not match ({reason})"
-        ) from None
-
-
-def check_saved_run(directory):
-    other = saved_by(directory)
-    if other not in (None, "anomaly"):
-        raise UserError(f"--load {directory}: a run of {other}.py, not of anomaly.py")
-    try:
-        saved = json.loads((directory / "config.json").read_text())
-        if saved["app"] != "anomaly" or saved["detector"] not in NAMES:
-            raise KeyError("app")
-        return saved
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):
-        raise UserError(
-            f"--load {directory}: no anomaly run there (config.json missing or damaged)"
-        ) from None
-
-
-def detect_many(found, config, distribution):
-    """One series of several, or new data for a saved run: the chosen detector only."""
-    if config.load is not None:
-        detection = score_with_saved_run(found, config)
-    else:
-        normal_end, window = plan(found, config)
-        detection = detect(found, config.detector, config, normal_end, window, distribution)
-    print(f"  {found.name}: {len(detection.alarms)} alarm interval(s)", flush=True)
-    return detection
-
-
-# ---------------------------------------------------------------- report
-
-
-def report_one(found, detections, config):
-    rows = {
-        NAMES[name]: anomaly.evaluate(detection, found.is_anomaly)
-        for name, detection in detections.items()
-    }
-    labelled = found.is_anomaly is not None
-    print()
-    common.print_table(
-        rows,
-        digits=3,
-        title=f"{found.name}: alarm intervals"
-        + (
-            " scored against labelled windows by overlap"
-            if labelled
-            else " (no labels: nothing to score against)"
-        ),
-    )
-    mine = detections[config.detector]
-    print(
-        f"\n{len(mine.alarms)} alarm interval(s); threshold {mine.threshold:.4g} on the "
-        f"smoothed score ({'chosen from the scores' if mine.scored_from == 0 else 'from held-out normal data'})"
-    )
-    if labelled and found.is_anomaly.any() and len(rows) > 1:
-        mine = rows[NAMES[config.detector]]["f1"]
-        best = max(rows[NAMES[b]]["f1"] for b in BASELINES if b in detections)
-        verdict = "beats" if mine > best else "ties with" if mine == best else "does NOT beat"
-        print(
-            f"The {NAMES[config.detector]} {verdict} the best baseline on overlap F1 "
-            f"({mine:.3f} vs {best:.3f})."
-        )
-    return rows
-
-
-def report_many(results, config, seconds):
-    rows = {
-        found.name: anomaly.evaluate(detection, found.is_anomaly) for found, detection in results
-    }
-    labelled = [row for row in rows.values() if "tp" in row]
-    if labelled:
-        rows["pooled"] = alarms.pooled_scores(labelled) | {
-            "alarms": sum(row["alarms"] for row in rows.values())
-        }
-    print()
-    common.print_table(
-        rows,
-        columns=["alarms", "tp", "fp", "fn", "precision", "recall", "f1"],
-        digits=3,
-        title=f"{NAMES[config.detector]}: alarm intervals "
-        f"per file, scored by overlap with labelled windows ({seconds:.0f} s)",
-    )
-    return rows
+        return anomaly.rescore_saved(found, config.load, saved, model)
+    except ValueError as error:
+        raise UserError(f"--load {config.load}: {error}") from None
 
 
 # ---------------------------------------------------------------- save
 
 
-def save_series(folder, found, detection, title):
-    write = dict(index=False, float_format="%.9g")
-    anomaly.scores_table(found, detection).to_csv(folder / "scores.csv", **write)
-    anomaly.alarms_table(found, detection).to_csv(folder / "anomalies.csv", **write)
-    common.plot_alarms(folder / "anomalies.png", found, detection, title)
+def mode(detection, config):
+    return "monitor" if detection.scored_from or config.load is not None else "audit"
 
 
 def save_one(out, found, detection, rows, config, started, distribution):
     if config.load is None:  # everything --load needs to treat new data as this run did its own
-        anomaly.save_detector(out, detection, app="anomaly", value_cols=found.columns,
-                              series=found.name, seed=config.seed)  # fmt: skip
+        anomaly.save_detector(
+            out,
+            detection,
+            app="anomaly",
+            value_cols=found.columns,
+            series=found.name,
+            seed=config.seed,
+        )
     else:  # scores of new data, not a detector: say which run made them
         write_json(out / "config.json", {"app": "anomaly", "scored_with": str(config.load)})
-    save_series(
-        out, found, detection, f"{found.name}: {NAMES[config.detector]}, {mode(detection, config)}"
-    )
-    write_json(
-        out / "metrics.json",
-        {
-            "table": rows,
-            "mode": mode(detection, config),
-            "threshold": detection.threshold,
-            "fit_seconds": detection.fit_seconds,
-            "seconds": time.perf_counter() - started,
-            "trained_on": distribution.summary(config.batch_size),
-        },
-        reasons=anomaly.NULL_REASONS,
-    )
+    title = f"{found.name}: {NAMES[config.detector]}, {mode(detection, config)}"
+    anomaly.save_series(out, found, detection, title)
+    metrics = {
+        "table": rows,
+        "mode": mode(detection, config),
+        "threshold": detection.threshold,
+        "fit_seconds": detection.fit_seconds,
+        "seconds": time.perf_counter() - started,
+        "trained_on": distribution.summary(config.batch_size),
+    }
+    write_json(out / "metrics.json", metrics, reasons=anomaly.NULL_REASONS)
 
 
 def save_many(out, results, rows, config, started, distribution):
-    for found, detection in results:
-        folder = out / found.name.replace("/", "__").removesuffix(".gz").removesuffix(".csv")
-        folder.mkdir(parents=True, exist_ok=True)
-        save_series(folder, found, detection, f"{found.name}: {NAMES[detection.name]}")
-    pd.DataFrame.from_dict(rows, orient="index").to_csv(out / "summary.csv", float_format="%.6g")
+    anomaly.save_files(out, results, rows)
     write_json(out / "config.json", {"app": "anomaly", "files": len(results)})  # who made it
-    write_json(
-        out / "metrics.json",
-        {
-            "files": rows,
-            "mode": mode(results[0][1], config),
-            "seconds": time.perf_counter() - started,
-            "trained_on": distribution.summary(config.batch_size),
-        },
-        reasons=anomaly.NULL_REASONS,
-    )
+    metrics = {
+        "files": rows,
+        "mode": mode(results[0][1], config),
+        "seconds": time.perf_counter() - started,
+        "trained_on": distribution.summary(config.batch_size),
+    }
+    write_json(out / "metrics.json", metrics, reasons=anomaly.NULL_REASONS)
 
 
 # ---------------------------------------------------------------- main
@@ -467,24 +335,29 @@ def main(argv=None):
     for found in every_series:
         for note in found.notes:
             print(f"{found.name}: {note}")
-    if distribution.kind != "none" and config.detector in anomaly.RECURRENT and not config.load:
+    if distribution.kind != "none" and config.detector in RECURRENT and not config.load:
         print(distribution.describe(config.batch_size))
-    if len(every_series) > 1:
-        results = [(found, detect_many(found, config, distribution)) for found in every_series]
-        rows = report_many(results, config, time.perf_counter() - started)
+    if len(every_series) > 1:  # one detector on each series, one summary table
+        results = []
+        for found in every_series:
+            detection = detect(found, config, distribution, baselines=False)[config.detector]
+            print(f"  {found.name}: {len(detection.alarms)} alarm interval(s)", flush=True)
+            results.append((found, detection))
+        seconds = time.perf_counter() - started
+        rows = anomaly.compare_files(results, config.detector, seconds)
         if not distribution.is_chief:  # one run folder per cluster: worker 0 writes it
             return finish_worker(distribution)
         with run_folder(config.out, config.overwrite) as folder:
             save_many(folder, results, rows, config, started, distribution)
         distribution.finish()
         print(
-            f"Saved summary.csv, metrics.json and, per file, scores.csv, anomalies.csv and anomalies.png "
-            f"in {config.out}/"
+            f"Saved summary.csv, metrics.json and, per file, scores.csv, anomalies.csv and "
+            f"anomalies.png in {config.out}/"
         )
         return 0
     found = every_series[0]
-    detections = run_one(found, config, distribution)
-    rows = report_one(found, detections, config)
+    detections = detect(found, config, distribution)
+    rows = anomaly.compare_detectors(found, detections, config.detector)
     if not distribution.is_chief:  # one run folder per cluster: worker 0 writes it
         return finish_worker(distribution)
     # Everything is computed; only now touch the output folder.

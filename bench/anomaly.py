@@ -18,18 +18,17 @@ Hundman et al. (2018) do, to compare the two alarm rules on the same scores.
 """
 
 import argparse
+import os
 import platform
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "apps"))  # the apps are scripts; import one as a module
-
-import anomaly as app  # noqa: E402
-from common.tasks import alarms  # noqa: E402
-from common.report import metrics as evaluation  # noqa: E402
-from common.tasks import anomaly  # noqa: E402
+from apps import anomaly as app
+from common.cli import UserError
+from common.report.metrics import print_table
+from common.tasks import alarms, anomaly
+from common.tasks.detectors import DETECTORS, NAMES
 
 # sintel-dev/Orion benchmark results, release 0.7.1: overlap F1 per NAB folder (the issue's figures).
 PUBLISHED = {
@@ -44,12 +43,15 @@ SCORED = ("artificialWithAnomaly", "realAWSCloudwatch", "realKnownCause")
 def run_detector(name, files, config):
     """Audit every file with one detector; return its detections and the seconds taken."""
     detections, started = [], time.perf_counter()
+    training = dict(units=config.units, epochs=config.epochs, batch_size=config.batch_size)
     for found in files:
-        _, window = app.plan(found, config)
-        detection = app.detect(found, name, config, None, window)
+        _, window, _ = anomaly.plan_window(found.values, config.window)
+        detection = anomaly.detect(
+            found.values, name, window, max_alarms=config.max_alarms, seed=config.seed, **training
+        )
         row = alarms.overlap_scores(detection.alarms, found.label_windows or [])
         print(
-            f"  {app.NAMES[name]:18} {found.name}: {len(detection.alarms)} alarm(s), "
+            f"  {NAMES[name]:18} {found.name}: {len(detection.alarms)} alarm(s), "
             f"TP {row['tp']} FP {row['fp']} FN {row['fn']}",
             flush=True,
         )
@@ -102,7 +104,7 @@ def main(argv=None):
     parser.add_argument(
         "--detectors",
         nargs="+",
-        choices=list(app.NAMES),
+        choices=list(NAMES),
         default=["bidirectional", "zscore", "discord", "holt-winters"],
         help="detectors to run, the first with both alarm rules (default: %(default)s)",
     )
@@ -125,7 +127,7 @@ def main(argv=None):
     started = time.perf_counter()
     try:
         files = app.load_series(config)
-    except app.UserError as error:
+    except UserError as error:
         print(f"anomaly bench: error: {error}", file=sys.stderr)
         return 2
     if args.quick:
@@ -140,16 +142,14 @@ def main(argv=None):
     rows = {}
     for name in args.detectors:
         detections, seconds = run_detector(name, files, config)
-        rows[app.NAMES[name] + " (ours)"] = table_row(
-            files, [d.alarms for d in detections], seconds
-        )
+        rows[NAMES[name] + " (ours)"] = table_row(files, [d.alarms for d in detections], seconds)
         if name == args.detectors[0]:  # the other alarm rule, measured on the same scores
-            rows[app.NAMES[name] + ", Hundman threshold + pruning"] = table_row(
+            rows[NAMES[name] + ", Hundman threshold + pruning"] = table_row(
                 files, [hundman_alarms(d) for d in detections], None
             )
     rows |= PUBLISHED
     print()
-    evaluation.print_table(
+    print_table(
         rows,
         digits=3,
         columns=[*SCORED, "P", "R", "F1", "alarms, no-anomaly files", "% flagged", "wall s"],
@@ -157,11 +157,11 @@ def main(argv=None):
         + ", ".join(SCORED)
         + " (published: Orion 0.7.1, n/a: not reported)",
     )
-    window = config.window
     print(
-        f"\nWall time {time.perf_counter() - started:.0f} s on {platform.machine()} ({__import__('os').cpu_count()} CPUs); "
-        f"app defaults: audit, --window {window} --units {config.units} --epochs {config.epochs} --seed {config.seed}"
-        f"{' (--quick)' if args.quick else ''}; detectors: {', '.join(sorted(anomaly.DETECTORS))}"
+        f"\nWall time {time.perf_counter() - started:.0f} s on {platform.machine()} "
+        f"({os.cpu_count()} CPUs); app defaults: audit, --window {config.window} --units "
+        f"{config.units} --epochs {config.epochs} --seed {config.seed}"
+        f"{' (--quick)' if args.quick else ''}; detectors: {', '.join(sorted(DETECTORS))}"
     )
     return 0
 

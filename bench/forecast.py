@@ -20,11 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "apps"))
-
-import common  # noqa: E402  (first: quiet TensorFlow)
-import forecast  # noqa: E402
+import common  # first: quiet TensorFlow
+from apps import forecast as app
 
 
 def parse_args(argv):
@@ -69,7 +66,7 @@ def run_once(csv, cell, args):
         argv += ["--quick"] if args.quick else []
         started = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):
-            status = forecast.main(argv)
+            status = app.main(argv)
         seconds = time.perf_counter() - started
         if status != 0:
             return None

@@ -33,8 +33,6 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 APPS = ("forecast", "textgen", "sentiment", "anomaly")
 
 
@@ -60,35 +58,46 @@ def model_and_batch(app, per_replica, replicas):
     """The app's default model, compiled, and one synthetic global batch of its shapes."""
     import numpy as np
 
-    sys.path.insert(0, str(REPO / "apps"))
+    from apps import anomaly, forecast, sentiment, textgen
+    from common.tasks import charlm, detectors
+    from common.tasks import forecast as forecast_task
+    from common.tasks import sentiment as sentiment_task
+
     rng = np.random.default_rng(0)
     size = per_replica * replicas
     if app == "forecast":
-        import forecast
-
         config = forecast.Config()
         inputs = rng.normal(size=(size, config.window, 1)).astype("float32")
-        return forecast.build_model(config), inputs, rng.normal(size=(size, 1)).astype("float32")
+        model = forecast_task.build_model(
+            config.window,
+            config.horizon,
+            cell=config.cell,
+            units=config.units,
+            dropout=config.dropout,
+            attention=config.attention,
+        )
+        return model, inputs, rng.normal(size=(size, 1)).astype("float32")
     if app == "textgen":
-        import textgen
-        from common.tasks.charlm import CharacterVocabulary
-
         config = textgen.Config(cell="lstm")  # the model the README's scaling table measured
-        vocabulary = CharacterVocabulary.from_text("".join(chr(32 + i) for i in range(64)))
+        vocabulary = charlm.CharacterVocabulary.from_text("".join(chr(32 + i) for i in range(64)))
         ids = rng.integers(1, vocabulary.size, size=(size, config.seq_length + 1)).astype("int32")
-        return textgen.build_model(config, vocabulary), ids[:, :-1], ids[:, 1:]
+        return textgen.build_model(vocabulary, config), ids[:, :-1], ids[:, 1:]
     if app == "sentiment":
-        import sentiment
-
         config = sentiment.Config()
         ids = rng.integers(2, 20000, size=(size, 24)).astype("int64")  # a typical snippet: 24 words
-        model = sentiment.build_classifier(config, 20000, 42, None)
+        model = sentiment_task.build_classifier(
+            20000,
+            cell=config.cell,
+            units=config.units,
+            embedding_dim=config.embedding_dim,
+            bidirectional=not config.unidirectional,
+            dropout=config.dropout,
+            learning_rate=config.learning_rate,
+            seed=42,
+        )
         return model, ids, rng.integers(0, 2, size=(size,)).astype("float32")
-    import anomaly as anomaly_app
-    from common.tasks.anomaly import BidirectionalLSTM
-
-    config = anomaly_app.Config()
-    detector = BidirectionalLSTM(config.window, config.units)
+    config = anomaly.Config()
+    detector = detectors.BidirectionalLSTM(config.window, config.units)
     model = detector.build(1)
     detector.compile(model)
     segments = rng.normal(size=(size, config.window + 2, 1)).astype("float32")

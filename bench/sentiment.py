@@ -33,14 +33,10 @@ from pathlib import Path
 
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal
 import common.tasks.sentiment as text
+from apps import sentiment as app
 
 import keras
 import numpy as np
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "apps"))  # the apps are scripts; import one as a module
-
-import sentiment as app  # noqa: E402
 
 AVERAGED = "RNN and TF-IDF + LR probabilities averaged (ablation: no stacking)"
 
@@ -91,13 +87,13 @@ def one_run(seed, quick):
         tfidf, regression, _, _ = trained.baseline
         averaged = {
             name: (
-                app.predict_texts(trained.rnn, texts)
+                text.predict_texts(trained.rnn, texts)
                 + regression.predict_proba(tfidf.transform(texts))[:, 1]
             )
             / 2
             for name, texts in (("validation", val_texts), ("test", test_texts))
         }
-    found.table[AVERAGED] = app.scores(test_labels, averaged["test"])
+    found.table[AVERAGED] = text.scores(test_labels, averaged["test"])
     found.validation_accuracy[AVERAGED] = float(
         np.mean((averaged["validation"] >= 0.5) == val_labels)
     )
@@ -116,12 +112,15 @@ def accuracy_table(args):
             for name, scores in found.table.items()
             if name != "majority class"
         )
-        print(f"run {number + 1} (base seed {seed}): test accuracy {shown} "
-              f"({time.perf_counter() - started:.0f} s)", flush=True)  # fmt: skip
+        print(
+            f"run {number + 1} (base seed {seed}): test accuracy {shown} "
+            f"({time.perf_counter() - started:.0f} s)",
+            flush=True,
+        )
     rows = {}
-    for name in (app.RNN, app.BASELINE, app.WIDE_AND_DEEP, AVERAGED):
+    for name in (text.RNN, text.BASELINE, text.WIDE_AND_DEEP, AVERAGED):
         test = np.array([found.table[name]["accuracy"] for found in runs])
-        baseline = np.array([found.table[app.BASELINE]["accuracy"] for found in runs])
+        baseline = np.array([found.table[text.BASELINE]["accuracy"] for found in runs])
         rows[name] = {
             "val acc": np.mean([found.validation_accuracy[name] for found in runs]),
             "test acc": test.mean(),
@@ -139,7 +138,7 @@ def accuracy_table(args):
     )
     single = {
         name: np.concatenate([found.seed_accuracies[name] for found in runs])
-        for name in (app.RNN, app.WIDE_AND_DEEP)
+        for name in (text.RNN, text.WIDE_AND_DEEP)
     }
     print()
     common.print_table(
@@ -192,11 +191,12 @@ def train_and_score(name, model, batches, num_train, epochs):
 
 
 def speed_table(args):
-    splits, unlabelled, source, _ = app.load_rotten_tomatoes()
+    corpus = text.load_rotten_tomatoes(app.BUNDLED_CSV)
     epochs = 4
     if args.quick:
-        splits, unlabelled = app.shrink_for_quick_run(splits, unlabelled, seed=0)
+        corpus = text.shrink_for_quick_run(corpus, seed=0)
         epochs = 1
+    splits, unlabelled, source = corpus.splits, corpus.unlabelled, corpus.source
     train_texts, train_labels = splits["train"]
     print(f"Data: {source}; {len(train_labels)} training texts")
 
@@ -212,7 +212,9 @@ def speed_table(args):
     rows = {}
     plain = keras.layers.TextVectorization(max_tokens=20000)  # keras.io: punctuation stripped
     plain.adapt(train_texts)
-    plain_ids = {name: text.vectorize(plain, texts, args.pad_length) for name, (texts, _) in splits.items()}  # fmt: skip
+    plain_ids = {
+        name: text.vectorize(plain, texts, args.pad_length) for name, (texts, _) in splits.items()
+    }
     rows[f"keras.io-style BiLSTM64x2, padded to {args.pad_length}"] = train_and_score(
         "keras.io-style",
         keras_io_model(plain.vocabulary_size()),
@@ -222,7 +224,10 @@ def speed_table(args):
     )
     config = app.Config()
     vectorizer = text.make_vectorizer(train_texts, max_tokens=config.max_tokens)
-    ids = {name: text.vectorize(vectorizer, texts, config.max_length) for name, (texts, _) in splits.items()}  # fmt: skip
+    ids = {
+        name: text.vectorize(vectorizer, texts, config.max_length)
+        for name, (texts, _) in splits.items()
+    }
     embedding = text.pretrain_embeddings(
         ids["train"] + text.vectorize(vectorizer, unlabelled, 10**6),
         vectorizer.vocabulary_size(),
@@ -232,7 +237,16 @@ def speed_table(args):
         (f"app BiGRU32 (1 seed), padded to {args.pad_length}", args.pad_length),
         ("app BiGRU32 (1 seed), bucketed", None),
     ):
-        model = app.build_classifier(config, vectorizer.vocabulary_size(), 0, embedding)
+        model = text.build_classifier(
+            vectorizer.vocabulary_size(),
+            cell=config.cell,
+            units=config.units,
+            embedding_dim=config.embedding_dim,
+            dropout=config.dropout,
+            learning_rate=config.learning_rate,
+            embedding_weights=embedding,
+            seed=0,
+        )
         rows[label] = train_and_score(label, model, batches(ids, length), len(train_labels), epochs)
     print()
     common.print_table(rows, title=f"Sentiment speed ({source}; times on this machine, now):")

@@ -47,15 +47,12 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "apps"))  # the apps are scripts; import one as a module
-
-import common  # noqa: E402  first: quiet TensorFlow start-up
-import common.tasks.charlm as generation  # noqa: E402
-from common.cli import load_model_from_dir  # noqa: E402
-from common.report.metrics import format_value  # noqa: E402
-import textgen as textgen_app  # noqa: E402
+import common  # first: quiet TensorFlow start-up
+import common.tasks.charlm as generation
+from apps import textgen as textgen_app
+from common.cli import load_model_from_dir
+from common.data.files import read_text
+from common.report.metrics import format_value
 
 
 def parse_args(argv):
@@ -161,9 +158,17 @@ def parse_args(argv):
 def train(args, out, settings):
     """One app run on the bundled text with ``settings`` (option -> value); its metrics."""
     app_argv = [
-        "--minutes", str(args.minutes), "--cell", args.cell, "--seed", str(args.seed),
-        "--out", str(out), "--generate", "300",
-    ]  # fmt: skip
+        "--minutes",
+        str(args.minutes),
+        "--cell",
+        args.cell,
+        "--seed",
+        str(args.seed),
+        "--out",
+        str(out),
+        "--generate",
+        "300",
+    ]
     for option, value in settings.items():
         if value is not None:
             app_argv += [option, *map(str, value if isinstance(value, list) else [value])]
@@ -209,8 +214,8 @@ def curves_table(runs, minutes, blocks):
 
 def held_out_ids(model, chars=100_000):
     """The first ``chars`` + 1 held-out characters of the bundled text, as the app validates on."""
-    text = textgen_app.read_text_file(textgen_app.BUNDLED_TEXT)
-    _, held_out = textgen_app.split_text(text, 1)  # the slice length only sets a minimum length
+    text = read_text(textgen_app.BUNDLED_TEXT)
+    _, held_out = generation.split_text(text, 1)  # the slice length only sets a minimum length
     return generation.vocabulary_of(model).encode(held_out)[: chars + 1]
 
 
@@ -305,14 +310,18 @@ def main(argv=None):
         speed_table(load_model_from_dir(args.load), args)
         return 0
     shared = {
-        "--seq-length": args.seq_length, "--batch-size": args.batch_size,
+        "--seq-length": args.seq_length,
+        "--batch-size": args.batch_size,
         "--steps-per-epoch": args.steps_per_epoch,
-    }  # fmt: skip
+    }
     configurations = {
         "regularised": {
-            "--units": args.units, "--dropout": args.dropout, "--schedule": args.schedule, **shared
-        },
-    }  # fmt: skip
+            "--units": args.units,
+            "--dropout": args.dropout,
+            "--schedule": args.schedule,
+            **shared,
+        }
+    }
     if args.before:
         configurations["before"] = {
             "--units": args.before_units,

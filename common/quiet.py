@@ -17,7 +17,17 @@ import tempfile
 # TensorFlow's C++ side logs even harmless fallbacks as errors (e.g. "oneDNN supports
 # DT_BOOL only on platforms with AVX-512"); real failures still raise Python exceptions.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# Every model here is built and trained with TensorFlow (tf.data, tf.distribute), so a
+# KERAS_BACKEND exported for other work (jax, torch) must not make the apps fail to start.
+os.environ["KERAS_BACKEND"] = "tensorflow"
+
+if "MPLBACKEND" in os.environ:  # Keras imports matplotlib, which refuses a backend it does not know
+    try:
+        import matplotlib  # noqa: F401
+    except ValueError:  # the apps only write PNG files, which need no backend of the user's
+        del os.environ["MPLBACKEND"]
+        for name in [name for name in sys.modules if name.split(".")[0] == "matplotlib"]:
+            del sys.modules[name]  # the failed import's half-made modules: start again clean
 
 
 def import_tensorflow_quietly():

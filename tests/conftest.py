@@ -6,12 +6,26 @@ fast (TensorFlow is imported once per test session) and lets a test read the
 return code and the captured stderr.
 """
 
+import contextlib
 import importlib
+import io
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+FAST = False  # set in pytest_configure: the contributor's loop, python -m pytest -m "not slow"
+
+
+def pytest_configure(config):
+    global FAST
+    FAST = "not slow" in (config.option.markexpr or "")
+
+
+def examples(full):
+    """Generated examples per hypothesis property: ``full`` in the whole suite, 10 in the fast
+    tier (``-m "not slow"``), which still runs every property, only less deeply."""
+    return min(full, 10) if FAST else full
 
 
 def load_app(name):
@@ -30,5 +44,33 @@ def run_app(capsys):
             status = exit.code
         captured = capsys.readouterr()
         return status, captured.out, captured.err
+
+    return run
+
+
+# The one seeded --quick run of each app that the tests share (sentiment averages two networks).
+QUICK_RUNS = {
+    "forecast": ["--quick"],
+    "sentiment": ["--quick", "--seeds", "2"],
+    "textgen": ["--quick"],
+    "anomaly": ["--quick"],
+}
+
+
+@pytest.fixture(scope="session")
+def quick_runs(tmp_path_factory):
+    """``quick_runs(app)``: (exit status, stdout, stderr, run folder) of the app's shared
+    ``--quick --seed 3`` run, made the first time a test asks. Tests read it, never change it."""
+    made = {}
+
+    def run(app):
+        if app not in made:
+            out = tmp_path_factory.mktemp(f"{app}_quick") / "run"
+            argv = [*QUICK_RUNS[app], "--seed", "3", "--out", str(out)]
+            stdout, stderr = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+                status = load_app(app).main(argv)
+            made[app] = (status, stdout.getvalue(), stderr.getvalue(), out)
+        return made[app]
 
     return run

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.tasks import alarms
+from conftest import examples
 
 # ---------------------------------------------------------------- the overlap rule, by hand
 
@@ -87,7 +88,7 @@ def test_merge_joins_alarms_within_the_gap_only():
 
 
 @given(st.lists(st.booleans(), max_size=60))
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 def test_runs_and_masks_are_inverse(flags):
     runs = alarms.runs_of_true(flags)
     assert alarms.intervals_to_mask(runs, len(flags)).tolist() == [bool(f) for f in flags]
@@ -145,6 +146,16 @@ def test_robust_threshold_by_hand_and_unmoved_by_the_anomalies():
     # More than half the scores equal: the MAD is 0, so the standard deviation stands in.
     flat = [1.0] * 9 + [11.0]
     assert alarms.robust_threshold(flat, z=1) == pytest.approx(1.0 + np.std(flat))
+
+
+def test_robust_center_and_scale_by_hand_and_along_an_axis():
+    # Row 0: median 2.5, absolute deviations 1.5, 0.5, 0.5, 97.5 -> MAD 1.0.
+    # Row 1: median 0.5, every absolute deviation 0.5 -> MAD 0.5.
+    rows = np.array([[1.0, 2.0, 3.0, 100.0], [0.0, 0.0, 1.0, 1.0]])
+    centers, scales = alarms.robust_center_and_scale(rows, axis=1)
+    assert centers.tolist() == [2.5, 0.5]
+    assert scales.tolist() == [1.4826, 0.5 * 1.4826]
+    assert alarms.robust_center_and_scale(rows[0]) == (2.5, 1.4826)
 
 
 def test_keep_strongest_is_a_budget_of_alarms_that_stand_out():

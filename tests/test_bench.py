@@ -5,7 +5,11 @@ import importlib.util
 import io
 import re
 
+import pytest
+
 from conftest import REPO
+
+pytestmark = pytest.mark.slow  # each runs a benchmark end to end, at toy size
 
 
 def load_bench(name):
@@ -44,3 +48,58 @@ def test_textgen_bench_prints_the_curve_the_block_score_and_the_speed_table(tmp_
     assert re.search(r"^\| characters 51-256 \(beyond the training slices\)\s*\| \d\.\d", out, re.M)
     assert "stateful sampler, XLA, 2 samples" in out
     assert sorted(path.name for path in tmp_path.iterdir()) == ["regularised"]
+
+
+def test_forecast_bench_prints_the_model_beside_persistence_and_drift():
+    out = run_bench("forecast", "--quick", "--cells", "gru", "--seed", "1")
+    assert "Forecast benchmark: horizon 1, seed 1, --quick" in out
+    row = next(line for line in out.splitlines() if line.startswith("| MSFT (bundled) GRU"))
+    assert "failed" not in row and len(row.split("|")) > 10  # every column has a figure
+
+
+def test_anomaly_bench_scores_a_nab_layout_folder(tmp_path):
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    # Two short NAB-like files (5-minute readings, a daily cycle), one with a labelled spike.
+    times = pd.date_range("2024-01-01", periods=1200, freq="5min")
+    normal = np.sin(np.arange(1200) * 2 * np.pi / 288) + np.random.default_rng(0).normal(
+        0, 0.05, 1200
+    )
+    spiked = normal.copy()
+    spiked[800:806] += 6.0
+    files = {"artificialNoAnomaly/flat.csv": normal, "artificialWithAnomaly/spike.csv": spiked}
+    for name, values in files.items():
+        (tmp_path / "data" / name).parent.mkdir(parents=True)
+        pd.DataFrame({"timestamp": times, "value": values}).to_csv(
+            tmp_path / "data" / name, index=False
+        )
+    labels = {
+        "artificialNoAnomaly/flat.csv": [],
+        "artificialWithAnomaly/spike.csv": [[str(times[790]), str(times[815])]],
+    }
+    (tmp_path / "combined_windows.json").write_text(json.dumps(labels))
+    out = run_bench(
+        "anomaly", "--nab", str(tmp_path), "--quick", "--detectors", "zscore", "holt-winters"
+    )
+    assert "2 files from" in out
+    for row in (
+        "rolling z-score (ours)",
+        "rolling z-score, Hundman threshold",
+        "Holt-Winters (ours)",
+    ):
+        assert f"| {row}" in out, row
+    assert re.search(
+        r"rolling z-score +artificialWithAnomaly/spike.csv: 1 alarm\(s\), TP 1 FP 0 FN 0", out
+    )
+
+
+def test_scale_bench_prints_throughput_at_one_and_two_replicas():
+    out = run_bench("scale", "--quick", "--apps", "forecast")
+    row = re.search(
+        r"^\| forecast \| 64 \| ([\d,]+) \| ([\d,]+) \| ([\d,]+) \(2 replicas\) \|", out, re.M
+    )
+    assert row, out
+    assert all(int(number.replace(",", "")) > 0 for number in row.groups())

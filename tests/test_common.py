@@ -169,7 +169,7 @@ def test_every_topology_reloads_to_identical_predictions(tmp_path):
         [sequence, rng.normal(size=(3, 3, 1)).astype("float32")],
         tmp_path,
     )
-    assert reloaded.get_layer("attention") is not None
+    assert isinstance(reloaded.get_layer("attention"), keras.layers.AdditiveAttention)
 
 
 def test_quantile_loss_reloads_with_a_compiled_model(tmp_path):
@@ -486,6 +486,20 @@ def test_save_model_atomically_keeps_the_old_model_when_saving_fails(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["model.keras"]  # no temporary left behind
 
 
+def test_options_a_load_run_does_not_use_are_refused_in_one_line(capsys):
+    parser = DemoConfig.parser("Demo.\n\nx\n\ny")
+    cli.refuse_unused_with_load(parser, ["--load", "R", "--seed", "3"], used={"seed"})
+    for argv, named in [
+        (["--load", "R", "--cell", "lstm"], "--cell"),
+        (["--units=8", "--load", "R", "--epochs", "3"], "--units, --epochs"),  # --help order
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.refuse_unused_with_load(parser, argv, used={"seed"})
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and err.count("\n") == 1
+        assert err.startswith(f"demo: error: {named}: not used with --load"), err
+
+
 def test_the_parser_takes_description_and_examples_from_the_docstring():
     doc = "Do one thing well.\n\n    python apps/demo.py --quick\n\nWhy: because.\n\nMore detail."
     parser = DemoConfig.parser(doc)
@@ -534,7 +548,7 @@ def test_run_folder_is_written_whole_or_not_at_all(tmp_path):
     assert list(tmp_path.iterdir()) == []  # no run, no debris
     with cli.run_folder(target) as folder:
         (folder / "config.json").write_text('{"app": "demo"}')
-    assert [p.name for p in target.iterdir()] == ["config.json"]
+    assert sorted(p.name for p in target.iterdir()) == [".rnn-workshop-run", "config.json"]
     with pytest.raises(ValueError, match="holds files"):
         cli.check_out_folder(target)
     with pytest.raises(KeyboardInterrupt):  # Ctrl-C while replacing: the earlier run stays
@@ -557,10 +571,16 @@ def test_out_refuses_links_and_overwrites_only_runs(tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "prices.csv").write_text("the user's own data")
-    with pytest.raises(ValueError, match="Expected a saved run to replace"):
+    with pytest.raises(ValueError, match="Expected a run saved by these apps to replace"):
         cli.check_out_folder(mine, overwrite=True)
-    (mine / "config.json").write_text('{"app": "forecast"}')
-    cli.check_out_folder(mine, overwrite=True)  # a run: replacing it is what --overwrite is for
+    # A config.json of the user's own, even one naming an app, does not make a folder a run.
+    for text in ['{"app": {"name": "shop"}}', '{"app": "my-dashboard"}', '{"app": "forecast"}']:
+        (mine / "config.json").write_text(text)
+        with pytest.raises(ValueError, match="Expected a run saved by these apps to replace"):
+            cli.check_out_folder(mine, overwrite=True)
+    with cli.run_folder(tmp_path / "run") as folder:
+        (folder / "config.json").write_text('{"app": "forecast"}')
+    cli.check_out_folder(tmp_path / "run", overwrite=True)  # a run: replacing it is what it is for
 
 
 def test_out_folder_checks(tmp_path):
@@ -610,9 +630,86 @@ def test_load_model_from_dir_names_the_app_that_made_the_run(tmp_path):
     (tmp_path / "config.json").write_text('{"app": "textgen"}')
     with pytest.raises(cli.UserError, match="a run of textgen.py, not of forecast.py"):
         cli.load_model_from_dir(tmp_path, app="forecast")
-    assert cli.saved_by(tmp_path) == "textgen"
+    assert cli.saved_by(tmp_path) is None  # named, but not marked as a run: never replaced
     (tmp_path / "config.json").write_text("[" * 100_000)  # hostile: nested too deep to parse
-    assert cli.saved_by(tmp_path) is None
+    with pytest.raises(cli.UserError, match="no model.keras"):
+        cli.load_model_from_dir(tmp_path, app="forecast")
+
+
+def test_a_model_holding_python_code_is_refused_and_said_so(tmp_path):
+    inputs = keras.Input((3,))
+    keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs)).save(tmp_path / "model.keras")
+    with pytest.raises(
+        cli.UserError, match="holds Python code .a Lambda layer.; it was not loaded"
+    ):
+        cli.load_model_from_dir(tmp_path)
+
+
+SAVE_SLOWLY = """
+import sys, time
+from common.cli import UserError, run_folder
+try:
+    with run_folder(sys.argv[1]) as folder:
+        (folder / "config.json").write_text('{"app": "demo"}')
+        (folder / "who").write_text(sys.argv[2])
+        time.sleep(1.5)  # both runs are inside their run_folder at once
+except UserError as error:
+    print(error)
+    sys.exit(2)
+"""
+
+
+@pytest.mark.slow  # two processes of their own
+def test_two_runs_saving_to_one_folder_at_once_keep_one_whole_run(tmp_path):
+    import subprocess
+    import sys
+
+    target = tmp_path / "R"
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", SAVE_SLOWLY, str(target), name],
+            stdout=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for name in ("first", "second")
+    ]
+    outputs = [run.communicate(timeout=120)[0] for run in runs]
+    assert sorted(run.returncode for run in runs) == [0, 2], outputs
+    loser = outputs[[run.returncode for run in runs].index(2)]
+    assert "something was saved there while this run was working" in loser
+    assert (target / "who").read_text() in ("first", "second")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["R"]  # no debris
+
+
+def test_out_created_while_the_run_works_is_one_line_and_kept(tmp_path):
+    target = tmp_path / "R"
+    with pytest.raises(cli.UserError, match="^--out .*R: something was saved there"):
+        with cli.run_folder(target) as folder:
+            (folder / "config.json").write_text('{"app": "demo"}')
+            target.mkdir()
+            (target / "mine.txt").write_text("the user's")
+    assert [path.name for path in target.iterdir()] == ["mine.txt"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["R"]
+
+
+def test_out_names_too_long_and_loaded_runs_reached_by_another_path_are_refused(tmp_path):
+    import subprocess
+
+    with pytest.raises(ValueError, match="Expected a folder name of at most 255 bytes"):
+        cli.check_out_folder(tmp_path / ("r" * 256))
+    cli.check_out_folder(tmp_path / ("r" * 255))  # the longest name the disk takes is fine
+    saved, alias = tmp_path / "saved", tmp_path / "alias"
+    saved.mkdir()
+    alias.mkdir()
+    (alias / ".keep").write_text("")
+    if subprocess.run(["mount", "--bind", str(saved), str(alias)], capture_output=True).returncode:
+        pytest.skip("bind mounts need root")
+    try:
+        for out in (alias, alias / "inside"):
+            with pytest.raises(ValueError, match="apart from the loaded run"):
+                cli.check_out_folder(out, overwrite=True, load=saved)
+    finally:
+        subprocess.run(["umount", str(alias)], check=True)
 
 
 def token_encoder_decoder(seed=0):
@@ -730,7 +827,7 @@ def test_draw_recurrence_draws_one_cell_rolled_and_one_per_step_unrolled(tmp_pat
         common.draw_recurrence(steps=1)
 
 
-@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("cell", ["gru", pytest.param("lstm", marks=pytest.mark.slow)])
 def test_bahdanau_decoder_trains_with_dropout_on_batches_of_any_size(cell):
     common.set_seed(0)
     model = common.build_encoder_decoder(

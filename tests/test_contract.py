@@ -19,11 +19,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from conftest import load_app
+from conftest import examples, load_app
 
 APPS = ("forecast", "sentiment", "textgen", "anomaly")
 FUZZ = settings(
-    max_examples=int(os.environ.get("CONTRACT_EXAMPLES", 100)),  # more for a deeper search
+    max_examples=int(os.environ.get("CONTRACT_EXAMPLES", examples(100))),  # more: a deeper search
     deadline=None,
     derandomize=True,  # the same examples on every run: CI never flakes
     database=None,  # and no .hypothesis folder in the repository
@@ -36,6 +36,11 @@ SAVE = {
     "textgen": ["--quick", "--epochs", "1"],
     "anomaly": ["--detector", "zscore"],
 }
+
+
+def slow(value):
+    """A parameter that runs in the whole suite only (``-m "not slow"`` leaves it out)."""
+    return pytest.param(value, marks=pytest.mark.slow)
 
 
 def call(app, *argv):
@@ -59,14 +64,16 @@ def snapshot(folder):
 
 
 @pytest.fixture(scope="module")
-def saved(tmp_path_factory):
-    """One saved run per app, each alone in its own folder: ``{app: run folder}``."""
+def saved(quick_runs, tmp_path_factory):
+    """One saved run per app, each alone in its own folder: ``{app: run folder}``; the apps'
+    shared --quick runs (conftest.quick_runs), and for anomaly the fastest detector's run."""
     runs = {}
-    for app in APPS:
-        run = tmp_path_factory.mktemp(app) / "run"
-        status, _, err = call(app, *SAVE[app], "--seed", "1", "--out", run)
+    for app in ("forecast", "sentiment", "textgen"):
+        status, _, err, runs[app] = quick_runs(app)
         assert status == 0, err
-        runs[app] = run
+    runs["anomaly"] = tmp_path_factory.mktemp("anomaly") / "run"
+    status, _, err = call("anomaly", *SAVE["anomaly"], "--seed", "1", "--out", runs["anomaly"])
+    assert status == 0, err
     return runs
 
 
@@ -252,8 +259,13 @@ def test_a_saved_model_reads_any_text_or_says_why_not(saved, texts):
 # ---------------------------------------------------------------- a save that fails midway
 
 
-@pytest.mark.parametrize("app", APPS)
-@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+# The fast tier keeps the two apps that train in a second; the rest share their cleanup path.
+@pytest.mark.parametrize(
+    "app", [app if app in ("forecast", "anomaly") else slow(app) for app in APPS]
+)
+@pytest.mark.parametrize(
+    "failure", [OSError(28, "No space left on device"), slow(KeyboardInterrupt())]
+)
 def test_a_save_failing_midway_leaves_the_earlier_run_intact(app, failure, saved, monkeypatch):
     """The disk fills up (or Ctrl-C arrives) after the model is written: nothing changes."""
     module = load_app(app)
@@ -330,7 +342,7 @@ FOUND = {  # app, arguments (FILE/ is the folder above), the line it must print
     "huge batch": ("sentiment", ["--batch-size", "100000000000"], "from 1 to 65,536"),
     "too few words": ("sentiment", ["--data", "FILE/few_words.csv"], "only 3 distinct words"),
     "no words": ("sentiment", ["--data", "FILE/no_words.csv", "--pretrain", "none"], "no words"),
-    "damaged gzip body": ("textgen", ["--text", "FILE/corrupt.txt.gz"], "not a readable gzip"),
+    "damaged gzip body": ("textgen", ["--text", "FILE/corrupt.txt.gz"], "expected a gzip file"),
     "too many samples": ("textgen", ["--samples", "100000000"], "from 1 to 1,024"),
     "year 9999": ("anomaly", ["--csv", "FILE/y9999.csv"], "expected roughly regular times"),
 }  # fmt: skip
@@ -348,7 +360,9 @@ def test_what_attacking_the_apps_found_is_one_line(case, saved, hostile_files):
 
 
 def test_dates_with_utc_offsets_keep_their_calendar_day(hostile_files):
-    prices = load_app("forecast").read_price_csv(hostile_files / "offsets.csv", "Date", "Close")
+    from common.data.prices import read_price_csv
+
+    prices = read_price_csv(hostile_files / "offsets.csv", "Date", "Close")
     assert str(prices.index[0].date()) == "2015-01-01" and prices.index.is_monotonic_increasing
 
 
@@ -357,6 +371,7 @@ def test_a_non_utf8_prediction_text_is_one_line(saved):
     assert status == 2 and err == "sentiment: error: --predict: text 2 is not UTF-8 text\n"
 
 
+@pytest.mark.slow  # two more training runs
 def test_a_diverging_run_says_so_in_one_line(saved, tmp_path):
     for app in ("sentiment", "textgen"):
         status, _, err = call(app, *SAVE[app], "--learning-rate", "1e308", "--out", tmp_path / app)
@@ -365,21 +380,21 @@ def test_a_diverging_run_says_so_in_one_line(saved, tmp_path):
 
 
 def test_out_of_memory_is_one_line(monkeypatch, saved):
+    import tensorflow as tf
+
     module = load_app("anomaly")
 
-    class ResourceExhaustedError(Exception):  # TensorFlow's name for it
-        pass
-
     def exhausted(*args, **kwargs):
-        raise ResourceExhaustedError("OOM when allocating tensor")
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
 
-    monkeypatch.setattr(module, "run_one", exhausted)
+    monkeypatch.setattr(module, "read_config", exhausted)
     status, _, err = call("anomaly", "--detector", "zscore", "--out", saved["anomaly"].parent / "x")
     assert status == 2 and err == (
         "anomaly: error: out of memory; try smaller sizes (--units, --batch-size, ...)\n"
     )
 
 
+@pytest.mark.slow  # a training run of its own
 def test_a_default_prompt_that_does_not_fit_the_text_is_replaced(tmp_path):
     text = tmp_path / "lower.txt"
     text.write_text("the quick brown fox jumps over the lazy dog\n" * 3000)

@@ -1,4 +1,5 @@
-"""End-to-end tests of apps/forecast.py: a seeded quick run, reloading, yfinance offline, bad input."""
+"""Tests of the forecast task (common.tasks.forecast), its price readers (common.data.prices) and
+apps/forecast.py end to end: a seeded quick run, reloading, yfinance offline, bad input."""
 
 import json
 import sys
@@ -9,6 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import common
+from common.data import prices as price_files
+from common.tasks import forecast as task
 from conftest import REPO, load_app
 
 forecast = load_app("forecast")
@@ -16,16 +20,10 @@ MSFT = pd.read_csv(REPO / "data" / "msft.csv")
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    """One seeded --quick run shared by the tests that read its outputs."""
-    import io
-    from contextlib import redirect_stdout
-
-    out = tmp_path_factory.mktemp("forecast_run")
-    stdout = io.StringIO()
-    with redirect_stdout(stdout):
-        status = forecast.main(["--quick", "--seed", "3", "--out", str(out)])
-    return status, stdout.getvalue(), out
+def quick_run(quick_runs):
+    """The seeded --quick run the tests share (conftest.quick_runs)."""
+    status, stdout, _, out = quick_runs("forecast")
+    return status, stdout, out
 
 
 def test_quick_run_writes_every_output(quick_run):
@@ -149,18 +147,21 @@ def install_fake_yfinance(monkeypatch, history):
 
     module = types.ModuleType("yfinance")
     module.Ticker = Ticker
+    module.exceptions = types.SimpleNamespace(
+        YFException=YFException, YFRateLimitError=YFRateLimitError
+    )
     monkeypatch.setitem(sys.modules, "yfinance", module)
     return calls
 
 
 def test_ticker_downloads_once_then_reads_the_cache(monkeypatch, tmp_path):
     calls = install_fake_yfinance(monkeypatch, fake_history())
-    prices = forecast.download_prices("msft", "2015-01-01", None, tmp_path)
+    prices = price_files.download_prices("msft", "2015-01-01", None, tmp_path)
     assert len(calls) == 1 and calls[0][1]["auto_adjust"] is True
     # Calendar dates survive the time zone: the first row is the exchange's date.
     assert prices.index[0] == pd.Timestamp(MSFT["Date"].iloc[-700])
     np.testing.assert_allclose(prices.to_numpy(), MSFT["Close"].iloc[-700:].to_numpy())
-    again = forecast.download_prices("MSFT", "2015-01-01", None, tmp_path)
+    again = price_files.download_prices("MSFT", "2015-01-01", None, tmp_path)
     assert len(calls) == 1  # served from the cache
     pd.testing.assert_series_equal(again, prices)
 
@@ -189,8 +190,16 @@ def raise_(error):
     return history
 
 
-class YFTickerMissingError(Exception):
-    """Named like yfinance's own error for an unknown symbol."""
+class YFException(Exception):
+    """Stands in for yfinance.exceptions.YFException, the base of yfinance's own errors."""
+
+
+class YFTickerMissingError(YFException):
+    """Like yfinance's own error for an unknown symbol."""
+
+
+class YFRateLimitError(YFException):
+    """Like yfinance's error when Yahoo Finance refuses too many requests."""
 
 
 @pytest.mark.parametrize(
@@ -205,6 +214,8 @@ class YFTickerMissingError(Exception):
             "Yahoo Finance has no prices for it",
         ),
         (pd.DataFrame(), "Yahoo Finance has no prices for it"),
+        (raise_(YFRateLimitError("Too Many Requests")), "too many requests"),
+        (raise_(RuntimeError("odd\nsecond line")), "download failed (RuntimeError: odd)"),
     ],
 )
 def test_ticker_failures_are_one_line(monkeypatch, run_app, tmp_path, history, message):
@@ -226,7 +237,7 @@ def test_reads_yfinance_multi_row_header_export(tmp_path):
     ]
     path = tmp_path / "msft_download.csv"
     path.write_text("\n".join(lines) + "\n")
-    prices = forecast.read_price_csv(path, "Date", "Close")
+    prices = price_files.read_price_csv(path, "Date", "Close")
     np.testing.assert_allclose(prices.to_numpy(), recent["Close"].to_numpy())
     assert prices.index[-1] == pd.Timestamp(recent["Date"].iloc[-1])
 
@@ -236,8 +247,59 @@ def test_reads_a_plain_csv_with_other_column_names(tmp_path):
     pd.DataFrame({"day": ["2020-01-03", "2020-01-02"], "price": [2.0, 1.0]}).to_csv(
         path, index=False
     )
-    prices = forecast.read_price_csv(path, "day", "price")
+    prices = price_files.read_price_csv(path, "day", "price")
     assert prices.tolist() == [1.0, 2.0]  # sorted by date
+
+
+def test_price_readers_raise_value_errors_that_start_with_the_name(tmp_path):
+    path = write_prices(tmp_path / "p.csv", np.linspace(10, 20, 50))
+    with pytest.raises(price_files.MissingColumnError, match=r"^prices: no column 'Adj'") as info:
+        price_files.read_price_csv(path, "Date", "Adj", name="prices")
+    assert info.value.column == "Adj"
+    with pytest.raises(ValueError, match=r"^x\.csv: no such file$"):
+        price_files.read_price_csv(tmp_path / "x.csv", "Date", "Close", name="x.csv")
+
+
+# --- the task: examples, split, scores --------------------------------------------------------
+
+
+def test_examples_are_log_returns_and_multi_day_targets_from_the_last_close():
+    prices = pd.Series([100.0, 110, 99, 120, 130, 125])
+    inputs, targets, origins = task.make_examples(prices, window=2, horizon=3)
+    log = np.log(prices.to_numpy())
+    assert inputs.shape == (1, 2, 1) and targets.shape == (1, 3, 1) and origins.tolist() == [2]
+    np.testing.assert_allclose(inputs[0, :, 0], [log[1] - log[0], log[2] - log[1]])
+    np.testing.assert_allclose(targets[0, :, 0], log[3:6] - log[2])
+
+
+def test_split_puts_each_example_where_all_its_target_days_lie():
+    origins = np.arange(0, 19)  # targets origin + 1 .. origin + 2 in 21 prices
+    split, (train, validation, test) = task.split_examples(21, origins, 2, 0.25, 0.25)
+    assert split[0] == slice(0, 11) and split[2] == slice(16, 21)
+    assert origins[train].max() + 2 < 11 and origins[test].min() + 1 >= 16
+    assert not (train & validation).any() and not (validation & test).any()
+    assert (origins[validation] + 1 >= 11).all() and (origins[validation] + 2 < 16).all()
+
+
+def test_evaluate_scores_persistence_and_drift_by_hand():
+    prices = np.array([10.0, 11.0, 12.0, 11.0])
+    origins, targets = np.array([1, 2]), np.log(np.array([[12.0 / 11], [11.0 / 12]]))[..., None]
+    predicted = np.zeros((2, 1, 3))  # every quantile says "no change": the model is persistence
+    table, rows, actual, _ = task.evaluate(
+        prices, origins, targets, predicted, 0.0, prices[:2], targets
+    )
+    np.testing.assert_allclose(actual[:, 0], [12.0, 11.0])
+    assert table["persistence"]["MAE"] == pytest.approx(1.0)
+    assert table["model (median)"]["MAE"] == table["drift"]["MAE"] == pytest.approx(1.0)
+    assert "did NOT beat persistence" in task.verdict(table, "LSTM")
+
+
+def test_a_saved_model_that_disagrees_with_its_config_is_refused():
+    model = task.build_model(5, 1, units=(4,))
+    scaler = common.StandardScaler().fit(np.arange(10.0))
+    task.check_saved_model(model, scaler, 5, 1)  # agrees: no error
+    with pytest.raises(ValueError, match="window 6 and horizon 1, but model.keras reads 5 days"):
+        task.check_saved_model(model, scaler, 6, 1)
 
 
 # --- bad input: one line on stderr, exit status 2, nothing overwritten -------------------------
@@ -270,7 +332,7 @@ def write_prices(path, closes):
                 "--target-col",
                 "Adj Close",
             ],
-            "no column 'Adj Close'; columns are Date, Close",
+            "no column 'Adj Close'; columns are Date, Close (choose with --target-col)",
         ),
         (
             lambda tmp: [

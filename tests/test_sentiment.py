@@ -1,6 +1,5 @@
 """apps/sentiment.py and common/tasks/sentiment.py: a seeded quick run end to end, reload, no leakage, bad input."""
 
-import contextlib
 import io
 import json
 import socket
@@ -8,10 +7,11 @@ import socket
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, load_app
+from conftest import REPO
 
 import common  # quiet TensorFlow import first
 import common.tasks.sentiment as text
+from common.cli.runs import RUN_MARKER
 import keras
 import tensorflow as tf
 
@@ -91,6 +91,76 @@ def test_pretrained_embeddings_put_words_with_shared_contexts_together():
     assert cosine(vectors[3], vectors[8]) < 0.5
 
 
+def test_stratified_split_reproduces_the_bundled_files_split():
+    # data/build_sentiment.py drew the bundled split with this same function and seed.
+    frame = pd.read_csv(BUNDLED, keep_default_na=False)
+    reviews = frame[frame["split"] != "unlabelled"]
+    split = text.stratified_split(reviews["label"].to_numpy())
+    assert split.tolist() == reviews["split"].tolist()
+    labels = text.parse_labels(reviews["label"])
+    for part, share in zip(("train", "validation", "test"), text.SPLIT_FRACTIONS):
+        for label in (0, 1):
+            in_part = np.sum((split == part) & (labels == label))
+            assert abs(in_part - share * np.sum(labels == label)) <= 1, (part, label)
+
+
+def test_load_table_splits_a_file_and_refuses_too_little_data(tmp_path):
+    path = tmp_path / "reviews.tsv"
+    rows = {"review": [f"text {i}" for i in range(100)], "label": ["pos", "neg"] * 50}
+    pd.DataFrame(rows).to_csv(path, sep="\t", index=False)
+    corpus = text.load_table(path, text_col="review", name="--data reviews.tsv")
+    assert {part: corpus.count(part) for part in corpus.splits} == {
+        "train": 80,
+        "validation": 10,
+        "test": 10,
+    }
+    assert corpus.source == "--data reviews.tsv" and len(corpus.unlabelled) == 0
+    # A split column without validation rows: a ninth of the training rows become validation.
+    rows["split"] = ["train"] * 90 + ["test"] * 10
+    pd.DataFrame(rows).to_csv(path, sep="\t", index=False)
+    corpus = text.load_table(path, text_col="review")
+    assert [corpus.count(part) for part in ("train", "validation", "test")] == [80, 10, 10]
+    assert set(corpus.splits["test"][0]) == {f"text {i}" for i in range(90, 100)}
+    few = tmp_path / "few.csv"
+    pd.DataFrame({"text": ["good", "bad"] * 10, "label": [1, 0] * 10}).to_csv(few, index=False)
+    with pytest.raises(ValueError, match=r"^few: too little data \(16 train, 2 validation"):
+        text.load_table(few, name="few")
+
+
+def test_shrink_for_quick_run_samples_each_split_with_its_seed():
+    corpus = text.load_rotten_tomatoes(BUNDLED)
+    small = text.shrink_for_quick_run(corpus, seed=3)
+    assert [small.count(part) for part in ("train", "validation", "test")] == [1500, 300, 300]
+    assert len(small.unlabelled) == 200 and small.source == corpus.source
+    again = text.shrink_for_quick_run(corpus, seed=3)
+    assert small.splits["test"][0].tolist() == again.splits["test"][0].tolist()
+    assert set(small.splits["test"][0]) <= set(corpus.splits["test"][0])
+
+
+def test_scores_match_hand_counts():
+    labels, probabilities = [1, 1, 0, 0, 1], [0.9, 0.4, 0.2, 0.6, 0.7]
+    # Predicted 1, 0, 0, 1, 1: 3 of 5 right; 2 true positives, 1 false positive, 1 missed;
+    # 5 of the 6 (positive, negative) pairs are ranked the right way round.
+    assert text.scores(labels, probabilities) == pytest.approx(
+        {"accuracy": 0.6, "F1": 2 / 3, "ROC AUC": 5 / 6}
+    )
+    assert np.isnan(text.scores([1, 1], [0.3, 0.8])["ROC AUC"])
+
+
+def test_texts_to_label_skips_empty_texts_and_refuses_bad_ones():
+    assert text.texts_to_label(["Fine.", " ", "", "Dull."]) == (["Fine.", "Dull."], [2, 3])
+    with pytest.raises(ValueError, match="^text 2 is not UTF-8 text$"):
+        text.texts_to_label(["fine", "\udcff"])
+    with pytest.raises(ValueError, match="give at least one word"):
+        text.texts_to_label(["  "])
+    with pytest.raises(ValueError, match="every text is empty"):
+        text.texts_to_label(["", " "])
+    stdin = io.TextIOWrapper(io.BytesIO(b"good\n\xff bad\n"))
+    with pytest.raises(ValueError, match=r"not UTF-8 text \(byte 0xff at position 5\)"):
+        text.read_lines(stdin)
+    assert text.read_lines(io.TextIOWrapper(io.BytesIO(b"good\nbad\n"))) == ["good", "bad"]
+
+
 # ---------------------------------------------------------------- wide & deep
 
 
@@ -122,9 +192,11 @@ def test_ngram_logistic_model_gives_scikit_learns_numbers():
     part = {name: frame[frame["split"] == name] for name in ("train", "validation", "test")}
     train, validation = part["train"].iloc[:3000], part["validation"].iloc[:300]
     tfidf, regression, strength, accuracy = text.fit_tfidf_logistic(
-        train["text"], text.parse_labels(train["label"]),
-        validation["text"], text.parse_labels(validation["label"]),
-    )  # fmt: skip
+        train["text"],
+        text.parse_labels(train["label"]),
+        validation["text"],
+        text.parse_labels(validation["label"]),
+    )
     assert strength in (1.0, 3.0, 10.0, 30.0) and 0.6 < accuracy < 0.9
     model = text.ngram_logistic_model(tfidf, regression)
     texts = part["test"]["text"].iloc[:300].tolist() + ["zzzz qqqq", "!!!", "Not good, not bad."]
@@ -156,9 +228,14 @@ def test_wide_and_deep_adds_the_parts_log_odds_and_reloads(tmp_path):
     labels = np.array([label for _, label in REVIEWS])
     vectorizer = text.make_vectorizer(texts, max_tokens=100)
     classifier = common.build_many_to_one(
-        (None,), 1, cell="gru", units=4, output_activation="sigmoid",
-        vocab_size=vectorizer.vocabulary_size(), embedding_dim=4,
-    )  # fmt: skip
+        (None,),
+        1,
+        cell="gru",
+        units=4,
+        output_activation="sigmoid",
+        vocab_size=vectorizer.vocabulary_size(),
+        embedding_dim=4,
+    )
     deep = text.end_to_end_model(vectorizer, classifier, max_length=20, name="deep")
     tfidf, regression, _, _ = text.fit_tfidf_logistic(texts, labels, texts, labels)
     wide = text.ngram_logistic_model(tfidf, regression)
@@ -184,14 +261,11 @@ def test_wide_and_deep_adds_the_parts_log_odds_and_reloads(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("sentiment_run")
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        argv = ["--quick", "--seeds", "2", "--seed", "3", "--out", str(out)]  # two: averaged
-        status = load_app("sentiment").main(argv)
-    assert status == 0, stderr.getvalue()
-    return out, stdout.getvalue()
+def quick_run(quick_runs):
+    """The seeded --quick run the tests share (conftest.quick_runs): two networks averaged."""
+    status, stdout, stderr, out = quick_runs("sentiment")
+    assert status == 0, stderr
+    return out, stdout
 
 
 def test_quick_run_writes_outputs_and_learns(quick_run):
@@ -213,6 +287,7 @@ def test_quick_run_writes_outputs_and_learns(quick_run):
     assert 0.55 < baseline["accuracy"] < 1
 
 
+@pytest.mark.slow  # a second training run
 def test_wide_none_saves_the_rnn_alone_and_says_so(run_app, tmp_path):
     out = tmp_path / "run"
     status, stdout, stderr = run_app(
@@ -232,7 +307,7 @@ def test_reload_gives_identical_probabilities(quick_run):
     examples = metrics["example_predictions"]
     model = keras.models.load_model(out / "model.keras")  # plain Keras: no custom_objects
     texts = np.array([example["text"] for example in examples], dtype=object)
-    reloaded = load_app("sentiment").predict_texts(model, texts)
+    reloaded = text.predict_texts(model, texts)
     np.testing.assert_allclose(
         reloaded, [example["probability"] for example in examples], rtol=0, atol=1e-6
     )
@@ -242,7 +317,7 @@ def test_reload_gives_identical_probabilities(quick_run):
 def test_a_text_scores_the_same_alone_or_in_a_batch_even_with_no_known_word(quick_run):
     out, _ = quick_run
     model = keras.models.load_model(out / "model.keras")
-    predict = load_app("sentiment").predict_texts
+    predict = text.predict_texts
     texts = ["\U0001f600", "zzzqqq xxyyzz", "A triumph, moving and funny.", "", "Dull."]
     together = predict(model, np.array(texts, dtype=object))
     alone = [float(predict(model, np.array([one], dtype=object))[0]) for one in texts]
@@ -319,7 +394,6 @@ def test_predict_reads_stdin(quick_run, run_app, monkeypatch):
 
 def test_evaluate_gives_the_hand_counted_accuracy(quick_run, run_app, tmp_path):
     out, _ = quick_run
-    app = load_app("sentiment")
     model = keras.models.load_model(out / "model.keras")
     texts = [
         "A triumph.",
@@ -328,7 +402,7 @@ def test_evaluate_gives_the_hand_counted_accuracy(quick_run, run_app, tmp_path):
         "I want my money back.",
         "Charming, witty and warm.",
     ]
-    predicted = (app.predict_texts(model, np.array(texts, dtype=object)) >= 0.5).astype(int)
+    predicted = (text.predict_texts(model, np.array(texts, dtype=object)) >= 0.5).astype(int)
     # Label the first three as the model predicts and the last two the other way: 3 of 5 right.
     truth = np.concatenate([predicted[:3], 1 - predicted[3:]])
     spelled = {1: "fresh", 0: "rotten"}
@@ -358,8 +432,13 @@ def test_imdb_reviews_are_rebuilt_as_text_from_the_word_index(monkeypatch, tmp_p
     reviews[:] = [[1, 2, 3, 4], [1, 2, 3, 5]] * 10
     test_reviews = np.empty(1, dtype=object)
     test_reviews[:] = [[2, 4]]
-    np.savez(tmp_path / "imdb.npz", x_train=reviews, y_train=np.array([1, 0] * 10),
-             x_test=test_reviews, y_test=np.array([1]))  # fmt: skip
+    np.savez(
+        tmp_path / "imdb.npz",
+        x_train=reviews,
+        y_train=np.array([1, 0] * 10),
+        x_test=test_reviews,
+        y_test=np.array([1]),
+    )
     (tmp_path / "imdb_word_index.json").write_text(json.dumps(word_index))
     fetched = []
 
@@ -368,7 +447,8 @@ def test_imdb_reviews_are_rebuilt_as_text_from_the_word_index(monkeypatch, tmp_p
         return str(tmp_path / name)  # already "downloaded"
 
     monkeypatch.setattr(keras.utils, "get_file", get_file)
-    splits, unlabelled, source, _ = load_app("sentiment").load_imdb(tmp_path)
+    corpus = text.load_imdb(tmp_path)
+    splits, source = corpus.splits, corpus.source
     assert [name for name, *_ in fetched] == ["imdb.npz", "imdb_word_index.json"]
     assert all(cache == str(tmp_path) and sub == "" for _, _, cache, sub in fetched)
     assert splits["test"][0].tolist() == ["film great"]
@@ -468,6 +548,7 @@ def test_offline_imdb_names_the_default(run_app, tmp_path, monkeypatch):
     out = tmp_path / "run"
     out.mkdir()
     (out / "config.json").write_text('{"app": "sentiment"}')  # an earlier run, to be kept
+    (out / RUN_MARKER).write_text("sentiment\n")
     (out / "metrics.json").write_text("keep me")
     status, _, stderr = run_app(
         "sentiment",

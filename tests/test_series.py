@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from common.data import csv_series as series
+from conftest import examples
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -543,7 +544,7 @@ def messy_rows(draw):
 
 
 @settings(
-    max_examples=50,
+    max_examples=examples(50),
     deadline=None,
     derandomize=True,  # the same examples on every run: CI never flakes
     database=None,  # and no .hypothesis folder in the repository

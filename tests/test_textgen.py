@@ -4,7 +4,7 @@ import contextlib
 import io
 import json
 import math
-import urllib.error
+import types
 
 import keras
 import numpy as np
@@ -13,10 +13,8 @@ import tensorflow as tf
 
 import common
 import common.tasks.charlm as generation
+from apps import textgen
 from common.cli import UserError
-from conftest import load_app
-
-textgen = load_app("textgen")
 
 # A short text with a clear structure, so a tiny model learns it in seconds.
 VERSE = (
@@ -56,13 +54,9 @@ def lstm_model():
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    """One seeded --quick run of the app, shared by the tests that read its outputs."""
-    out = tmp_path_factory.mktemp("textgen_quick")
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        status = textgen.main(["--quick", "--seed", "3", "--out", str(out)])
-    return status, stdout.getvalue(), stderr.getvalue(), out
+def quick_run(quick_runs):
+    """The seeded --quick run the tests share (conftest.quick_runs)."""
+    return quick_runs("textgen")
 
 
 # ---------------------------------------------------------------- vocabulary and data
@@ -105,10 +99,47 @@ def test_sequences_are_contiguous_slices_with_targets_shifted_by_one():
 
 
 def test_split_holds_out_the_last_tenth_and_rejects_short_text():
-    train_text, val_text = textgen.split_text("x" * 900 + "y" * 100, seq_length=50)
+    train_text, val_text = generation.split_text("x" * 900 + "y" * 100, seq_length=50)
     assert (train_text, val_text) == ("x" * 900, "y" * 100)
-    with pytest.raises(UserError, match="too short"):
-        textgen.split_text("x" * 500, seq_length=100)
+    with pytest.raises(ValueError, match="too short"):
+        generation.split_text("x" * 500, seq_length=100)
+
+
+def test_corpus_holds_out_the_end_and_knows_only_the_training_characters():
+    text = "ab" * 450 + "az" * 50  # "z" only in the held-out tenth
+    corpus = generation.Corpus.from_text(text, seq_length=10, val_chars=30, source="here")
+    assert (corpus.train_text, corpus.held_out) == ("ab" * 450, "az" * 50)
+    assert corpus.vocabulary.characters == "ab"  # the training part's characters only
+    assert len(corpus.val_ids) == 31  # the scored characters and the one after them
+    assert corpus.val_ids.tolist() == [2, generation.UNKNOWN_ID] * 15 + [2]
+    np.testing.assert_array_equal(corpus.train_ids, corpus.vocabulary.encode(corpus.train_text))
+
+
+def test_learning_rate_schedules_by_name():
+    plateau = generation.learning_rate_schedule("plateau", 1e-2, seconds=60)
+    assert isinstance(plateau, keras.callbacks.ReduceLROnPlateau) and plateau.factor == 0.5
+    cosine = generation.learning_rate_schedule("cosine", 1e-2, seconds=60)
+    assert isinstance(cosine, common.CosineDecayInTime)
+    with pytest.raises(ValueError, match='"plateau" or "cosine"'):
+        generation.learning_rate_schedule("step", 1e-2, seconds=60)
+
+
+def test_the_loss_curve_is_drawn_against_minutes_beside_the_bigram_baseline():
+    history = {"loss": [3.0, 2.0, 1.8], "val_loss": [2.9, 2.2, 2.1]}
+    figure = common.plot_history(
+        history, x=[0.5, 1.0, 1.5], xlabel="minutes", baselines={"bigram baseline": 2.5}
+    )
+    axis = figure.axes[0]
+    training, validation, bigram = axis.lines
+    assert list(training.get_xdata()) == [0.5, 1.0, 1.5]
+    assert list(validation.get_ydata()) == history["val_loss"]
+    assert list(bigram.get_ydata()) == [2.5, 2.5]  # a horizontal line at the baseline
+    assert axis.get_xlabel() == "minutes"
+    assert [text.get_text() for text in axis.get_legend().get_texts()] == [
+        "training",
+        "validation",
+        "bigram baseline",
+    ]
 
 
 def test_bigram_baseline_is_near_zero_on_a_text_it_can_predict():
@@ -184,7 +215,7 @@ def test_choose_next_greedy_top_k_and_temperature_behave_as_documented():
     assert np.mean(hot == 2) < 0.35 and np.mean(hot == 5) > 0.15
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("cell", ["lstm", pytest.param("gru", marks=pytest.mark.slow)])
 def test_stateful_sampler_matches_rerunning_the_model_at_greedy(cell, lstm_model):
     model = lstm_model if cell == "lstm" else train_tiny_model("gru", units=(32,))
     sampler = generation.CharSampler(model)
@@ -267,6 +298,7 @@ def test_quick_run_trains_reports_and_saves(quick_run):
     assert "bits/char" in out and "bigram" in out
 
 
+@pytest.mark.slow  # a training run of its own
 def test_cosine_schedule_lowers_the_learning_rate_over_the_run(tmp_path):
     with contextlib.redirect_stdout(io.StringIO()):
         argv = ["--quick", "--schedule", "cosine", "--out", str(tmp_path)]
@@ -282,6 +314,7 @@ def test_cosine_schedule_lowers_the_learning_rate_over_the_run(tmp_path):
     assert rates == sorted(rates, reverse=True) and metrics["training"]["schedule"] == "cosine"
 
 
+@pytest.mark.slow  # a second training run
 def test_quick_run_repeats_with_the_same_seed(quick_run, tmp_path):
     with contextlib.redirect_stdout(io.StringIO()):
         status = textgen.main(["--quick", "--seed", "3", "--out", str(tmp_path)])
@@ -322,32 +355,16 @@ def test_load_generates_batched_samples_from_the_saved_run(quick_run, run_app):
     assert out.count("Enter") >= 3
 
 
-def test_url_download_is_cached_and_offline_is_a_clear_error(monkeypatch, tmp_path):
-    calls = []
-
-    class FakeResponse(io.BytesIO):
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-    def fake_urlopen(url, timeout):
-        calls.append(url)
-        return FakeResponse(VERSE.encode("utf-8"))
-
-    monkeypatch.setattr(textgen.urllib.request, "urlopen", fake_urlopen)
-    url = "https://example.org/books/verse.txt"
-    assert textgen.download_text(url, tmp_path) == VERSE
-    assert textgen.download_text(url, tmp_path) == VERSE
-    assert calls == [url]  # the second read came from the cache
-
-    def offline(url, timeout):
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setattr(textgen.urllib.request, "urlopen", offline)
-    with pytest.raises(UserError, match="could not download"):
-        textgen.download_text("https://example.org/other.txt", tmp_path)
+def test_url_download_is_cached_and_offline_is_a_clear_error(tmp_path):
+    source = tmp_path / "verse.txt"
+    source.write_text(VERSE)
+    config = types.SimpleNamespace(url=source.as_uri(), text=None, cache_dir=tmp_path / "cache")
+    assert textgen.load_text(config) == (VERSE, source.as_uri())
+    source.unlink()
+    assert textgen.load_text(config) == (VERSE, source.as_uri())  # from the cache
+    config.url = "http://localhost:9/other.txt"  # nothing answers there
+    with pytest.raises(UserError, match="could not download.*Use --text with a local file"):
+        textgen.load_text(config)
 
 
 def bad_inputs(tmp_path):
@@ -378,6 +395,10 @@ def bad_inputs(tmp_path):
             ["--url", "http://localhost:9/none.txt", "--cache-dir", tmp_path / "cache"],
             "could not download",
         ),
+        "validation shorter than a sequence": (
+            ["--val-chars", "10", "--seq-length", "20"],
+            "--val-chars 10 is shorter than one sequence of --seq-length 20",
+        ),
         "cosine across machines": (
             ["--schedule", "cosine", "--distribute", "multiworker"],
             "use --schedule plateau with --distribute multiworker",
@@ -398,16 +419,13 @@ BAD_INPUT_CASES = [
     "folder without model",
     "corrupt model",
     "offline url",
+    "validation shorter than a sequence",
     "cosine across machines",
 ]
 
 
 @pytest.mark.parametrize("case", BAD_INPUT_CASES)
-def test_bad_input_is_one_line_and_exit_status_2(case, run_app, tmp_path, monkeypatch):
-    def offline(url, timeout):
-        raise urllib.error.URLError("no network in tests")
-
-    monkeypatch.setattr(textgen.urllib.request, "urlopen", offline)
+def test_bad_input_is_one_line_and_exit_status_2(case, run_app, tmp_path):
     argv, message = bad_inputs(tmp_path)[case]
     status, out, err = run_app("textgen", *argv, "--quick", "--out", tmp_path / "run")
     assert status == 2
@@ -424,7 +442,7 @@ def test_unknown_prompt_characters_are_named(quick_run, run_app):
 
 def interrupt_at(epoch, batch, monkeypatch):
     """Make Ctrl-C arrive during ``epoch`` (1-based), after ``batch`` batches; return the kept weights."""
-    original = textgen.EpochReport.on_train_batch_end
+    original = generation.EpochReport.on_train_batch_end
     kept = []
 
     def on_train_batch_end(self, batch_number, logs=None):
@@ -433,7 +451,7 @@ def interrupt_at(epoch, batch, monkeypatch):
             kept.append(self.best_weights)
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(textgen.EpochReport, "on_train_batch_end", on_train_batch_end)
+    monkeypatch.setattr(generation.EpochReport, "on_train_batch_end", on_train_batch_end)
     return kept
 
 
@@ -446,8 +464,13 @@ def test_ctrl_c_after_an_epoch_saves_the_best_epoch_as_a_complete_run(
     assert "Interrupted during epoch 2: keeping epoch 1" in out
     folder = tmp_path / "run"
     assert sorted(path.name for path in folder.iterdir()) == [
-        "config.json", "loss.png", "metrics.json", "model.keras", "samples.txt",
-    ]  # fmt: skip
+        ".rnn-workshop-run",
+        "config.json",
+        "loss.png",
+        "metrics.json",
+        "model.keras",
+        "samples.txt",
+    ]
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["training"]["interrupted"] is True
     assert metrics["best_epoch"] == 1 and len(metrics["epochs"]) == 1

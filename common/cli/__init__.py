@@ -19,8 +19,10 @@ from common.cli.options import (
     positive_float,
     positive_int,
     positive_int_up_to,
+    refuse_unused_with_load,
     seed_int,
     shrink_for_quick,
+    was_typed,
 )
 from common.cli.runs import (
     backup_folder,

@@ -51,22 +51,22 @@ def report_user_errors(main):
             reason = error.strerror or error
             return _one_line_error(program, f"could not read or write{where} ({reason})")
         except Exception as error:
-            if (
-                type(error).__name__ == "WorkerLost"
-            ):  # common.scale.distribute: a cluster lost a machine
+            # Imported here: by the time main fails, TensorFlow is loaded anyway.
+            from tensorflow.errors import ResourceExhaustedError
+
+            from common.models.training import ResumeError
+            from common.scale.distribute import WorkerLost
+
+            if isinstance(error, WorkerLost):  # a cluster lost a machine: run it again to resume
                 print(f"{program}: error: {one_line(error)}", file=sys.stderr)
                 return EXIT_TRY_AGAIN
-            if (
-                type(error).__name__ == "ResumeError"
-            ):  # common.training: checkpoints that do not fit
+            if isinstance(error, ResumeError):  # checkpoints that do not fit these settings
                 return _one_line_error(program, error)
-            if not isinstance(error, MemoryError) and type(error).__name__ != (
-                "ResourceExhaustedError"  # TensorFlow's out of memory
-            ):
-                raise  # a bug: its traceback is what a bug report needs
-            return _one_line_error(
-                program, "out of memory; try smaller sizes (--units, --batch-size, ...)"
-            )
+            if isinstance(error, (MemoryError, ResourceExhaustedError)):
+                return _one_line_error(
+                    program, "out of memory; try smaller sizes (--units, --batch-size, ...)"
+                )
+            raise  # a bug: its traceback is what a bug report needs
 
     return wrapper
 

@@ -138,36 +138,43 @@ class RunOptions:
     }
 
     epochs: int = option(
-        20, "most passes over the training data; early stopping may end sooner",
-        group="run", type=positive_int,
-    )  # fmt: skip
+        20,
+        "most passes over the training data; early stopping may end sooner",
+        group="run",
+        type=positive_int,
+    )
     batch_size: int = option(
         64, "examples per gradient step", group="run", type=positive_int_up_to(65536)
     )
     seed: int = option(
-        42, "random seed 0 to 2**32 - 1, for a run you can repeat",
-        group="run", type=seed_int,
-    )  # fmt: skip
+        42, "random seed 0 to 2**32 - 1, for a run you can repeat", group="run", type=seed_int
+    )
     quick: bool = option(
         False, "tiny data and few epochs: a smoke test in seconds, for tests and CI", group="run"
     )
     out: Path | None = option(
-        None, "new folder for the model, metrics and plots (default: runs/{app}/<time>-<process>/)",
-        group="run", type=Path,
-    )  # fmt: skip
+        None,
+        "new folder for the model, metrics and plots (default: runs/{app}/<time>-<process>/)",
+        group="run",
+        type=Path,
+    )
     overwrite: bool = option(
         False, "replace an existing --out folder, once the new run is complete", group="run"
     )
     distribute: str = option(
-        "none", "data-parallel training: none (one device), mirrored (every local GPU, or the CPU "
+        "none",
+        "data-parallel training: none (one device), mirrored (every local GPU, or the CPU "
         "split into two devices), multiworker (the machines in TF_CONFIG; needs --out, "
         "and resumes from its last epoch if restarted)",
-        group="scaling", choices=("none", "mirrored", "multiworker"),
-    )  # fmt: skip
+        group="scaling",
+        choices=("none", "mirrored", "multiworker"),
+    )
     mixed_precision: bool = option(
-        False, "compute in float16 and keep float32 weights: faster on GPUs with tensor cores; "
-        "needs a GPU", group="scaling",
-    )  # fmt: skip
+        False,
+        "compute in float16 and keep float32 weights: faster on GPUs with tensor cores; "
+        "needs a GPU",
+        group="scaling",
+    )
     load: Path | None = None  # each app that can reload a run declares --load with its own help
     progress: int = 0  # Keras' verbose: a progress bar in a terminal, else one line per epoch
 
@@ -300,14 +307,38 @@ def shrink_for_quick(args, argv, **small):
     >>> args.epochs, args.window
     (2, 64)
     """
-    given = sys.argv[1:] if argv is None else [str(arg) for arg in argv]
     changed = {}
     for name, value in small.items():
-        option = "--" + name.replace("_", "-")
-        if not any(arg == option or arg.startswith(option + "=") for arg in given):
+        if not was_typed("--" + name.replace("_", "-"), argv):
             setattr(args, name, value)
             changed[name] = value
     if changed:
         shown = ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in changed.items())
         print(f"--quick: {shown}")
     return changed
+
+
+def was_typed(flag, argv):
+    """Whether the user typed the option ``flag`` (``--window 10`` or ``--window=10``) in ``argv``
+    (``None``: the command line)."""
+    given = sys.argv[1:] if argv is None else [str(arg) for arg in argv]
+    return any(arg == flag or arg.startswith(flag + "=") for arg in given)
+
+
+def refuse_unused_with_load(parser, argv, used):
+    """With ``--load``, refuse in one line the options the saved run does not use: a saved
+    model cannot change its ``--horizon`` or ``--cell``, so typing one is a mistake to say,
+    not to ignore. ``used`` names the options (their ``dest``) that a ``--load`` run reads."""
+    used = set(used) | {"load", "quick", "help"}
+    ignored = [
+        flag
+        for action in parser._actions
+        if action.dest not in used
+        for flag in action.option_strings
+        if flag.startswith("--") and was_typed(flag, argv)
+    ]
+    if ignored:
+        parser.error(
+            f"{', '.join(ignored)}: not used with --load, which keeps the saved run's settings "
+            "(drop them, or train a new run)"
+        )

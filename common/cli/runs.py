@@ -6,6 +6,7 @@ multi-worker run keeps its checkpoints beside its run folder.
 
 import argparse
 import contextlib
+import errno
 import itertools
 import json
 import math
@@ -41,13 +42,16 @@ def start_distribution(config):
             raise UserError(f"RNN_WORKSHOP_WAIT_SECONDS: {error}") from None
     try:
         distribution = distribute.setup(
-            config.distribute, config.mixed_precision, backup=backup,
-            fingerprint=config.fingerprint(), wait_seconds=wait,
-        )  # fmt: skip
+            config.distribute,
+            config.mixed_precision,
+            backup=backup,
+            fingerprint=config.fingerprint(),
+            wait_seconds=wait,
+        )
     except ValueError as error:
         raise UserError(f"--distribute {config.distribute}: {error}") from None
     if distribution.workers > 1:  # TensorFlow's cluster takes SIGTERM over; stop cleanly instead
-        _raise_on_sigterm()
+        _raise_on_signals()
     return distribution
 
 
@@ -85,12 +89,27 @@ def save_model_atomically(model, path):
     return path
 
 
+RUN_MARKER = ".rnn-workshop-run"  # written by run_folder into every run, holding the app's name
+
+
 def saved_by(directory):
-    """The app that saved the run in ``directory`` (its ``config.json``'s ``"app"``), or None."""
+    """The app that saved the run in ``directory``, or None: a folder counts as a saved run
+    only if it holds the marker that :func:`run_folder` writes (a user's own folder with a
+    ``config.json`` of its own never does, so ``--overwrite`` never deletes it)."""
     try:
-        return json.loads((Path(directory) / "config.json").read_text()).get("app")
+        name = (Path(directory) / RUN_MARKER).read_text().strip()
+    except (OSError, ValueError):
+        return None
+    return name if name.isidentifier() else None
+
+
+def _config_app(directory):
+    """The ``"app"`` a folder's ``config.json`` names, if it is a name: to say whose run it is."""
+    try:
+        name = json.loads((Path(directory) / "config.json").read_text()).get("app")
     except (OSError, ValueError, AttributeError, RecursionError):
         return None
+    return name if isinstance(name, str) and name.isidentifier() else None
 
 
 def load_model_from_dir(directory, filename="model.keras", app=None):
@@ -103,7 +122,7 @@ def load_model_from_dir(directory, filename="model.keras", app=None):
     path = Path(directory) / filename
     if not Path(directory).is_dir():
         raise UserError(f"--load {directory}: no such folder")
-    other = saved_by(directory)
+    other = saved_by(directory) or _config_app(directory)
     if app is not None and other is not None and other != app:
         raise UserError(f"--load {directory}: a run of {other}.py, not of {app}.py")
     if not path.is_file():
@@ -113,7 +132,13 @@ def load_model_from_dir(directory, filename="model.keras", app=None):
     try:
         return keras.models.load_model(path)
     except Exception as error:  # Keras raises many types for a damaged zip/h5/config
-        reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+        if "safe_mode" in str(error):  # a Lambda layer: Python code that loading would run
+            raise UserError(
+                f"--load {directory}: {filename} holds Python code (a Lambda layer); it was not "
+                "loaded, because running code from a file is unsafe. Our apps never save one"
+            ) from None
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = reason if len(reason) <= 200 else reason[:200].rsplit(" ", 1)[0] + " ..."
         raise UserError(f"--load {directory}: {filename} could not be read ({reason})") from None
 
 
@@ -176,18 +201,29 @@ def check_out_folder(out, overwrite=False, load=None):
     """Check, before any work, that a run can be saved at ``out``; raise ``ValueError`` if not.
 
     A run is never written into an existing non-empty folder (unless
-    ``overwrite``), into a file, into the folder it was loaded from, or where
-    the nearest existing parent cannot be written.
+    ``overwrite`` and the folder is a saved run), into a file, into or around the
+    folder it was loaded from (compared as files, so another path to the same
+    folder counts too), or where the nearest existing parent cannot be written.
     """
     out = Path(out)
+    parent = out.parent
+    while not parent.exists():
+        parent = parent.parent
+    try:
+        longest = os.pathconf(parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        longest = 255
+    if len(os.fsencode(out.name)) > longest:  # checked first: the system refuses to look it up
+        raise ValueError(
+            f"Expected a folder name of at most {longest} bytes. Received: "
+            f"{len(os.fsencode(out.name))} bytes"
+        )
     resolved, here = out.resolve(), Path.cwd().resolve()
-    if load is not None:
-        loaded = Path(load).resolve()
-        if resolved == loaded or resolved in loaded.parents or loaded in resolved.parents:
-            raise ValueError(
-                "Expected an output folder apart from the loaded run, which is never "
-                f"overwritten. Received: {out}"
-            )
+    if load is not None and _nested(out, Path(load)):
+        raise ValueError(
+            "Expected an output folder apart from the loaded run, which is never "
+            f"overwritten. Received: {out}"
+        )
     if resolved == here or resolved in here.parents:
         raise ValueError(
             f"Expected a folder of its own for the run. Received: {out}, which holds this one"
@@ -206,12 +242,13 @@ def check_out_folder(out, overwrite=False, load=None):
             raise ValueError(f"Expected a new or empty folder. Received: {out}, which holds files")
         if saved_by(out) is None:  # replacing is for runs; a user's own folder is never deleted
             raise ValueError(
-                "Expected a saved run to replace (its config.json names the app that made it). "
+                "Expected a run saved by these apps to replace. "
                 f"Received: {out}, which holds other files"
             )
-    parent = out.parent
-    while not parent.exists():
-        parent = parent.parent
+        if os.path.ismount(out):
+            raise ValueError(
+                f"Expected a folder that can be replaced. Received: {out}, a mount point"
+            )
     try:  # a real probe: permissions, read-only mounts and pseudo file systems all show here
         if not parent.is_dir():
             raise NotADirectoryError(parent)
@@ -222,71 +259,115 @@ def check_out_folder(out, overwrite=False, load=None):
         ) from None
 
 
+def _nested(first, second):
+    """Whether one of two paths is the other or lies inside it, compared as files on disk
+    (device and inode), so that a link or a bind mount to the same folder counts too."""
+    for inner, outer in ((first, second), (second, first)):
+        inner, outer = Path(os.path.abspath(inner)), Path(os.path.abspath(outer))
+        for place in (inner, *inner.parents):
+            if place.resolve() == outer.resolve():
+                return True
+            try:
+                if place.exists() and outer.exists() and os.path.samefile(place, outer):
+                    return True
+            except OSError:
+                continue
+    return False
+
+
 @contextlib.contextmanager
 def run_folder(target, overwrite=False):
     """Write a run whole or not at all: yield a hidden temporary folder, rename it into place at the end.
 
-    If the block raises (or is interrupted: Ctrl-C, or SIGTERM, turned into an
-    exception here), the temporary folder is removed and whatever was at ``out``
-    is untouched. With ``overwrite``, an existing ``out`` is replaced only once
-    the new run is complete. Files get the usual permissions (0644 under a
-    default umask), the model too.
+    If the block raises (or is interrupted: Ctrl-C, SIGTERM or SIGHUP, turned into
+    an exception here), the temporary folder is removed and whatever was at
+    ``target`` is untouched. The rename claims ``target`` atomically: if another
+    run was saved there meanwhile, this one fails in one line and deletes nothing.
+    With ``overwrite``, a saved run at ``target`` is replaced only once the new
+    run is complete. The run gets a marker file naming its app (from its
+    ``config.json``), by which :func:`saved_by` knows it. Files get the usual
+    permissions (0644 under a default umask), the model too.
 
     >>> target = Path(tempfile.mkdtemp()) / "run"
     >>> with run_folder(target) as folder:
-    ...     _ = (folder / "metrics.json").write_text("{}")
-    >>> sorted(path.name for path in target.iterdir())
-    ['metrics.json']
+    ...     _ = (folder / "config.json").write_text('{"app": "demo"}')
+    >>> sorted(path.name for path in target.iterdir()), saved_by(target)
+    (['.rnn-workshop-run', 'config.json'], 'demo')
     """
     target = Path(target)
-    check_out_folder(target, overwrite)
+    try:  # checked before the work too; here again, for what changed while the run trained
+        check_out_folder(target, overwrite)
+    except ValueError as error:
+        raise UserError(f"--out {target}: {error}") from None
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
-    previous = _raise_on_sigterm()
+    # A short hidden name: a long --out name plus a suffix could pass the file name limit.
+    temporary = Path(tempfile.mkdtemp(prefix=f".{target.name[:40]}.partial-", dir=target.parent))
+    previous = _raise_on_signals()
     try:
         yield temporary
+        app = _config_app(temporary)
+        if app is not None:
+            (temporary / RUN_MARKER).write_text(app + "\n")
         _share_permissions(temporary)
-        # Empty, or --overwrite: set the old one aside until the new is in place.
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            try:
-                os.replace(target, old / "run")
-            except OSError:
-                shutil.rmtree(old, ignore_errors=True)
-                raise
-            try:
-                os.replace(temporary, target)
-            except OSError:
-                try:
-                    os.replace(old / "run", target)  # put the earlier run back before giving up
-                except OSError:  # keep the only copy where it is, and say where
-                    raise OSError(
-                        f"the earlier run could not be put back; it is in {old}"
-                    ) from None
-                shutil.rmtree(old, ignore_errors=True)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
+        if overwrite and saved_by(target) is not None:
+            _replace(target, temporary)
         else:
-            os.replace(temporary, target)
+            _claim(target, temporary)
         temporary = None
     finally:
         if temporary is not None:
             shutil.rmtree(temporary, ignore_errors=True)
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
-def _raise_on_sigterm():
-    """Turn SIGTERM into an exception so ``finally`` blocks clean up; None off the main thread."""
+def _claim(target, temporary):
+    """Rename ``temporary`` to ``target``, which must be absent or an empty folder: the
+    rename fails rather than replace a folder with files, so of two runs saving to
+    the same place at once, exactly one succeeds."""
+    try:
+        os.rename(temporary, target)
+    except OSError as error:
+        if error.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+            raise
+        raise UserError(
+            f"--out {target}: something was saved there while this run was working; it was "
+            "left as it is, and this run was not saved (choose another --out)"
+        ) from None
+
+
+def _replace(target, temporary):
+    """``--overwrite``: set the saved run aside, put the new one in place, then delete the old."""
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name[:40]}.old-", dir=target.parent))
+    try:
+        os.replace(target, old / "run")
+    except OSError:
+        shutil.rmtree(old, ignore_errors=True)
+        raise
+    try:
+        _claim(target, temporary)
+    except (OSError, UserError):
+        try:
+            os.replace(old / "run", target)  # put the earlier run back before giving up
+        except OSError:  # keep the only copy where it is, and say where
+            raise OSError(f"the earlier run could not be put back; it is in {old}") from None
+        shutil.rmtree(old, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _raise_on_signals():
+    """Turn SIGTERM and SIGHUP (a closed terminal) into an exception so ``finally`` blocks
+    clean up; returns the handlers to restore (none off the main thread)."""
     import threading
 
     if threading.current_thread() is not threading.main_thread():
-        return None
+        return {}
 
     def stop(signum, frame):
         raise KeyboardInterrupt("terminated")
 
-    return signal.signal(signal.SIGTERM, stop)
+    return {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGHUP)}
 
 
 def _share_permissions(folder):

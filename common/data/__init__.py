@@ -1,5 +1,6 @@
 """Layer 1, data: windows, chronological splits and the scaler (:mod:`windows`), and the
-reader that turns a messy time-series CSV into a regular series (:mod:`csv_series`).
+reader that turns a messy time-series CSV into a regular series (:mod:`csv_series`), the
+price reader (:mod:`prices`) and the reader of any file a user brings (:mod:`files`).
 
 Imports nothing else from ``common``.
 """
@@ -13,4 +14,4 @@ from common.data.windows import (
     window_starts,
     windows_dataset,
 )
-from common.data import csv_series, files  # noqa: E402, F401
+from common.data import csv_series, files, prices  # noqa: E402, F401

@@ -213,3 +213,20 @@ def runs_of_true(flags):
     edges = np.diff(np.concatenate([[0], flags, [0]]))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
     return [(int(start), int(end)) for start, end in zip(starts, ends)]
+
+
+def sliding_windows(series, window):
+    """Every run of ``window`` consecutive steps, (num_windows, window, features): a view, no copy.
+
+    Unlike :func:`make_windows`, there is no target: the last window ends at the last step.
+
+    >>> sliding_windows(np.arange(4.0), 3)[:, :, 0]
+    array([[0., 1., 2.],
+           [1., 2., 3.]])
+    """
+    series = _as_2d(series, "series")
+    if len(series) < window:
+        raise ValueError(
+            f"Expected a series of at least window = {window} points. Received: {len(series)} points"
+        )
+    return np.lib.stride_tricks.sliding_window_view(series, window, axis=0).transpose(0, 2, 1)

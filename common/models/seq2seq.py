@@ -90,9 +90,14 @@ class BahdanauDecoder(layers.Layer):
     """
 
     def __init__(
-        self, units, cell="gru", attention_units=None, dropout=0.0, recurrent_dropout=0.0,
+        self,
+        units,
+        cell="gru",
+        attention_units=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
         **kwargs,
-    ):  # fmt: skip
+    ):
         super().__init__(**kwargs)
         self.units, self.cell_name = units, check_cell(cell)
         self.attention_units = attention_units or units
@@ -259,9 +264,12 @@ def build_encoder_decoder(
     directions = 2 if bidirectional else 1
     if attention == "bahdanau":  # attention inside the recurrence: its own decoder layer
         x, _ = BahdanauDecoder(
-            units[0] * directions, cell=cell, dropout=dropout,
-            recurrent_dropout=recurrent_dropout, name="attention",
-        )([decoder_sequence, encoder_outputs], encoder_states[0])  # fmt: skip
+            units[0] * directions,
+            cell=cell,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            name="attention",
+        )([decoder_sequence, encoder_outputs], encoder_states[0])
         outputs = layers.Dense(output_units, activation=output_activation, name="head")(x)
         return keras.Model([encoder_inputs, decoder_inputs], outputs, name=name)
     x = decoder_sequence

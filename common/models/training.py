@@ -140,11 +140,20 @@ def fit(
                 f"the loss only). Received: {monitor!r}"
             )
         return fit_distributed(
-            model, train, validation, strategy=distribution.strategy, epochs=epochs,
-            batch_size=batch_size, patience=patience, max_seconds=max_seconds,
-            steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose,
-            backup=distribution.backup_for(name), fingerprint=distribution.fingerprint,
-        )  # fmt: skip
+            model,
+            train,
+            validation,
+            strategy=distribution.strategy,
+            epochs=epochs,
+            batch_size=batch_size,
+            patience=patience,
+            max_seconds=max_seconds,
+            steps_per_epoch=steps_per_epoch,
+            callbacks=callbacks,
+            verbose=verbose,
+            backup=distribution.backup_for(name),
+            fingerprint=distribution.fingerprint,
+        )
     callbacks = [
         keras.callbacks.EarlyStopping(
             monitor=monitor, patience=patience, restore_best_weights=True
@@ -223,10 +232,21 @@ def fit_distributed(
     """
     try:
         return _fit_distributed(
-            model, train, validation, strategy=strategy, epochs=epochs, batch_size=batch_size,
-            patience=patience, max_seconds=max_seconds, steps_per_epoch=steps_per_epoch,
-            callbacks=callbacks, verbose=verbose, backup=backup, fingerprint=fingerprint, seed=seed,
-        )  # fmt: skip
+            model,
+            train,
+            validation,
+            strategy=strategy,
+            epochs=epochs,
+            batch_size=batch_size,
+            patience=patience,
+            max_seconds=max_seconds,
+            steps_per_epoch=steps_per_epoch,
+            callbacks=callbacks,
+            verbose=verbose,
+            backup=backup,
+            fingerprint=fingerprint,
+            seed=seed,
+        )
     except PEER_FAILURES as error:
         where = f"the last epoch saved in {backup}" if backup else "the start"
         lines = str(error).splitlines()
@@ -241,9 +261,22 @@ def fit_distributed(
 
 
 def _fit_distributed(
-    model, train, validation, *, strategy, epochs, batch_size, patience, max_seconds,
-    steps_per_epoch, callbacks, verbose, backup, fingerprint, seed,
-):  # fmt: skip
+    model,
+    train,
+    validation,
+    *,
+    strategy,
+    epochs,
+    batch_size,
+    patience,
+    max_seconds,
+    steps_per_epoch,
+    callbacks,
+    verbose,
+    backup,
+    fingerprint,
+    seed,
+):
     strategy = strategy or tf.distribute.get_strategy()
     optimizer = model.optimizer
     if seed is None:  # from NumPy's generator, which set_seed seeds alike on every worker
@@ -341,9 +374,11 @@ def _fit_distributed(
     with tf.init_scope():
         best_weights = [tf.Variable(w, trainable=False) for w in model.get_weights()]
     state = {"history": {"loss": [], "val_loss": []}, "best": math.inf, "waited": 0, "seconds": 0}
-    checkpoints = _Checkpoints(
-        backup, strategy, model, optimizer, best_weights, fingerprint
-    ) if backup is not None else None  # fmt: skip
+    checkpoints = (
+        _Checkpoints(backup, strategy, model, optimizer, best_weights, fingerprint)
+        if backup is not None
+        else None
+    )
     first_epoch = 0
     if checkpoints is not None:
         first_epoch, saved = checkpoints.resume()
@@ -357,9 +392,13 @@ def _fit_distributed(
     history.history = {name: list(values) for name, values in state["history"].items()}
     steps = steps_per_epoch or _count_batches(train_data)
     callback_list = keras.callbacks.CallbackList(
-        list(callbacks), model=model, add_progbar=verbose != 0, verbose=verbose,
-        epochs=epochs, steps=steps,
-    )  # fmt: skip
+        list(callbacks),
+        model=model,
+        add_progbar=verbose != 0,
+        verbose=verbose,
+        epochs=epochs,
+        steps=steps,
+    )
     model.stop_training = False
     started = time.perf_counter() - state["seconds"]  # a resumed run's time budget goes on
     callback_list.on_train_begin()

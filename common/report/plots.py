@@ -31,21 +31,63 @@ def _laid_out(figure):
     return figure
 
 
-def plot_history(history, path=None, metrics=("loss",), title="Training curves"):
+def plot_history(
+    history,
+    path=None,
+    metrics=("loss",),
+    title="Training curves",
+    x=None,
+    xlabel="epoch",
+    ylabel=None,
+    labels=("training", "validation"),
+    baselines=None,
+    run_labels=None,
+):
     """Training and validation curves per epoch, from ``History.history`` or a dict.
 
-    Returns the figure, or saves it and returns ``path`` when ``path`` is given.
+    ``x`` gives each epoch's position on the horizontal axis (say, wall-clock
+    minutes; default: the epoch number), ``baselines`` a dashed horizontal
+    line per ``{label: value}``. ``history`` may also be a list of histories,
+    one per run, named by ``run_labels`` (say, "seed 3"): each run gets one
+    colour, training solid and validation dashed. Returns the figure, or saves
+    it and returns ``path`` when ``path`` is given.
     """
+    if isinstance(history, list):
+        return _plot_runs(history, run_labels, path, metrics, title)
     history = getattr(history, "history", history)
     figure, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.5), squeeze=False)
     for axis, metric in zip(axes[0], metrics):
-        epochs = np.arange(1, len(history[metric]) + 1)
-        axis.plot(epochs, history[metric], marker="o", label="training")
+        epochs = np.arange(1, len(history[metric]) + 1) if x is None else x
+        axis.plot(epochs, history[metric], marker="o", label=labels[0])
         if f"val_{metric}" in history:
-            axis.plot(epochs, history[f"val_{metric}"], marker="o", label="validation")
-        axis.set(xlabel="epoch", ylabel=metric, title=f"{title}: {metric}")
+            axis.plot(epochs, history[f"val_{metric}"], marker="o", label=labels[1])
+        for label, value in (baselines or {}).items():
+            axis.axhline(value, color="0.5", linestyle="--", label=label)
+        axis.set(xlabel=xlabel, ylabel=ylabel or metric, title=f"{title}: {metric}")
         axis.legend()
         axis.grid(alpha=0.3)
+    return save_figure(figure, path) if path else _laid_out(figure)
+
+
+def _plot_runs(histories, run_labels, path, metrics, title):
+    """:func:`plot_history` for several runs on the same axes: one colour per run."""
+    from matplotlib.ticker import MaxNLocator
+
+    histories = [getattr(history, "history", history) for history in histories]
+    run_labels = run_labels or [f"run {number}" for number in range(1, len(histories) + 1)]
+    figure, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
+    for axis, metric in zip(axes[0], metrics):
+        for name, history in zip(run_labels, histories):
+            epochs = np.arange(1, len(history[metric]) + 1)
+            label = f"{name}, training"
+            line = axis.plot(epochs, history[metric], marker="o", alpha=0.6, label=label)[0]
+            if f"val_{metric}" in history:
+                label, color = f"{name}, validation", line.get_color()
+                axis.plot(epochs, history[f"val_{metric}"], "s--", color=color, label=label)
+        axis.set(xlabel="epoch", ylabel=metric, title=f"{title}: {metric}")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.grid(alpha=0.3)
+    axes[0, -1].legend(fontsize="small")
     return save_figure(figure, path) if path else _laid_out(figure)
 
 
@@ -208,15 +250,18 @@ def draw_recurrence(steps=4, path=None):
                 boxstyle="round,pad=0.05",
                 facecolor="#dbe9f6",
                 edgecolor="#1f4e79",
-            )  # fmt: skip
+            )
         )
         axis.text(x, 1.0, label, ha="center", va="center", fontsize=11)
         arrow(axis, (x, 0.05), (x, 0.7))  # input up into the cell
         arrow(axis, (x, 1.3), (x, 1.95))  # state up out of the cell
 
     def arrow(axis, start, end, **style):
-        axis.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=14,
-                                       color="#333333", **style))  # fmt: skip
+        axis.add_patch(
+            FancyArrowPatch(
+                start, end, arrowstyle="-|>", mutation_scale=14, color="#333333", **style
+            )
+        )
 
     cell(rolled, 0.5)
     rolled.text(0.5, -0.1, "x(t)", ha="center", va="top", fontsize=11)
@@ -235,8 +280,15 @@ def draw_recurrence(steps=4, path=None):
         if position:
             start = (position - 1) * 1.6 + 0.9
             arrow(unrolled, (start, 1.0), (start + 0.8, 1.0))
-            unrolled.text(start + 0.4, 1.08, f"h({names[position - 1]})", ha="center",
-                          va="bottom", fontsize=8, color="#555555")  # fmt: skip
+            unrolled.text(
+                start + 0.4,
+                1.08,
+                f"h({names[position - 1]})",
+                ha="center",
+                va="bottom",
+                fontsize=8,
+                color="#555555",
+            )
     unrolled.set(
         xlim=(-0.2, steps * 1.6),
         title=f"unrolled over {steps} steps: the same W, U, b in every copy",

@@ -129,8 +129,10 @@ class Distribution:
             self.strategy.run(one)
         except (*PEER_FAILURES, tf.errors.InvalidArgumentError):  # gone, or out of step
             if self.is_chief:  # the run is saved; only another worker's leftovers remain
-                print(f"Note: another worker stopped at the end; its checkpoints in {self.backup} "
-                      "can be deleted")  # fmt: skip
+                print(
+                    f"Note: another worker stopped at the end; its checkpoints in {self.backup} "
+                    "can be deleted"
+                )
             else:
                 raise WorkerLost(
                     f"worker 0 stopped before it had saved the run; the checkpoints stay in "
@@ -453,9 +455,13 @@ def start_local_cluster(command, workers=2, logs=None, environment=None):
                 process = subprocess.Popen(command, env=env, stdout=output, stderr=output)
         else:
             process = subprocess.Popen(
-                command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                command,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
                 bufsize=1,
-            )  # fmt: skip
+            )
             threading.Thread(target=label_lines, args=(index, process.stdout), daemon=True).start()
         processes.append(process)
     return processes

@@ -6,8 +6,9 @@ in a few short steps, then scores intervals the way the field does.
 
 1. :func:`smooth` the scores (an exponentially weighted mean), so one noisy
    point is not yet an event.
-2. A threshold: fixed, from normal data (monitoring), or chosen from the scores
-   themselves (an audit): :func:`robust_threshold` (median + z MADs), or
+2. A threshold: fixed, from normal data (monitoring, :func:`threshold_from_normal`),
+   or chosen from the scores themselves (an audit): :func:`robust_threshold`
+   (median + z MADs, from :func:`robust_center_and_scale`), or
    :func:`dynamic_threshold` (Hundman et al., KDD 2018).
 3. :func:`merge_intervals` closer than a gap into one alarm.
 4. Keep the alarms that stand out: :func:`keep_strongest` (a budget of a few
@@ -24,12 +25,16 @@ positive*. This is the rule of the NAB-based comparisons in sintel-dev/Orion.
 [(2, 3)]
 >>> overlap_scores([(2, 3), (7, 7)], windows=[(3, 5)])["precision"]
 0.5
+>>> event_scores([0, 0, 1, 0, 1, 1, 0, 0], runs_of_true([0, 1, 1, 0, 0, 0, 1, 0]))["recall"]
+0.5
 """
 
 import math
 
 import numpy as np
 import pandas as pd
+from scipy.stats import median_abs_deviation
+from sklearn.metrics import roc_auc_score
 
 from common.data.windows import runs_of_true
 
@@ -156,8 +161,24 @@ def prune_intervals(intervals, scores, min_drop=0.05):
     return [intervals[i] for i in sorted(kept)]
 
 
+# A Gaussian's median absolute deviation times this is its standard deviation.
+MAD_TO_STD = 1.4826
+
+
+def robust_center_and_scale(values, axis=None):
+    """Median and robust standard deviation (MAD times 1.4826) of ``values`` along ``axis``.
+
+    Unlike the mean and the standard deviation, a few extreme values (the
+    anomalies themselves) barely move either.
+
+    >>> [float(x) for x in robust_center_and_scale(np.array([1.0, 2.0, 3.0, 100.0]))]
+    [2.5, 1.4826]
+    """
+    return np.median(values, axis=axis), MAD_TO_STD * median_abs_deviation(values, axis=axis)
+
+
 def robust_threshold(scores, z=3.0):
-    """``median + z * MAD`` of the scores (MAD times 1.4826: the standard deviation for Gaussian data).
+    """``median + z * MAD`` of the finite scores (MAD times 1.4826: :func:`robust_center_and_scale`).
 
     Unlike ``mean + z * std``, a few very high scores (the anomalies themselves)
     barely move it.
@@ -169,11 +190,28 @@ def robust_threshold(scores, z=3.0):
     values = values[np.isfinite(values)]
     if values.size == 0:
         raise ValueError("Expected some scored points to set a threshold on. Received: none")
-    median = np.median(values)
-    spread = 1.4826 * np.median(np.abs(values - median))
+    median, spread = robust_center_and_scale(values)
     if spread == 0:
         spread = values.std()
     return float(median + z * spread)
+
+
+def threshold_from_normal(normal_scores, factor=1.5):
+    """Alarm threshold: ``factor`` times the highest score on held-out normal data.
+
+    The held-out part must be data the detector was *not* fitted on: a model's
+    errors on its own training windows are smaller than on anything new.
+    ``factor`` above 1 leaves a margin for normal data a little stranger than
+    any seen so far.
+
+    >>> threshold_from_normal([1.0, np.nan, 2.0])
+    3.0
+    """
+    normal_scores = np.asarray(normal_scores, dtype="float64")
+    normal_scores = normal_scores[np.isfinite(normal_scores)]
+    if normal_scores.size == 0:
+        raise ValueError("Expected some scored points in the held-out normal part. Received: none")
+    return float(factor * normal_scores.max())
 
 
 def keep_strongest(intervals, scores, max_alarms=2, min_ratio=0.5):
@@ -265,3 +303,83 @@ def pooled_scores(rows):
     """Add up the TP/FP/FN of several files' :func:`overlap_scores` and score the totals."""
     totals = [sum(row[key] for row in rows) for key in ("tp", "fp", "fn")]
     return precision_recall_f1(*totals)
+
+
+# ---------------------------------------------------------------- scoring points against labels
+
+
+def event_scores(flags, windows):
+    """Event-level precision, recall and F1 of boolean ``flags`` against labelled ``windows``.
+
+    A labelled window is *found* when any flagged point falls inside it.
+    Flagged points outside every window are grouped into contiguous runs, and
+    each run is one *false alarm*. Precision is found / (found + false alarms),
+    recall is found / labelled windows. With no labelled window, recall and F1
+    are undefined (NaN) and precision is 0 if anything was flagged.
+
+    >>> event_scores([0, 1, 1, 0, 0, 1], [(1, 3)])
+    {'windows': 1, 'found': 1, 'false_alarms': 1, 'precision': 0.5, 'recall': 1.0, 'f1': 0.6666666666666666}
+
+    Args:
+        flags: (timesteps,) booleans, True where the detector raised an alarm.
+        windows: inclusive ``(start, end)`` index pairs, as from :func:`runs_of_true`.
+    """
+    flags = np.asarray(flags).astype(bool)
+    for start, end in windows:
+        if not 0 <= start <= end < len(flags):
+            raise ValueError(
+                f"Expected windows inside 0..{len(flags) - 1} with start <= end. Received: ({start}, {end})"
+            )
+    found = sum(bool(flags[start : end + 1].any()) for start, end in windows)
+    outside = flags & ~intervals_to_mask(windows, len(flags))
+    false_alarms = len(runs_of_true(outside))
+    precision = found / (found + false_alarms) if found + false_alarms else math.nan
+    recall = found / len(windows) if windows else math.nan
+    f1 = (
+        2 * precision * recall / (precision + recall)
+        if precision + recall > 0
+        else (0.0 if windows else math.nan)
+    )
+    return {
+        "windows": len(windows),
+        "found": found,
+        "false_alarms": false_alarms,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+    }
+
+
+def roc_auc(scores, is_anomaly):
+    """Point-level ROC AUC: the chance a random anomalous point outscores a random normal one.
+
+    ``sklearn.metrics.roc_auc_score`` (ties count half), with NaN scores left
+    out; NaN when either class is empty.
+
+    >>> roc_auc([0.1, 0.9, 0.4, 0.4], [0, 1, 0, 1])
+    0.875
+    """
+    scores, labels = np.asarray(scores, dtype="float64"), np.asarray(is_anomaly).astype(bool)
+    known = ~np.isnan(scores)
+    scores, labels = scores[known], labels[known]
+    if labels.all() or not labels.any():
+        return math.nan
+    return float(roc_auc_score(labels, scores))
+
+
+def ucr_top1(scores, windows, tolerance=100):
+    """The UCR anomaly archive's rule: does the single highest score fall in the labelled anomaly?
+
+    As in the archive's KDD Cup 2021 competition, a location within ``tolerance``
+    points of the labelled window counts. Only defined (True/False) for a series
+    with exactly one labelled window; otherwise None.
+
+    >>> ucr_top1([0, 0, 5, 0, 0], [(2, 2)], tolerance=0)
+    True
+    """
+    if len(windows) != 1:
+        return None
+    scores = np.asarray(scores, dtype="float64")
+    peak = int(np.nanargmax(scores))
+    start, end = windows[0]
+    return bool(start - tolerance <= peak <= end + tolerance)

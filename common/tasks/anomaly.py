@@ -1,788 +1,112 @@
-"""Time-series anomaly detection: detectors behind one registry, and two ways to use them.
+"""Time-series anomaly detection: a series in, alarm intervals out, in two ways.
 
-Every detector turns a series (timesteps, channels), already scaled, into one
-score per point: higher means stranger. None of them ever sees a label. Each
-has ``fit(values)`` and ``score(values) -> (timesteps,)``; :data:`DETECTORS`
-names them and :func:`make_detector` builds one by name.
-
-| name              | class                    | a point's score                                       |
-|-------------------|--------------------------|-------------------------------------------------------|
-| ``bidirectional`` | ``BidirectionalLSTM``    | its error when predicted from both sides (AER-style)  |
-| ``forecaster``    | ``LSTMForecaster``       | its error when predicted from the ``window`` before it|
-| ``autoencoder``   | ``LSTMAutoencoder``      | its reconstruction error, mean over covering windows  |
-| ``zscore``        | ``RollingZScore``        | distance from the median of the last ``window``, MADs |
-| ``discord``       | ``MatrixProfileDiscord`` | distance from its windows to their nearest others     |
-| ``holt-winters``  | ``HoltWinters``          | the error of exponential smoothing's one-step forecast|
-
-Two ways to use a detector, each returning a :class:`Detection`:
+The detectors (:mod:`common.tasks.detectors`) turn a scaled series into one
+score per point; :mod:`common.tasks.alarms` turns scores into alarm intervals
+and scores those against labels. This module runs them on a series, averaged
+down to about 500 points first (:func:`aggregate`), each way returning a
+:class:`Detection`:
 
 - :func:`audit` a recorded series: fit on all of it and mark what stands out,
-  with a threshold chosen from the scores (:mod:`common.tasks.alarms`).
+  with a threshold chosen from the scores.
 - :func:`monitor`: fit on a normal prefix, set the threshold on a held-out part
   of it, and alarm only after it. :func:`rescore` applies a fitted detector,
-  its scaler and its threshold to new data.
+  its scaler and its threshold to new data; :func:`save_detector` and
+  :func:`rescore_saved` keep and reuse them.
 
-Labels are used only by the scoring functions: alarm intervals by overlap
-(:func:`common.tasks.alarms.overlap_scores`), and, point by point, event-level
-precision, recall and F1 with a tolerance (:func:`event_scores`), ROC AUC
-(:func:`roc_auc`) and the UCR archive's top-1 rule (:func:`ucr_top1`).
-
->>> windows = label_windows([0, 1, 1, 0, 0, 0, 1, 0])
->>> windows
-[(1, 2), (6, 6)]
->>> event_scores([0, 0, 1, 0, 1, 1, 0, 0], windows)["recall"]
-0.5
+Around them, what an app needs: the series of a run (:func:`read_bundled`,
+:func:`read_labelled`, :func:`plan_window`), the tables a person reads
+(:func:`compare_detectors`, :func:`compare_files`) and the files a run saves
+(:func:`save_series`, :func:`save_files`).
 """
 
-import hashlib
-import math
+import json
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import keras
 import numpy as np
 import pandas as pd
 
+from common.data.csv_series import read_label_windows, read_series_csv
 from common.data.windows import StandardScaler, runs_of_true
-from common.tasks.alarms import find_alarms, intervals_to_mask, overlap_scores, smooth
-from common.scale.distribute import setup
-from common.models.recurrent import build_many_to_one
-from common.models.seq2seq import build_encoder_decoder
-from common.models.training import fit, set_seed
-
-# ---------------------------------------------------------------- events and windows
-
-
-def label_windows(is_anomaly):
-    """Contiguous runs of 1 in a 0/1 sequence, as inclusive ``(start, end)`` index pairs.
-
-    >>> label_windows([1, 1, 0, 1])
-    [(0, 1), (3, 3)]
-    """
-    return runs_of_true(is_anomaly)
-
-
-def event_scores(flags, windows):
-    """Event-level precision, recall and F1 of boolean ``flags`` against labelled ``windows``.
-
-    A labelled window is *found* when any flagged point falls inside it.
-    Flagged points outside every window are grouped into contiguous runs, and
-    each run is one *false alarm*. Precision is found / (found + false alarms),
-    recall is found / labelled windows. With no labelled window, recall and F1
-    are undefined (NaN) and precision is 0 if anything was flagged.
-
-    >>> event_scores([0, 1, 1, 0, 0, 1], [(1, 3)])
-    {'windows': 1, 'found': 1, 'false_alarms': 1, 'precision': 0.5, 'recall': 1.0, 'f1': 0.6666666666666666}
-
-    Args:
-        flags: (timesteps,) booleans, True where the detector raised an alarm.
-        windows: inclusive ``(start, end)`` index pairs, as from :func:`label_windows`.
-    """
-    flags = np.asarray(flags).astype(bool)
-    for start, end in windows:
-        if not 0 <= start <= end < len(flags):
-            raise ValueError(
-                f"Expected windows inside 0..{len(flags) - 1} with start <= end. Received: ({start}, {end})"
-            )
-    found = sum(bool(flags[start : end + 1].any()) for start, end in windows)
-    outside = flags & ~intervals_to_mask(windows, len(flags))
-    false_alarms = len(label_windows(outside))
-    precision = found / (found + false_alarms) if found + false_alarms else math.nan
-    recall = found / len(windows) if windows else math.nan
-    f1 = (
-        2 * precision * recall / (precision + recall)
-        if precision + recall > 0
-        else (0.0 if windows else math.nan)
-    )
-    return {
-        "windows": len(windows),
-        "found": found,
-        "false_alarms": false_alarms,
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
-    }
-
-
-def roc_auc(scores, is_anomaly):
-    """Point-level ROC AUC: the chance a random anomalous point outscores a random normal one.
-
-    Computed from ranks (the Mann-Whitney statistic); ties count half. NaN
-    scores are left out; NaN when either class is empty.
-
-    >>> roc_auc([0.1, 0.9, 0.4, 0.4], [0, 1, 0, 1])
-    0.875
-    """
-    scores, labels = np.asarray(scores, dtype="float64"), np.asarray(is_anomaly).astype(bool)
-    known = ~np.isnan(scores)
-    scores, labels = scores[known], labels[known]
-    positives, negatives = int(labels.sum()), int((~labels).sum())
-    if positives == 0 or negatives == 0:
-        return math.nan
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores))
-    sorted_scores = scores[order]
-    # Average rank (1-based) over each run of tied scores.
-    _, first_index, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    for first, count in zip(first_index, counts):
-        ranks[order[first : first + count]] = first + (count + 1) / 2
-    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
-
-
-def ucr_top1(scores, windows, tolerance=100):
-    """The UCR anomaly archive's rule: does the single highest score fall in the labelled anomaly?
-
-    As in the archive's KDD Cup 2021 competition, a location within ``tolerance``
-    points of the labelled window counts. Only defined (True/False) for a series
-    with exactly one labelled window; otherwise None.
-
-    >>> ucr_top1([0, 0, 5, 0, 0], [(2, 2)], tolerance=0)
-    True
-    """
-    if len(windows) != 1:
-        return None
-    scores = np.asarray(scores, dtype="float64")
-    peak = int(np.nanargmax(scores))
-    start, end = windows[0]
-    return bool(start - tolerance <= peak <= end + tolerance)
-
-
-# ---------------------------------------------------------------- from window errors to point scores
-
-
-def point_scores_from_window_errors(errors, starts, length):
-    """Per-point score: the mean, over every window covering a point, of that window's error at it.
-
-    >>> errors = np.array([[1.0, 3.0], [5.0, 7.0]])   # windows starting at 0 and 1, length 2
-    >>> point_scores_from_window_errors(errors, np.array([0, 1]), length=4)
-    array([ 1.,  4.,  7., nan])
-
-    Args:
-        errors: (num_windows, window) error of each window at each of its positions.
-            A detector with one score per window repeats it along the window.
-        starts: (num_windows,) start index of each window in the series.
-        length: number of points in the series.
-
-    Returns:
-        (length,) scores; NaN where no window covers the point.
-    """
-    errors = np.asarray(errors, dtype="float64")
-    window = errors.shape[1]
-    positions = (np.asarray(starts)[:, None] + np.arange(window)).ravel()
-    totals = np.bincount(positions, weights=errors.ravel(), minlength=length)
-    counts = np.bincount(positions, minlength=length)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 0, totals / np.maximum(counts, 1), np.nan)
-
-
-def threshold_from_normal(normal_scores, factor=1.5):
-    """Alarm threshold: ``factor`` times the highest score on held-out normal data.
-
-    The held-out part must be data the detector was *not* fitted on: a model's
-    errors on its own training windows are smaller than on anything new.
-    ``factor`` above 1 leaves a margin for normal data a little stranger than
-    any seen so far.
-    """
-    normal_scores = np.asarray(normal_scores, dtype="float64")
-    normal_scores = normal_scores[~np.isnan(normal_scores)]
-    if normal_scores.size == 0:
-        raise ValueError("Expected some scored points in the held-out normal part. Received: none")
-    return float(factor * normal_scores.max())
-
-
-def _as_2d(series, dtype="float32"):
-    series = np.asarray(series, dtype=dtype)
-    return series[:, None] if series.ndim == 1 else series
-
-
-def _fit_scaler(values):
-    """A StandardScaler on float64 values; refuses spreads no float can hold (values near 1e308)."""
-    scaler = StandardScaler().fit(values)
-    if not (np.isfinite(scaler.mean).all() and np.isfinite(scaler.scale).all()):
-        largest = float(np.nanmax(np.abs(values)))
-        raise ValueError(
-            f"Expected values whose mean and spread fit in a float. Received values as large as "
-            f"{largest:.3g}; divide the series by a power of ten first"
-        )
-    return scaler
-
-
-def sliding_windows(series, window):
-    """All windows of ``window`` consecutive points, (num_windows, window, channels), a read-only view."""
-    series = _as_2d(series)
-    if len(series) < window:
-        raise ValueError(
-            f"Expected a series of at least window = {window} points. Received: {len(series)} points"
-        )
-    return np.lib.stride_tricks.sliding_window_view(series, window, axis=0).transpose(0, 2, 1)
-
-
-# ---------------------------------------------------------------- baselines
-
-
-class RollingZScore:
-    """How far each point lies from the median of the ``window`` points before it, in robust standard deviations.
-
-    The median and the median absolute deviation (MAD, times 1.4826 so it
-    matches the standard deviation for Gaussian data) ignore a few outliers, so
-    one spike does not hide the next. With several channels a point scores its
-    largest channel. Nothing is learned; ``fit`` does nothing.
-    """
-
-    name = "rolling z-score"
-    quiet_below = (
-        3.0  # robust standard deviations: closer than this to the recent median is never news
-    )
-
-    def __init__(self, window=64):
-        self.window = int(window)
-
-    def fit(self, normal_series, **unused):
-        return self
-
-    def state(self):
-        return {}
-
-    def set_state(self, state):
-        return self
-
-    def score(self, series):
-        series = _as_2d(series).astype("float64")
-        past = sliding_windows(series, self.window)[:-1]  # past[i] holds points i .. i + window - 1
-        median = np.median(past, axis=1)
-        spread = 1.4826 * np.median(np.abs(past - median[:, None]), axis=1)
-        spread = np.maximum(
-            spread, 1e-3
-        )  # a flat stretch would divide by zero; series are scaled to unit variance
-        current = series[self.window :]
-        scores = np.full(len(series), np.nan)
-        scores[self.window :] = (np.abs(current - median) / spread).max(axis=1)
-        return scores
-
-    def config(self):
-        return {"window": self.window}
-
-
-class MatrixProfileDiscord:
-    """Distance from each window to its nearest neighbour among the normal training windows.
-
-    The matrix profile (Yeh et al., 2016) gives every subsequence the distance
-    to its most similar other subsequence, after z-normalising both (so only
-    shape counts, not level or scale); a subsequence far from everything is a
-    *discord*. Here the neighbours are searched in the normal training part
-    only (an AB-join), so a strange shape that repeats in the test part is
-    still strange. Channels are scored separately and averaged. A point's score
-    is the mean over the windows covering it.
-
-    Exact, in NumPy: windows become z-normalised rows, and one matrix product
-    per block gives all their correlations; distance = sqrt(2 * window * (1 - correlation)).
-    """
-
-    name = "matrix-profile discord"
-    quiet_below = 1.0  # about a correlation of 0.99 with the nearest window at window 64: a repeat
-
-    def __init__(self, window=64, block_size=2048):
-        self.window = int(window)
-        self.block_size = block_size
-        self.reference = None
-
-    def fit(self, normal_series, **unused):
-        self.reference = _as_2d(normal_series).astype("float64")
-        if len(self.reference) < self.window + 1:
-            raise ValueError(
-                f"Expected a normal part longer than window = {self.window}. Received: {len(self.reference)} points"
-            )
-        return self
-
-    @staticmethod
-    def _znormalise(windows):
-        centred = windows - windows.mean(axis=1, keepdims=True)
-        spread = centred.std(axis=1, keepdims=True)
-        return np.where(spread > 1e-8, centred / np.maximum(spread, 1e-8), 0.0)
-
-    def state(self):
-        return {"reference": self.reference.tolist()}
-
-    def set_state(self, state):
-        self.reference = np.asarray(state["reference"], dtype="float64")
-        return self
-
-    def window_scores(self, series, exclude_offset=None):
-        """Nearest-neighbour distance of every window of ``series`` to the reference windows.
-
-        ``exclude_offset``: when ``series`` starts at that index of the series the
-        reference was cut from (e.g. 0: it *is* the reference), windows overlapping
-        a reference window by more than half are not its neighbours (a trivial match).
-        """
-        series = _as_2d(series).astype("float64")
-        distances = np.zeros(len(series) - self.window + 1)
-        for channel in range(series.shape[1]):
-            references = self._znormalise(
-                sliding_windows(self.reference[:, channel], self.window)[..., 0]
-            )
-            queries = self._znormalise(sliding_windows(series[:, channel], self.window)[..., 0])
-            nearest = np.empty(len(queries))
-            for block_start in range(0, len(queries), self.block_size):
-                block = queries[block_start : block_start + self.block_size]
-                correlation = block @ references.T / self.window
-                if exclude_offset is not None:
-                    query_index = exclude_offset + block_start + np.arange(len(block))[:, None]
-                    trivial = (
-                        np.abs(query_index - np.arange(len(references))[None, :]) < self.window // 2
-                    )
-                    correlation = np.where(trivial, -np.inf, correlation)
-                nearest[block_start : block_start + len(block)] = correlation.max(axis=1)
-            distances += np.sqrt(np.maximum(2 * self.window * (1 - nearest), 0.0))
-        return distances / series.shape[1]
-
-    def score(self, series, exclude_offset=None):
-        if exclude_offset is None and np.array_equal(_as_2d(series), self.reference):
-            exclude_offset = 0  # an audit: the series is its own reference, so skip self-matches
-        window_scores = self.window_scores(series, exclude_offset)
-        errors = np.repeat(window_scores[:, None], self.window, axis=1)
-        return point_scores_from_window_errors(
-            errors, np.arange(len(window_scores)), len(_as_2d(series))
-        )
-
-    def config(self):
-        return {"window": self.window}
-
-
-class HoltWinters:
-    """Baseline: the error of a Holt-Winters forecast of each point from the points before it.
-
-    Classical exponential smoothing (statsmodels' ``ExponentialSmoothing``)
-    with an additive trend, and an additive season when the fitted series has
-    one (:func:`dominant_period`). Its smoothing weights are fitted once; new
-    data is then run through the same weights, so scores of a monitored series
-    use nothing learned from it.
-    """
-
-    name = "Holt-Winters"
-    quiet_below = 0.1  # standard deviations of the scaled series, as for the LSTM forecaster
-
-    def __init__(self, window=48):
-        self.window = int(window)  # unused: exponential smoothing looks at the whole past
-        self.period, self.params = None, None
-
-    def _model(self, values, params=None):
-        from statsmodels.tsa.holtwinters import ExponentialSmoothing
-
-        seasonal = "add" if self.period else None
-        if params is None:
-            return ExponentialSmoothing(
-                values,
-                trend="add",
-                seasonal=seasonal,
-                seasonal_periods=self.period,
-                initialization_method="estimated",
-            )
-        return ExponentialSmoothing(
-            values,
-            trend="add",
-            seasonal=seasonal,
-            seasonal_periods=self.period,
-            initialization_method="known",
-            initial_level=params["initial_level"],
-            initial_trend=params["initial_trend"],
-            initial_seasonal=params["initial_seasons"] if self.period else None,
-        )
-
-    def fit(self, normal_series, **unused):
-        import statsmodels.tsa.holtwinters  # noqa: F401  before silencing: its import sets a filter
-
-        series = _as_2d(normal_series).astype("float64")
-        self.period = dominant_period(series, max_lag=len(series) // 3)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # statsmodels warns about its optimiser's convergence
-            fitted = [
-                self._model(series[:, channel]).fit().params for channel in range(series.shape[1])
-            ]
-        keys = (
-            "smoothing_level",
-            "smoothing_trend",
-            "smoothing_seasonal",
-            "initial_level",
-            "initial_trend",
-            "initial_seasons",
-        )
-        self.params = [
-            {key: np.asarray(p[key]).tolist() for key in keys if key in p} for p in fitted
-        ]
-        return self
-
-    def score(self, series):
-        series = _as_2d(series).astype("float64")
-        errors = []
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for channel, params in enumerate(self.params):
-                model = self._model(series[:, channel], params)
-                weights = {key: params[key] for key in params if key.startswith("smoothing")}
-                fitted = model.fit(optimized=False, **weights).fittedvalues
-                errors.append(np.abs(series[:, channel] - fitted))
-        return np.mean(errors, axis=0)
-
-    def state(self):
-        return {"period": self.period, "params": self.params}
-
-    def set_state(self, state):
-        self.period, self.params = state["period"], state["params"]
-        return self
-
-
-# ---------------------------------------------------------------- recurrent detectors
-
-
-def build_lstm_autoencoder(window, channels, units=32, cell="lstm"):
-    """An encoder-decoder that must squeeze a whole window through its final state, then rebuild it.
-
-    Built by :func:`common.build_encoder_decoder`. The decoder reads zeros
-    (an "unconditioned" decoder, Srivastava et al., 2015), not the shifted
-    window that teacher forcing would give it: with the true previous value at
-    every step it could simply copy, and would rebuild anomalies as well as
-    normal data. Everything it knows about the window passes through the
-    encoder's ``units``-wide state, which is fitted to normal shapes only.
-
-    >>> model = build_lstm_autoencoder(window=16, channels=2, units=8)
-    >>> [tuple(spec.shape) for spec in model.inputs], tuple(model.output.shape)
-    ([(None, 16, 2), (None, 16, 1)], (None, 16, 2))
-    """
-    return build_encoder_decoder(
-        (window, channels), (window, 1), channels, cell=cell, units=units, name="lstm_autoencoder"
-    )
-
-
-def build_lstm_forecaster(window, channels, units=32, cell="lstm"):
-    """Many-to-one network predicting the next point of every channel from the ``window`` points before it."""
-    return build_many_to_one(
-        (window, channels), channels, cell=cell, units=units, name="lstm_forecaster"
-    )
-
-
-def _select(examples, keep):
-    """Rows ``keep`` (a boolean mask or indices) of ``(inputs, targets)``; either may be a list."""
-
-    def pick(arrays):
-        return [array[keep] for array in arrays] if isinstance(arrays, list) else arrays[keep]
-
-    return pick(examples[0]), pick(examples[1])
-
-
-def _first(arrays):
-    return arrays[0] if isinstance(arrays, list) else arrays
-
-
-def evenly_spaced(examples, max_count):
-    """At most ``max_count`` examples, evenly spaced in time, from ``(inputs, targets)`` arrays or lists of arrays."""
-    targets = examples[1]
-    count = len(targets[0] if isinstance(targets, list) else targets)
-    if count <= max_count:
-        return examples
-    return _select(examples, np.linspace(0, count - 1, max_count).round().astype(int))
-
-
-class _RecurrentDetector:
-    """Shared training loop: fit on windows of the normal part, early-stop on a held-out normal tail.
-
-    Neighbouring windows overlap almost entirely, so a long normal part is
-    thinned to ``max_windows`` evenly spaced windows: the training time stays
-    bounded and little is lost.
-
-    Training is short on purpose (10 epochs, stopping after 2 without
-    improvement): an audit fits on data that holds the anomalies, and a network
-    trained longer learns them too. On the NAB development folders, 10 epochs
-    and patience 2 gave pooled overlap F1 0.731 and 0.698 (seeds 42 and 0)
-    where 20 and 3 gave 0.667 and 0.667, and 40 and 5 gave 0.635.
-    """
-
-    max_windows = 2000
-    patience = 2
-    quiet_below = 0.1  # standard deviations of the scaled series: an error this small is not news
-
-    def __init__(
-        self, window=48, units=32, epochs=10, batch_size=64, model=None, verbose=0, patience=None,
-        distribution=None,
-    ):  # fmt: skip
-        self.window, self.units, self.epochs, self.batch_size = (
-            int(window),
-            units,
-            epochs,
-            batch_size,
-        )
-        self.model, self.verbose, self.distribution = model, verbose, distribution
-        if patience is not None:  # e.g. longer training on data known to be normal
-            self.patience = patience
-        self.epochs_run = 0
-
-    def fit(self, normal_series, validation_series=None, max_seconds=None):
-        """Fit on windows of ``normal_series`` (timesteps, channels).
-
-        Early stopping watches ``validation_series`` when given (a monitor's
-        held-out normal tail); otherwise every tenth window is held out (an audit).
-        """
-        normal_series = _as_2d(normal_series)
-        distribution = self.distribution or setup("none")
-        if self.model is None:
-            with distribution.scope():  # the weights are mirrored on every replica
-                self.model = self.build(normal_series.shape[1])
-                self.compile(self.model)
-        examples = evenly_spaced(self.examples(normal_series), self.max_windows)
-        if validation_series is not None:
-            train = examples
-            validation = evenly_spaced(
-                self.examples(_as_2d(validation_series)), self.max_windows // 2
-            )
-        else:
-            every_tenth = np.arange(len(_first(examples[1]))) % 10 == 9
-            train, validation = _select(examples, ~every_tenth), _select(examples, every_tenth)
-        history = fit(
-            self.model,
-            train,
-            validation,
-            epochs=self.epochs,
-            batch_size=distribution.global_batch(self.batch_size),
-            patience=self.patience,
-            max_seconds=max_seconds,
-            verbose=self.verbose,
-            distribution=distribution,
-            # one name per series, the same on every worker and after a restart
-            name=hashlib.sha1(normal_series.tobytes()).hexdigest()[:16],
-        )
-        self.model = distribution.local_copy(self.model)  # scores are computed on one device
-        self.epochs_run = len(history.history["loss"])
-        self.history = history
-        return self
-
-    def compile(self, model):
-        model.compile(optimizer=keras.optimizers.Adam(2e-3, clipnorm=1.0), loss="mse")
-
-    def state(self):
-        """What besides the model a saved run needs to score like this one (JSON-ready)."""
-        return {}
-
-    def set_state(self, state):
-        return self
-
-
-class LSTMAutoencoder(_RecurrentDetector):
-    """Scores each point by how badly the autoencoder rebuilds it, averaged over the windows covering it."""
-
-    name = "LSTM autoencoder"
-
-    def build(self, channels):
-        return build_lstm_autoencoder(self.window, channels, self.units)
-
-    def _inputs(self, windows):
-        return [windows, np.zeros(windows.shape[:2] + (1,), dtype="float32")]
-
-    def examples(self, series):
-        windows = np.ascontiguousarray(sliding_windows(series, self.window))
-        return self._inputs(windows), windows
-
-    def score(self, series, batch_size=1024):
-        series = _as_2d(series)
-        windows = np.ascontiguousarray(sliding_windows(series, self.window))
-        rebuilt = self.model.predict(self._inputs(windows), batch_size=batch_size, verbose=0)
-        errors = ((rebuilt - windows) ** 2).mean(
-            axis=2
-        )  # (num_windows, window): squared error, mean over channels
-        return point_scores_from_window_errors(errors, np.arange(len(windows)), len(series))
-
-
-class LSTMForecaster(_RecurrentDetector):
-    """Scores each point by the absolute error of predicting it from the ``window`` points before it.
-
-    With several channels, the error is averaged over channels. The first
-    ``window`` points have no prediction and score NaN.
-    """
-
-    name = "LSTM forecaster"
-
-    def build(self, channels):
-        return build_lstm_forecaster(self.window, channels, self.units)
-
-    def examples(self, series):
-        windows = np.ascontiguousarray(sliding_windows(series[:-1], self.window))
-        return windows, series[self.window :]
-
-    def score(self, series, batch_size=1024):
-        series = _as_2d(series)
-        inputs, targets = self.examples(series)
-        predicted = self.model.predict(inputs, batch_size=batch_size, verbose=0)
-        scores = np.full(len(series), np.nan)
-        scores[self.window :] = np.abs(predicted - targets).mean(axis=1)
-        return scores
-
-
-def build_lstm_aer(window, channels, units=32):
-    """A bidirectional LSTM that predicts both neighbours of a window and rebuilds the window.
-
-    After AER (Wong et al., IEEE BigData 2022), the best of the published
-    pipelines on NAB: a bidirectional encoder reads ``window`` points; from its
-    state one head predicts the point just after them (forward), one the point
-    just before them (backward), and a decoder rebuilds the window itself. The
-    reconstruction task regularises the encoder; the anomaly score uses the
-    two predictions.
-
-    >>> model = build_lstm_aer(window=16, channels=2, units=8)
-    >>> [tuple(output.shape) for output in model.outputs]
-    [(None, 2), (None, 2), (None, 16, 2)]
-    """
-    inputs = keras.Input((window, channels), name="window")
-    state = keras.layers.Bidirectional(keras.layers.LSTM(units), name="encoder")(inputs)
-    forward = keras.layers.Dense(channels, name="next_point")(state)
-    backward = keras.layers.Dense(channels, name="previous_point")(state)
-    repeated = keras.layers.RepeatVector(window)(state)
-    decoded = keras.layers.LSTM(units, return_sequences=True, name="decoder")(repeated)
-    rebuilt = keras.layers.TimeDistributed(keras.layers.Dense(channels), name="rebuilt")(decoded)
-    return keras.Model(inputs, [forward, backward, rebuilt], name="lstm_aer")
-
-
-def robust_center_and_scale(values):
-    """Median and MAD (times 1.4826, the standard deviation for Gaussian data) of the finite values.
-
-    >>> robust_center_and_scale([1.0, 2.0, 3.0, 100.0, np.nan])
-    (2.5, 1.4826)
-    """
-    values = np.asarray(values, dtype="float64")
-    values = values[np.isfinite(values)]
-    center = float(np.median(values))
-    scale = 1.4826 * float(np.median(np.abs(values - center)))
-    if scale <= 1e-12:  # more than half the errors are equal: fall back to the spread
-        scale = float(values.std()) or 1.0
-    return center, scale
-
-
-class BidirectionalLSTM(_RecurrentDetector):
-    """Scores each point by how badly it is predicted from the window after it and the window before it.
-
-    The forward head predicts a point from the ``window`` points before it, the
-    backward head from the ``window`` points after it. Each head's absolute
-    error becomes a robust z-score (median and MAD of that head's errors on the
-    fitted data, so one head's scale does not drown the other's) and a point
-    scores the mean of its two. The first and last points have one side only.
-    """
-
-    name = "bidirectional LSTM (AER)"
-    quiet_below = 0.0  # robust z-scores: their typical size is known, so no floor is needed
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.centers, self.scales = None, None
-
-    def build(self, channels):
-        return build_lstm_aer(self.window, channels, self.units)
-
-    def compile(self, model):
-        model.compile(
-            optimizer=keras.optimizers.Adam(2e-3, clipnorm=1.0),
-            loss=["mse", "mse", "mse"],
-            loss_weights=[0.25, 0.25, 0.5],
-        )
-
-    def examples(self, series):
-        """Segments of ``window + 2`` points: the middle ``window`` is read, the two ends predicted."""
-        segments = np.ascontiguousarray(sliding_windows(series, self.window + 2))
-        middle = segments[:, 1:-1]
-        return middle, [segments[:, -1], segments[:, 0], middle]
-
-    def fit(self, normal_series, validation_series=None, max_seconds=None):
-        super().fit(normal_series, validation_series, max_seconds)
-        errors = self._errors(_as_2d(normal_series))
-        self.centers, self.scales = zip(*(robust_center_and_scale(e) for e in errors))
-        return self
-
-    def _errors(self, series):
-        """(forward, backward) absolute errors per point, NaN where a head cannot reach."""
-        inputs, (after, before, _) = self.examples(series)
-        forward, backward, _ = self.model.predict(inputs, batch_size=1024, verbose=0)
-        count = len(inputs)
-        forward_errors = np.full(len(series), np.nan)
-        forward_errors[self.window + 1 :] = np.abs(forward - after).mean(axis=1)
-        backward_errors = np.full(len(series), np.nan)
-        backward_errors[:count] = np.abs(backward - before).mean(axis=1)
-        return forward_errors, backward_errors
-
-    def score(self, series):
-        errors = self._errors(_as_2d(series))
-        z_scores = [(e - c) / s for e, c, s in zip(errors, self.centers, self.scales)]
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a point no head reaches stays NaN
-            return np.nanmean(np.stack(z_scores), axis=0)
-
-    def state(self):
-        return {"centers": list(self.centers), "scales": list(self.scales)}
-
-    def set_state(self, state):
-        self.centers, self.scales = tuple(state["centers"]), tuple(state["scales"])
-        return self
-
-
-# ---------------------------------------------------------------- one registry, one pipeline
-
-DETECTORS = {
-    "bidirectional": BidirectionalLSTM,
-    "forecaster": LSTMForecaster,
-    "autoencoder": LSTMAutoencoder,
-    "zscore": RollingZScore,
-    "discord": MatrixProfileDiscord,
-    "holt-winters": HoltWinters,
+from common.models.training import set_seed
+from common.report.metrics import print_table
+from common.report.plots import plot_alarms
+from common.tasks.alarms import (
+    find_alarms,
+    intervals_to_mask,
+    overlap_scores,
+    pooled_scores,
+    roc_auc,
+    smooth,
+    threshold_from_normal,
+)
+from common.tasks.detectors import (
+    DETECTORS,
+    NAMES,
+    RECURRENT,
+    as_2d,
+    dominant_period,
+    make_detector,
+)
+
+# name: (file in the repository's data/, length of its known normal prefix or None); see
+# data/README.md.
+BUNDLED = {
+    "machine-temperature": ("anomaly_nab_machine_temperature.csv.gz", None),
+    "internal-bleeding16": ("anomaly_internal_bleeding16.csv.gz", 1200),
+    "ecg-diff-count-3": ("anomaly_ecg_diff_count_3.csv.gz", 10000),
+    "daphnet-s06r02e0": ("anomaly_daphnet_s06r02e0.csv.gz", 3520),
 }
-RECURRENT = ("bidirectional", "forecaster", "autoencoder")
+BASELINES = ("zscore", "discord", "holt-winters")  # shown beside the chosen detector
+
+# ---------------------------------------------------------------- the series of a run
 
 
-def make_detector(
-    name, window=48, units=32, epochs=10, batch_size=64, model=None, verbose=0, distribution=None
-):
-    """A detector from :data:`DETECTORS` by name; the recurrent ones also take training settings.
+def read_bundled(folder, name):
+    """A bundled series from ``folder`` (data/) by its :data:`BUNDLED` name.
 
-    ``verbose`` is Keras' training progress: 0 silent, 1 a progress bar, 2 one line per epoch.
-    ``distribution`` (a :class:`common.scale.distribute.Distribution`) trains data-parallel;
-    ``batch_size`` is then per replica.
-
-    >>> make_detector("zscore", window=16).window
-    16
+    Its ``normal_end`` is the length of its known normal prefix, or None.
     """
-    if name not in DETECTORS:
-        raise ValueError(f"Expected a detector in {sorted(DETECTORS)}. Received: {name!r}")
-    if name in RECURRENT:
-        return DETECTORS[name](
-            window, units, epochs, batch_size, model=model, verbose=verbose,
-            distribution=distribution,
-        )  # fmt: skip
-    return DETECTORS[name](window)
+    file_name, normal_end = BUNDLED[name]
+    found = read_series_csv(Path(folder) / file_name, name=name)
+    found.normal_end = normal_end
+    return found
 
 
-def dominant_period(values, max_lag=None, min_correlation=0.3):
-    """The lag of the strongest repeating pattern (autocorrelation peak), or None.
+def read_labelled(path, name, labels=None, **reading):
+    """One CSV series (``reading``: :func:`read_series_csv`'s options), checked for scaling.
 
-    Args:
-        values: (timesteps,) or (timesteps, channels); the first channel is used.
-        max_lag: longest period considered (default: a third of the series).
-        min_correlation: a peak weaker than this is no season.
-
-    >>> day = np.sin(2 * np.pi * np.arange(960) / 48)
-    >>> dominant_period(day)
-    48
+    ``labels``: a JSON or CSV file of ``[start, end]`` windows (NAB's
+    ``combined_windows.json`` too); its windows for ``name`` become the series'
+    ``label_windows`` and ``is_anomaly``. Raises ValueError naming the file.
     """
-    values = _as_2d(values, "float64")[:, 0]
-    values = values - values.mean()
-    if not values.any():
-        return None
-    max_lag = int(max_lag or len(values) // 3)
-    spectrum = np.fft.rfft(values, 2 * len(values))
-    correlation = np.fft.irfft(spectrum * np.conj(spectrum))[: max_lag + 1]
-    correlation /= correlation[0]
-    peaks = [
-        lag
-        for lag in range(2, max_lag)
-        if correlation[lag] >= correlation[lag - 1] and correlation[lag] > correlation[lag + 1]
-    ]
-    peaks = [lag for lag in peaks if correlation[lag] >= min_correlation]
-    return max(peaks, key=lambda lag: correlation[lag]) if peaks else None
+    found = read_series_csv(path, **reading, name=name)
+    if labels is not None:
+        found.label_windows = read_label_windows(labels, name, found.times)
+        found.is_anomaly = intervals_to_mask(found.label_windows, len(found))
+    with np.errstate(all="ignore"):  # values near 1e308: their spread overflows
+        spread = np.std(found.values, axis=0)
+    if not np.isfinite(spread).all():
+        raise ValueError(
+            f"{name}: values up to {np.abs(found.values).max():.3g} are too large to scale; "
+            "divide the series by a power of ten first"
+        )
+    return found
+
+
+def plan_window(values, window=48, normal_end=None):
+    """``(points, window, period)``: what a detector fits on, and the window it can read there.
+
+    Detectors read the series averaged down to about 500 points; ``points``
+    counts those in the part fitted on (all of it, or ``[0, normal_end)``),
+    ``period`` is their seasonal period or None, and ``window`` is the given
+    one when it fits, else shorter (:func:`choose_window`).
+    """
+    fitted = normal_end if normal_end else len(values)
+    coarse = aggregate(values[:fitted], aggregation_factor(fitted))
+    period = dominant_period(coarse, max_lag=len(coarse) // 8)
+    return len(coarse), choose_window(len(coarse), window, period), period
 
 
 def choose_window(length, default=48, period=None, min_window=2):
@@ -830,7 +154,7 @@ def aggregate(values, factor):
     >>> aggregate(np.arange(8.0), 3)[:, 0]
     array([1. , 4. , 6.5])
     """
-    values = _as_2d(values, "float64")
+    values = as_2d(values, "float64")
     if factor == 1:
         return values
     full = len(values) // factor * factor
@@ -927,6 +251,18 @@ class Detection:
         return intervals_to_mask(self.alarms, len(self.scores))
 
 
+def _fit_scaler(values):
+    """A StandardScaler on float64 values; refuses spreads no float can hold (values near 1e308)."""
+    scaler = StandardScaler().fit(values)
+    if not (np.isfinite(scaler.mean).all() and np.isfinite(scaler.scale).all()):
+        largest = float(np.nanmax(np.abs(values)))
+        raise ValueError(
+            f"Expected values whose mean and spread fit in a float. Received values as large as "
+            f"{largest:.3g}; divide the series by a power of ten first"
+        )
+    return scaler
+
+
 def audit(
     values, name="bidirectional", window=48, settings=None, seed=42, max_alarms=2, **training
 ):
@@ -947,7 +283,7 @@ def audit(
         max_alarms: with the default settings, keep at most this many alarms.
         training: ``units``, ``epochs``, ``batch_size``, ``verbose`` for the recurrent detectors.
     """
-    values = _as_2d(values, "float64")  # float32 would lose a spike on a level of 1e10
+    values = as_2d(values, "float64")  # float32 would lose a spike on a level of 1e10
     detector = make_detector(name, window, **training)
     settings = settings or Settings.for_length(
         len(values), floor=detector.quiet_below, max_alarms=max_alarms
@@ -985,7 +321,7 @@ def monitor(
     Returns:
         A :class:`Detection` whose alarms all lie at or after the prefix.
     """
-    values = _as_2d(values, "float64")
+    values = as_2d(values, "float64")
     detector = make_detector(name, window, **training)
     settings = settings or Settings.for_length(normal_end, floor=detector.quiet_below)
     coarse = aggregate(values, settings.factor)
@@ -1005,10 +341,7 @@ def monitor(
     fit_seconds = time.perf_counter() - started
     # Score the prefix on its own, so no window reaching past it shapes the threshold.
     held_out = smooth(detector.score(scaled[:prefix]), settings.span)[fit_end:]
-    held_out = held_out[np.isfinite(held_out)]
-    if held_out.size == 0:
-        raise ValueError("Expected scored points in the held-out normal part. Received: none")
-    threshold = max(threshold_factor * float(held_out.max()), settings.floor)
+    threshold = max(threshold_from_normal(held_out, threshold_factor), settings.floor)
     detection = rescore(
         values, name, detector, scaler, settings, threshold, scored_from=prefix * settings.factor
     )
@@ -1023,7 +356,7 @@ def rescore(values, name, detector, scaler, settings, threshold, scored_from=0):
     ``scored_from`` (a raw index) are dropped: those points were the detector's
     training data.
     """
-    values = _as_2d(values, "float64")
+    values = as_2d(values, "float64")
     coarse = scaler.transform(aggregate(values, settings.factor)).astype("float32")
     started = time.perf_counter()
     scores = detector.score(coarse)
@@ -1056,6 +389,16 @@ def rescore(values, name, detector, scaler, settings, threshold, scored_from=0):
         scored_from=scored_from,
         score_seconds=score_seconds,
     )
+
+
+def detect(values, name="bidirectional", window=48, normal_end=None, max_alarms=2, **options):
+    """An :func:`audit` of ``values``, or with a ``normal_end`` a :func:`monitor` of what follows it.
+
+    ``options``: ``seed`` and the training settings (``units``, ``epochs``, ...).
+    """
+    if normal_end is None:
+        return audit(values, name, window, max_alarms=max_alarms, **options)
+    return monitor(values, normal_end, name, window, **options)
 
 
 # ---------------------------------------------------------------- what a person reads
@@ -1116,6 +459,71 @@ def alarms_table(series, detection):
     return pd.DataFrame(rows, columns=["start", "end", "start_index", "end_index", "peak_score"])
 
 
+def compare_detectors(series, detections, chosen):
+    """Print one series' table (a row per detection) and how ``chosen`` fares; return the rows."""
+    rows = {NAMES[name]: evaluate(found, series.is_anomaly) for name, found in detections.items()}
+    labelled = series.is_anomaly is not None
+    how = (
+        " scored against labelled windows by overlap"
+        if labelled
+        else " (no labels: nothing to score against)"
+    )
+    print()
+    print_table(rows, digits=3, title=f"{series.name}: alarm intervals{how}")
+    mine = detections[chosen]
+    origin = "chosen from the scores" if mine.scored_from == 0 else "from held-out normal data"
+    print(
+        f"\n{len(mine.alarms)} alarm interval(s); threshold {mine.threshold:.4g} on the "
+        f"smoothed score ({origin})"
+    )
+    if labelled and series.is_anomaly.any() and len(rows) > 1:
+        f1 = rows[NAMES[chosen]]["f1"]
+        best = max(rows[NAMES[name]]["f1"] for name in BASELINES if name in detections)
+        verdict = "beats" if f1 > best else "ties with" if f1 == best else "does NOT beat"
+        print(
+            f"The {NAMES[chosen]} {verdict} the best baseline on overlap F1 ({f1:.3f} vs {best:.3f})."
+        )
+    return rows
+
+
+def compare_files(results, name, seconds):
+    """Print a table of one detector on several series (``(series, detection)`` pairs), pooled."""
+    rows = {series.name: evaluate(found, series.is_anomaly) for series, found in results}
+    labelled = [row for row in rows.values() if "tp" in row]
+    if labelled:
+        alarms = sum(row["alarms"] for row in rows.values())
+        rows["pooled"] = pooled_scores(labelled) | {"alarms": alarms}
+    print()
+    print_table(
+        rows,
+        columns=["alarms", "tp", "fp", "fn", "precision", "recall", "f1"],
+        digits=3,
+        title=f"{NAMES[name]}: alarm intervals per file, scored by overlap with labelled windows "
+        f"({seconds:.0f} s)",
+    )
+    return rows
+
+
+# ---------------------------------------------------------------- what a run saves
+
+
+def save_series(folder, series, detection, title):
+    """``scores.csv``, ``anomalies.csv`` and ``anomalies.png`` of one series in ``folder``."""
+    write = dict(index=False, float_format="%.9g")
+    scores_table(series, detection).to_csv(folder / "scores.csv", **write)
+    alarms_table(series, detection).to_csv(folder / "anomalies.csv", **write)
+    plot_alarms(folder / "anomalies.png", series, detection, title)
+
+
+def save_files(folder, results, rows):
+    """Several series: a sub-folder of :func:`save_series` files each, and ``summary.csv``."""
+    for series, detection in results:
+        name = series.name.replace("/", "__").removesuffix(".gz").removesuffix(".csv")
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        save_series(folder / name, series, detection, f"{series.name}: {NAMES[detection.name]}")
+    pd.DataFrame.from_dict(rows, orient="index").to_csv(folder / "summary.csv", float_format="%.6g")
+
+
 # ---------------------------------------------------------------- saved detectors
 
 
@@ -1126,8 +534,6 @@ def save_detector(folder, detection, **extra):
     reference windows, smoothing weights), the scaler, the settings and the
     threshold, plus any JSON-ready ``extra`` (the app adds its name and columns).
     """
-    import json
-
     folder = Path(folder)
     if detection.name in RECURRENT:
         detection.detector.model.save(folder / "model.keras")
@@ -1162,3 +568,43 @@ def load_detector(folder, saved, model=None):
         raise ValueError(
             f"Expected a complete saved detector in {folder}. Received: {error!r}"
         ) from None
+
+
+def read_saved_run(folder):
+    """A saved run's ``config.json`` contents; ValueError when ``folder`` holds no anomaly run."""
+    try:
+        saved = json.loads((Path(folder) / "config.json").read_text())
+        app = saved["app"]
+        if app == "anomaly" and saved["detector"] in DETECTORS:
+            return saved
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        app = None
+    if isinstance(app, str) and app.isidentifier() and app != "anomaly":
+        raise ValueError(f"a run of {app}.py, not of anomaly.py")
+    raise ValueError("no anomaly run there (config.json missing or damaged)")
+
+
+def rescore_saved(series, folder, saved, model=None):
+    """Score ``series`` with the run saved in ``folder`` (``saved``: its config.json); nothing is refitted.
+
+    ``model``: its loaded ``model.keras`` (recurrent detectors). Raises ValueError
+    when the saved run is damaged or does not fit the series.
+    """
+    try:
+        detector, scaler, settings, threshold = load_detector(folder, saved, model)
+        channels = len(saved["value_cols"]) if isinstance(saved["value_cols"], list) else None
+    except (ValueError, KeyError) as error:
+        raise ValueError(f"config.json is damaged ({error})") from None
+    if channels != len(series.columns):
+        raise ValueError(
+            f"{series.name}: the saved detector reads {channels} channel(s); "
+            f"this series has {len(series.columns)}"
+        )
+    needed = (saved["window"] + 2) * settings.factor
+    if len(series) < needed:
+        raise ValueError(f"{series.name}: {len(series)} points; the saved detector needs {needed}")
+    try:  # a saved run is a file like any other: a model and settings that do not match end here
+        return rescore(series.values, saved["detector"], detector, scaler, settings, threshold)
+    except Exception as error:  # noqa: BLE001  Keras and NumPy raise many types for a bad model
+        reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+        raise ValueError(f"model.keras and config.json do not match ({reason})") from None

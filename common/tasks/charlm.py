@@ -1,12 +1,14 @@
-"""Character-level language models: a vocabulary saved inside the model, and a fast sampler.
+"""Character-level language models: the text and its vocabulary, the model, its training run,
+a fast sampler and the run's report.
 
 A character model reads character ids and predicts, at every position, the
 logits of the next character (an aligned many-to-many network)::
 
     import common.tasks.charlm as generation
-    vocabulary = generation.CharacterVocabulary.from_text(training_text)
-    model = generation.build_char_model(vocabulary, cell="lstm", units=(256,))
-    train = generation.sequence_dataset(vocabulary.encode(training_text), 100, 64, seed=0)
+    corpus = generation.Corpus.from_text(text, seq_length=100, val_chars=100_000)
+    model = generation.build_char_model(corpus.vocabulary, cell="lstm", units=(256,))
+    generation.compile_char_model(model, learning_rate=5e-3)
+    train = generation.sequence_dataset(corpus.train_ids, 100, 64, seed=0)
     model.fit(train, steps_per_epoch=100, ...)
     sampler = generation.CharSampler(model)
     texts = sampler.generate("Romeo.\\n", length=500, samples=4, temperature=0.8, top_k=20)
@@ -27,17 +29,24 @@ module is imported (it registers the layer with Keras, package
 """
 
 import math
+import time
+from dataclasses import dataclass
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from common.data.windows import window_starts
 from common.models.recurrent import as_units_tuple, check_fraction, recurrent_layer
+from common.models.training import CosineDecayInTime
+from common.report.metrics import print_table
+from common.report.plots import plot_history
 
 PADDING_ID = 0  # reserved: the Embedding masks id 0 (mask_zero=True), so no character uses it
 UNKNOWN_ID = 1  # any character the training text did not contain
 FIRST_CHARACTER_ID = 2
 CHUNK = 128  # characters per call of the compiled generator
+VALIDATION_FRACTION = 0.1  # the last 10% of the text is held out
 
 
 @keras.saving.register_keras_serializable(package="rnn_workshop")
@@ -127,10 +136,9 @@ def build_char_model(
     for its inputs; the difference is before the head, where a plain
     ``Dropout`` layer draws a fresh mask at every position, fifty times as many
     random numbers per step. Inside an XLA-compiled CPU step that was the slow
-    part: LSTM-512 with dropout 0.2 trained at 5,200 characters per second
-    with it and 12,500 with locked masks, as fast as with no dropout (measured
-    on 2 CPU cores, 2026-12-05). The recurrent layers keep their default
-    settings, so a GPU still runs them with cuDNN.
+    part (the README has the measurement); locked masks train as fast as no
+    dropout. The recurrent layers keep their default settings, so a GPU still
+    runs them with cuDNN.
 
     Args:
         vocabulary: a :class:`CharacterVocabulary`.
@@ -170,40 +178,90 @@ def vocabulary_of(model):
     )
 
 
+# ---------------------------------------------------------------- the text
+
+
+def split_text(text, seq_length, validation_fraction=VALIDATION_FRACTION):
+    """The first 90% of ``text`` for training, the last 10% held out: split by position.
+
+    A random split would put neighbouring characters on both sides, so the
+    held-out loss would flatter the model.
+
+    >>> split_text("x" * 90 + "y" * 10, seq_length=5)[1]
+    'yyyyyyyyyy'
+
+    Raises:
+        ValueError: either part is shorter than one training sequence and its next character.
+    """
+    split = int(len(text) * (1 - validation_fraction))
+    train_text, held_out = text[:split], text[split:]
+    if min(len(train_text), len(held_out)) < seq_length + 1:
+        needed = math.ceil((seq_length + 1) / validation_fraction) + 1
+        raise ValueError(
+            f"the text is too short: {len(text):,} characters, but {seq_length + 1}-character "
+            f"training sequences with the last {validation_fraction:.0%} held out need at least "
+            f"{needed:,}"
+        )
+    return train_text, held_out
+
+
+@dataclass
+class Corpus:
+    """A text split by position, its characters as ids of the training part's vocabulary."""
+
+    text: str
+    train_text: str  # the first 90%
+    held_out: str  # the last 10%
+    vocabulary: CharacterVocabulary
+    train_ids: np.ndarray
+    val_ids: np.ndarray  # the scored start of the held-out text, one more id than is scored
+    source: str = ""  # where the text came from, for the report
+
+    @classmethod
+    def from_text(cls, text, seq_length, val_chars, source=""):
+        """Split ``text`` (:func:`split_text`) and encode it; ``val_chars`` held-out
+        characters are scored. The vocabulary is the training text's only: no leakage."""
+        train_text, held_out = split_text(text, seq_length)
+        vocabulary = CharacterVocabulary.from_text(train_text)
+        train_ids = vocabulary.encode(train_text)
+        val_ids = vocabulary.encode(held_out)[: val_chars + 1]
+        return cls(text, train_text, held_out, vocabulary, train_ids, val_ids, source)
+
+
 # ---------------------------------------------------------------- training data
 
 
 def sequence_dataset(ids, seq_length, batch_size, seed=None):
     """Batches of (inputs, targets): contiguous slices of ``ids``, targets shifted by one character.
 
-    With a ``seed`` (training), each slice starts at a random offset within its
-    stretch of the text and the slices are shuffled, and the stream repeats
-    forever; without (validation), the slices tile the text once, in order.
-    A text with fewer slices than ``batch_size`` gives smaller batches.
+    The slices sit on a grid of ``seq_length`` steps (``window_starts``, as
+    ``common.data.windows`` cuts series). With a ``seed`` (training), each
+    slice starts at a random offset within its stretch of the text and the
+    slices are shuffled, and the stream repeats forever; without (validation),
+    the slices tile the text once, in order. A text with fewer slices than
+    ``batch_size`` gives smaller batches.
+
+    Returns:
+        A dataset of int32 (inputs, targets) batches, each (batch, seq_length).
     """
     ids = tf.constant(ids, dtype=tf.int32)
-    positions = int(ids.shape[0]) - 1  # positions that have a next character
-    count = positions // seq_length
-    if count < 1:
-        raise ValueError(
-            f"Expected at least seq_length + 1 = {seq_length + 1} ids. Received: {positions + 1} ids"
-        )
+    # Each slice needs its next character: a "window" of seq_length and a "horizon" of 1.
+    starts = window_starts(int(ids.shape[0]), seq_length, horizon=1, stride=seq_length)
+    count = len(starts)
     if seed is None:
-        starts = tf.data.Dataset.range(0, count * seq_length, seq_length)
+        starts = tf.data.Dataset.from_tensor_slices(starts)
     else:
         if count > 1:
             count -= 1  # leave room for the random offset
-        offset_range = min(seq_length, positions - count * seq_length + 1)
+        offset_range = min(seq_length, int(ids.shape[0]) - count * seq_length)
         offsets = tf.data.Dataset.random(seed=seed).map(lambda value: value % offset_range)
         # Shuffle all slice positions (a few hundred KB of int64), afresh on every pass.
         starts = (
-            tf.data.Dataset.range(count)
+            tf.data.Dataset.from_tensor_slices(starts[:count])
             .shuffle(count, seed=seed, reshuffle_each_iteration=True)
             .repeat()
         )
-        starts = tf.data.Dataset.zip(starts, offsets).map(
-            lambda start, offset: start * seq_length + offset
-        )
+        starts = tf.data.Dataset.zip(starts, offsets).map(lambda start, offset: start + offset)
 
     def slice_pair(start):
         window = ids[start : start + seq_length + 1]
@@ -268,6 +326,185 @@ def loss_by_position(model, ids, length, batch_size=32):
         )
         total += keras.ops.convert_to_numpy(keras.ops.sum(losses, axis=0))
     return total / count
+
+
+# ---------------------------------------------------------------- the training run
+
+
+def compile_char_model(model, learning_rate, jit_compile=None):
+    """Adam, gradients clipped to norm 1, on the next character's cross-entropy from logits.
+
+    ``jit_compile=None`` lets :func:`use_xla` decide. Returns ``model``.
+    """
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate, clipnorm=1.0),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=use_xla() if jit_compile is None else jit_compile,
+    )
+    return model
+
+
+def use_xla():
+    """XLA compiles each training step into one fused program: faster on a CPU.
+
+    On a GPU, "auto" lets Keras pick the cuDNN kernels instead, which XLA cannot
+    compile; under a distribution strategy XLA cannot reach the other replicas' weights.
+    """
+    if tf.distribute.has_strategy():
+        return False
+    return "auto" if tf.config.list_physical_devices("GPU") else True
+
+
+def learning_rate_schedule(schedule, learning_rate, seconds):
+    """The callback that lowers the learning rate: ``"plateau"`` or ``"cosine"``.
+
+    ``"plateau"`` halves it whenever validation loss stops falling (repeatable:
+    it reads the loss, not the clock); ``"cosine"`` lowers it along a cosine to
+    a tenth of ``learning_rate`` by the end of ``seconds`` of training.
+    """
+    if schedule == "cosine":
+        return CosineDecayInTime(seconds, learning_rate, final_fraction=0.1)
+    if schedule == "plateau":
+        return keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.5, patience=1, min_lr=1e-4
+        )
+    raise ValueError(f'Expected schedule "plateau" or "cosine". Received: schedule={schedule!r}')
+
+
+class EpochReport(keras.callbacks.Callback):
+    """Per epoch: wall time, training speed, validation nats and bits per character, and a sample.
+
+    ``epochs`` collects one row (a dict) per epoch, ``samples`` a (row, text)
+    pair per epoch, and ``best_weights`` the weights of the lowest finite
+    validation loss so far (Ctrl-C skips EarlyStopping's restore, so they are
+    kept here too). ``sampler`` is a :class:`CharSampler` of the model.
+    """
+
+    def __init__(self, chars_per_batch, sample_prompt, sample_length, temperature, top_k, seed):
+        super().__init__()
+        self.chars_per_batch = chars_per_batch
+        self.sample_settings = dict(temperature=temperature, top_k=top_k, seed=seed)
+        self.sample_prompt, self.sample_length = sample_prompt, sample_length
+        self.epochs, self.samples = [], []
+        self.best_weights = None
+
+    def add_earlier(self, history):
+        """Rows for the epochs a resumed multi-worker run trained before it stopped (losses only)."""
+        earlier = len(history["loss"]) - len(self.epochs)
+        self.epochs[:0] = [
+            {
+                "epoch": epoch + 1,
+                "wall_seconds": math.nan,  # timed by the run that was stopped
+                "train_loss_nats": history["loss"][epoch],
+                "val_loss_nats": history["val_loss"][epoch],
+                "val_bits_per_char": history["val_loss"][epoch] / math.log(2),
+                "learning_rate": math.nan,  # not recorded by the run that was stopped
+                "train_chars_per_second": math.nan,
+            }
+            for epoch in range(earlier)
+        ]
+
+    @property
+    def best(self):
+        """The row of the epoch with the lowest validation loss."""
+        return min(self.epochs, key=lambda row: row["val_loss_nats"])
+
+    def on_train_begin(self, logs=None):
+        self.started = time.perf_counter()
+        self.sampler = CharSampler(self.model)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        # Speed is timed from the end of each epoch's first batch: the first one includes compilation.
+        if self.batches == 0:
+            self.timed_from = time.perf_counter()
+        self.batches += 1
+        self.last_batch_ended = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        training_seconds = max(self.last_batch_ended - self.timed_from, 1e-9)
+        val_loss = float(logs["val_loss"])
+        row = {
+            "epoch": epoch + 1,
+            "wall_seconds": round(time.perf_counter() - self.started, 2),
+            "train_loss_nats": float(logs["loss"]),
+            "val_loss_nats": val_loss,
+            "val_bits_per_char": val_loss / math.log(2),
+            "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
+            "train_chars_per_second": (self.batches - 1) * self.chars_per_batch / training_seconds
+            if self.batches > 1
+            else math.nan,  # one batch: the first is not timed (it includes compilation)
+        }
+        finite = [
+            old["val_loss_nats"] for old in self.epochs if math.isfinite(old["val_loss_nats"])
+        ]
+        if math.isfinite(val_loss) and (not finite or val_loss < min(finite)):
+            self.best_weights = self.model.get_weights()  # never a diverged (NaN) epoch
+        self.epochs.append(row)
+        text = self.sampler.generate(
+            self.sample_prompt, self.sample_length, **self.sample_settings
+        )[0]
+        self.samples.append((row, text))
+        speed = (
+            f"{row['train_chars_per_second']:,.0f} chars/s"
+            if math.isfinite(row["train_chars_per_second"])
+            else "(one batch: no speed)"
+        )
+        print(
+            f"epoch {row['epoch']:3d}  {row['wall_seconds'] / 60:5.2f} min  "
+            f"train {row['train_loss_nats']:.3f}  "
+            f"validation {val_loss:.3f} nats/char = {row['val_bits_per_char']:.3f} bits/char  "
+            f"{speed}   | {(self.sample_prompt + text)[:60]!r}",
+            flush=True,
+        )
+
+
+# Why a field of metrics.json can be NaN, for ``write_json``'s notes.
+RESUMED = "trained before a multi-worker run was restarted and resumed from its checkpoint"
+METRIC_NOTES = {
+    "wall_seconds": RESUMED,
+    "learning_rate": RESUMED,
+    "train_chars_per_second": "not timed: the epoch had one batch (the first is not timed), "
+    f"or was {RESUMED}",
+    "chars_per_second": "every epoch had one batch, and the first is not timed",
+}
+
+
+def run_metrics(corpus, report, baselines, model, training):
+    """A training run's record for metrics.json: the data, the model's and the training's
+    settings (dicts), every epoch's row, the best epoch's loss and the baselines'.
+
+    Args:
+        corpus: the :class:`Corpus` trained on.
+        report: the run's :class:`EpochReport`.
+        baselines: :func:`ngram_baselines` of the corpus.
+    """
+    best = report.best
+    return {
+        "data": corpus.source,
+        "characters": {
+            "total": len(corpus.text),
+            "train": len(corpus.train_text),
+            "validation_scored": len(corpus.val_ids) - 1,
+            "vocabulary": len(corpus.vocabulary.characters),
+        },
+        "model": model,
+        "training": training,
+        "epochs": report.epochs,
+        "best_epoch": best["epoch"],
+        "val_loss_nats": best["val_loss_nats"],
+        "val_bits_per_char": best["val_bits_per_char"],
+        "baselines_nats": baselines,
+    }
+
+
+def mean_speed(epochs):
+    """Mean training characters per second over the epochs that were timed (NaN if none)."""
+    speeds = [row["train_chars_per_second"] for row in epochs]
+    speeds = [speed for speed in speeds if math.isfinite(speed)]
+    return float(np.mean(speeds)) if speeds else math.nan
 
 
 # ---------------------------------------------------------------- sampling
@@ -480,3 +717,71 @@ def predict_window_loop(model, prompt, length, window=100, temperature=1.0, seed
         probabilities = np.exp((logits - logits.max()) / temperature)
         ids.append(int(rng.choice(len(probabilities), p=probabilities / probabilities.sum())))
     return vocabulary.decode(ids[window + len(prompt) :])
+
+
+# ---------------------------------------------------------------- reporting
+
+
+def print_validation_table(baselines, model_name, best, scored):
+    """Print each baseline beside the best epoch (a row of ``EpochReport.epochs``), in nats and
+    bits per character on ``scored`` held-out characters; return the table's rows."""
+    rows = {
+        name: {"nats/char": value, "bits/char": value / math.log(2)}
+        for name, value in baselines.items()
+    }
+    rows[f"{model_name} (best epoch, {best['epoch']})"] = {
+        "nats/char": best["val_loss_nats"],
+        "bits/char": best["val_bits_per_char"],
+    }
+    print()
+    title = f"Validation loss on {scored:,} held-out characters (lower is better):"
+    print_table(rows, title=title, digits=3)
+    return rows
+
+
+def print_samples(sampler, prompt, length, *, samples=1, temperature=1.0, top_k=0, seed=0):
+    """Generate ``samples`` continuations of ``prompt``, print each under a heading with the
+    time taken, and return them (see :meth:`CharSampler.generate`)."""
+    started = time.perf_counter()
+    texts = sampler.generate(
+        prompt, length, samples=samples, temperature=temperature, top_k=top_k, seed=seed
+    )
+    seconds = time.perf_counter() - started
+    for number, text in enumerate(texts, start=1):
+        heading = f"sample {number} of {len(texts)}" if len(texts) > 1 else "sample"
+        settings = f"temperature {temperature}" + (f", top-k {top_k}" if top_k else "")
+        print(f"\n----- {heading} ({settings}) -----")
+        print(prompt + text)
+    print(f"\n({len(texts) * length:,} characters in {seconds:.2f} s, compilation included)")
+    return texts
+
+
+def plot_losses(epochs, baselines, path):
+    """Training and validation loss against wall-clock minutes, beside the bigram baseline."""
+    bigram = baselines["bigram (previous character)"]
+    return plot_history(
+        {
+            "loss": [row["train_loss_nats"] for row in epochs],
+            "val_loss": [row["val_loss_nats"] for row in epochs],
+        },
+        path,
+        title="Character model",
+        x=[row["wall_seconds"] / 60 for row in epochs],
+        xlabel="wall-clock time (minutes)",
+        ylabel="loss (nats per character)",
+        labels=("training (running mean over the epoch)", "validation (held-out last 10%)"),
+        baselines={f"bigram baseline ({bigram:.2f})": bigram},
+    )
+
+
+def write_samples(path, prompt, epoch_samples, final_texts, best_epoch):
+    """The sample after each epoch (``EpochReport.samples``), then the final ones, as text."""
+    with open(path, "w", encoding="utf-8") as handle:
+        for row, sample in epoch_samples:
+            handle.write(
+                f"===== after epoch {row['epoch']} ({row['wall_seconds'] / 60:.2f} min, "
+                f"validation {row['val_loss_nats']:.3f} nats/char) =====\n"
+            )
+            handle.write(prompt + sample + "\n\n")
+        handle.write(f"===== final, best weights (epoch {best_epoch}) =====\n")
+        handle.write("\n\n".join(prompt + sample for sample in final_texts) + "\n")

@@ -1,13 +1,16 @@
-"""Text helpers: labels, reading text tables, a vocabulary, word vectors, length-bucketed batches, wide & deep.
+"""Sentiment, the one definition: corpora, text pipeline, the RNN classifier, wide & deep, scores.
 
-The pieces a text classifier needs around the recurrent network::
+apps/sentiment.py, notebook 09, bench/sentiment.py and the tests all import
+from here. The pieces a text classifier needs around the recurrent network::
 
     import common.tasks.sentiment as text
-    frame = text.read_text_table("reviews.csv", text_col="text", label_col="label")
+    corpus = text.load_table("reviews.csv", text_col="text", label_col="label")  # or load_imdb
+    train_texts, train_labels = corpus.splits["train"]
     vectorizer = text.make_vectorizer(train_texts, max_tokens=20000)     # training text only
     token_ids = text.vectorize(vectorizer, train_texts, max_length=200)
     vectors = text.pretrain_embeddings(token_ids, vectorizer.vocabulary_size(), 64)
     batches = text.bucketed_batches(token_ids, train_labels, batch_size=32)
+    classifier = text.build_classifier(vectorizer.vocabulary_size(), embedding_weights=vectors)
     deep = text.end_to_end_model(vectorizer, classifier, max_length=200)  # raw strings in
 
 and the n-gram model beside it, stacked on the validation split (wide & deep)::
@@ -16,6 +19,7 @@ and the n-gram model beside it, stacked on the validation split (wide & deep)::
     wide = text.ngram_logistic_model(tfidf, regression)              # scikit-learn's numbers, in Keras
     weights, bias, _ = text.fit_stack(text.log_odds(deep, wide, val_texts), val_labels)
     model = text.wide_and_deep_model(deep, wide, weights, bias)      # raw strings in, one probability
+    text.scores(test_labels, text.predict_texts(model, test_texts))  # accuracy, F1, ROC AUC
 
 The custom pieces a saved model holds (the standardizers, :class:`TruncateTokens`,
 :class:`TfIdf` and :class:`Logit`) are registered with Keras under the package
@@ -23,7 +27,10 @@ The custom pieces a saved model holds (the standardizers, :class:`TruncateTokens
 once ``common.tasks.sentiment`` has been imported.
 """
 
-import zlib
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -31,7 +38,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from common.data.csv_series import CSV_READ_ERRORS, error_reason
+from common.data.files import read_table
+from common.models.recurrent import build_many_to_one
+from common.models.training import set_seed
 
 # Every spelling of a binary label we accept, lower-cased. 1 is the positive class.
 LABEL_VALUES = {
@@ -80,12 +89,14 @@ def parse_labels(values, origin="labels", need_both=True):
 def read_text_table(
     path, text_col="text", label_col="label", origin=None, need_labels=True, need_both=True
 ):
-    """Read a CSV or TSV (``.tsv``/``.tab``, or tabs sniffed) into a frame with ``text`` and ``label`` columns.
+    """Read a CSV or TSV into a frame with ``text`` and ``label`` columns.
 
-    ``label`` holds 0/1 from :func:`parse_labels`; rows with an empty text are
-    dropped. With ``need_labels=False`` a missing label column is allowed and
-    ``label`` is absent from the result. A ``split`` column (train, validation,
-    test), if the file has one, is kept.
+    The separator is a tab for ``.tsv``/``.tab`` files, else sniffed; gzip is
+    unpacked by content (:func:`common.data.files.read_table`). ``label``
+    holds 0/1 from :func:`parse_labels`; rows with an empty text are dropped.
+    With ``need_labels=False`` a missing label column is allowed and
+    ``label`` is absent from the result. A ``split`` column (train,
+    validation, test), if the file has one, is kept.
 
     Raises:
         ValueError: a missing or unreadable file, a missing column, non-binary labels;
@@ -95,27 +106,8 @@ def read_text_table(
 
     path = Path(path)
     origin = origin or str(path)
-    if not path.is_file():
-        raise ValueError(f"{origin}: no such file")
-    name = path.name.lower().removesuffix(".gz")
-    if name.endswith((".tsv", ".tab")):
-        separator = "\t"
-    else:
-        try:
-            import gzip
-
-            opener = gzip.open if path.name.lower().endswith(".gz") else open
-            with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
-                first_line = handle.readline()
-        except (OSError, EOFError, zlib.error) as error:  # EOFError: a truncated .gz
-            reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
-            raise ValueError(f"{origin}: cannot be read ({reason})") from None
-        separator = "\t" if first_line.count("\t") > first_line.count(",") else ","
-    try:
-        frame = pd.read_csv(path, sep=separator, dtype=str, keep_default_na=False)
-    except CSV_READ_ERRORS as error:
-        reason = error_reason(error, limit=120)
-        raise ValueError(f"{origin}: not a readable CSV/TSV ({reason})") from None
+    tabs = path.name.lower().removesuffix(".gz").endswith((".tsv", ".tab"))
+    frame = read_table(path, origin, separator="\t" if tabs else None)
     columns = [text_col] + ([label_col] if need_labels else [])
     for column, role in zip(columns, ("text", "label")):
         if column not in frame.columns:
@@ -136,6 +128,179 @@ def read_text_table(
     if len(result) == 0:
         raise ValueError(f"{origin}: no rows with text in column '{text_col}'")
     return result
+
+
+# ---------------------------------------------------------------- corpora
+
+SPLIT_SEED = 20240  # the bundled file's split (data/build_sentiment.py), and --data files' split
+SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # train, validation, test
+IMDB_FILES = {  # the files keras.datasets.imdb downloads, with the hashes Keras checks them by
+    "imdb.npz": "69664113be75683a8fe16e3ed0ab59fda8886cb3cd7ada244f7d9544e4676b9f",
+    "imdb_word_index.json": "bfafd718b763782e994055a2d397834f",
+}
+IMDB_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+IMDB_CACHE = Path.home() / ".cache" / "rnn-workshop" / "imdb"  # where its downloads are kept
+
+
+@dataclass
+class Corpus:
+    """Labelled texts split three ways, unlabelled texts for pretraining, and where they came from."""
+
+    splits: dict  # "train" / "validation" / "test" -> (texts, 0/1 labels)
+    unlabelled: np.ndarray  # texts without labels (pretraining only), maybe none
+    source: str
+    class_names: tuple = LABEL_NAMES  # the names of labels 0 and 1
+
+    def count(self, part):
+        return len(self.splits[part][1])
+
+    def __str__(self):
+        counts = {part: self.count(part) for part in self.splits}
+        return (
+            f"{self.source}; texts: {counts['train']} train, {counts['validation']} "
+            f"validation, {counts['test']} test"
+            + (f", {len(self.unlabelled)} unlabelled" if len(self.unlabelled) else "")
+        )
+
+
+def stratified_split(labels, seed=SPLIT_SEED, fractions=SPLIT_FRACTIONS):
+    """ "train", "validation" or "test" for each label: fixed shares of each class, seeded shuffle.
+
+    >>> split = stratified_split(np.array([0] * 10 + [1] * 30), seed=0)
+    >>> [int(np.sum(split[:10] == "test")), int(np.sum(split[10:] == "test"))]
+    [1, 3]
+    """
+    rng = np.random.default_rng(seed)
+    split = np.empty(len(labels), dtype=object)
+    for label in np.unique(labels):  # in sorted order, so the shuffles repeat
+        rows = rng.permutation(np.flatnonzero(labels == label))
+        n_val, n_test = int(round(len(rows) * fractions[1])), int(round(len(rows) * fractions[2]))
+        split[rows[:n_test]] = "test"
+        split[rows[n_test : n_test + n_val]] = "validation"
+        split[rows[n_test + n_val :]] = "train"
+    return split
+
+
+def load_rotten_tomatoes(path):
+    """The bundled snippets (``data/rotten_tomatoes.csv.gz``): its fixed split, and plot summaries."""
+    import pandas as pd
+
+    frame = pd.read_csv(path, keep_default_na=False)
+    frame = frame[frame["text"].str.strip() != ""]
+    labelled = frame[frame["split"] != "unlabelled"]
+    splits = {
+        name: (part["text"].to_numpy(dtype=object), parse_labels(part["label"], origin=str(path)))
+        for name, part in labelled.groupby("split")
+    }
+    unlabelled = frame.loc[frame["split"] == "unlabelled", "text"].to_numpy(dtype=object)
+    source = "bundled Rotten Tomatoes snippets (data/rotten_tomatoes.csv.gz)"
+    return Corpus(splits, unlabelled, source, ("rotten", "fresh"))
+
+
+def load_table(path, text_col="text", label_col="label", name=None):
+    """A labelled CSV/TSV, split by its ``split`` column, else by :func:`stratified_split`.
+
+    A ``split`` column with train and test rows but no validation rows gives
+    a ninth of the training rows (seeded) to validation.
+
+    Raises:
+        ValueError: as :func:`read_text_table`, or too few texts to train and
+            score on; the message starts with ``name``.
+    """
+    name = name or str(path)
+    frame = read_text_table(path, text_col, label_col, origin=name)
+    if "split" in frame.columns and {"train", "test"} <= set(frame["split"]):
+        split = frame["split"].to_numpy()
+        if "validation" not in set(split):  # carve validation out of train
+            train_rows = np.flatnonzero(split == "train")
+            rng = np.random.default_rng(SPLIT_SEED)
+            split = split.copy()
+            split[rng.permutation(train_rows)[: len(train_rows) // 9]] = "validation"
+    else:
+        split = stratified_split(frame["label"].to_numpy())
+    splits = {}
+    for part in ("train", "validation", "test"):
+        rows = frame[split == part]
+        splits[part] = (rows["text"].to_numpy(dtype=object), rows["label"].to_numpy())
+    counts = {part: len(labels) for part, (_, labels) in splits.items()}
+    if counts["train"] < 20 or counts["validation"] < 2 or counts["test"] < 2:
+        raise ValueError(
+            f"{name}: too little data ({counts['train']} train, {counts['validation']} "
+            f"validation, {counts['test']} test texts); need at least 20 training texts"
+        )
+    if len(set(splits["train"][1].tolist())) < 2:
+        raise ValueError(f"{name}: the training split holds only one class")
+    return Corpus(splits, np.array([], dtype=object), name)
+
+
+def load_imdb(cache_dir):
+    """IMDB's 25,000 + 25,000 reviews as raw text, rebuilt from the word index Keras ships.
+
+    Keras ships the reviews as word ids (a word's rank in the word index);
+    joining the words back gives lower-cased text without punctuation, which our
+    vectorizer reads like any other text. The two files are downloaded once into
+    ``cache_dir``. 10% of the training reviews (seeded) become the validation split.
+
+    Raises:
+        ValueError: no network for the first download, or damaged files in ``cache_dir``.
+    """
+    cache_dir = Path(cache_dir)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        paths = {
+            name: keras.utils.get_file(
+                name,
+                origin=IMDB_URL + name,
+                file_hash=file_hash,
+                cache_dir=str(cache_dir),
+                cache_subdir="",
+            )
+            for name, file_hash in IMDB_FILES.items()
+        }
+    except Exception as error:  # keras.utils.get_file raises a bare Exception for network failures
+        reason = str(error).splitlines()[0][:100] if str(error) else type(error).__name__
+        raise ValueError(
+            f"could not download the IMDB reviews ({reason}); the bundled Rotten Tomatoes "
+            "snippets (the default dataset) need no network"
+        ) from None
+    try:
+        # The reviews are ragged arrays, stored pickled; get_file checked the file's hash above.
+        with np.load(paths["imdb.npz"], allow_pickle=True) as arrays:
+            train_ids, train_labels = arrays["x_train"], arrays["y_train"]
+            test_ids, test_labels = arrays["x_test"], arrays["y_test"]
+        word_index = json.loads(Path(paths["imdb_word_index.json"]).read_text())
+    except (OSError, ValueError, KeyError) as error:
+        raise ValueError(
+            f"the files in {cache_dir} are damaged ({type(error).__name__}); "
+            "delete them to download again"
+        ) from None
+    words = {index: word for word, index in word_index.items()}
+
+    def decode(reviews):
+        return np.array(
+            [" ".join(words[i] for i in review if i in words) for review in reviews], dtype=object
+        )
+
+    train_texts, train_labels = decode(train_ids), np.asarray(train_labels).astype("int32")
+    rows = np.random.default_rng(SPLIT_SEED).permutation(len(train_texts))
+    validation_rows, train_rows = rows[: len(rows) // 10], rows[len(rows) // 10 :]
+    splits = {
+        "train": (train_texts[train_rows], train_labels[train_rows]),
+        "validation": (train_texts[validation_rows], train_labels[validation_rows]),
+        "test": (decode(test_ids), np.asarray(test_labels).astype("int32")),
+    }
+    return Corpus(splits, np.array([], dtype=object), "IMDB reviews (keras.datasets.imdb)")
+
+
+def shrink_for_quick_run(corpus, seed):
+    """A seeded sample of each split (1,500 / 300 / 300 texts), for a smoke test in seconds."""
+    rng = np.random.default_rng(seed)
+    sizes = {"train": 1500, "validation": 300, "test": 300}
+    shrunk = {}
+    for name, (texts, labels) in corpus.splits.items():
+        rows = np.sort(rng.permutation(len(texts))[: sizes[name]])
+        shrunk[name] = (texts[rows], labels[rows])
+    return dataclasses.replace(corpus, splits=shrunk, unlabelled=corpus.unlabelled[:200])
 
 
 # ---------------------------------------------------------------- tokens
@@ -418,6 +583,81 @@ def end_to_end_model(vectorizer, classifier, max_length, name="sentiment"):
     return keras.Model(strings, probability, name=name)
 
 
+def build_classifier(
+    vocab_size,
+    *,
+    cell="gru",
+    units=32,
+    embedding_dim=64,
+    bidirectional=True,
+    dropout=0.3,
+    learning_rate=5e-4,
+    embedding_weights=None,
+    seed=0,
+    name=None,
+):
+    """Token ids (batch, timesteps) -> P(positive), shape (batch, 1): the recurrent part, compiled.
+
+    ``common.build_many_to_one`` with a vocabulary: Embedding (masking the
+    padding, id 0) -> recurrent layer (``bidirectional``: both directions) ->
+    dropout -> one sigmoid unit. ``embedding_weights`` (vocab_size,
+    embedding_dim), e.g. from :func:`pretrain_embeddings`, start the
+    embedding; ``None`` starts it at random. Adam with ``clipnorm=1.0``,
+    binary cross-entropy. ``seed`` seeds the initial weights.
+
+    >>> model = build_classifier(50, units=4, embedding_dim=8)
+    >>> tuple(model(np.array([[5, 7, 0]])).shape), model.name
+    ((1, 1), 'rnn_seed_0')
+    """
+    set_seed(seed)
+    classifier = build_many_to_one(
+        (None,),
+        1,
+        cell=cell,
+        units=units,
+        bidirectional=bidirectional,
+        dropout=dropout,
+        output_activation="sigmoid",
+        vocab_size=vocab_size,
+        embedding_dim=embedding_dim,
+        name=name or f"rnn_seed_{seed}",
+    )
+    if embedding_weights is not None:
+        classifier.get_layer("embedding").set_weights([embedding_weights])
+    classifier.compile(
+        optimizer=keras.optimizers.Adam(learning_rate, clipnorm=1.0),
+        loss="binary_crossentropy",
+        metrics=["accuracy"],
+    )
+    return classifier
+
+
+def kept_epoch(history):
+    """How training went, in one line: the epochs run, and the epoch whose weights were kept.
+
+    ``common.fit`` restores the weights of the epoch with the lowest validation
+    loss; training under a strategy tracks the loss only (no accuracy).
+
+    >>> kept_epoch({"loss": [.7, .5, .4], "val_loss": [.6, .5, .55], "val_accuracy": [.6, .7, .6]})
+    '3 epochs; kept epoch 2, the lowest validation loss (0.5000; validation accuracy 0.7000)'
+    """
+    kept = int(np.argmin(history["val_loss"]))
+    accuracy = history.get("val_accuracy", [math.nan] * len(history["loss"]))[kept]
+    return (
+        f"{len(history['loss'])} epochs; kept epoch {kept + 1}, the lowest validation loss "
+        f"({history['val_loss'][kept]:.4f}; validation accuracy {accuracy:.4f})"
+    )
+
+
+def average_members(members):
+    """One model whose output is the mean probability of ``members`` (or the one member itself)."""
+    if len(members) == 1:
+        return members[0]
+    token_ids = keras.Input(shape=(None,), dtype="int64", name="token_ids")
+    probability = keras.layers.Average(name="average")([member(token_ids) for member in members])
+    return keras.Model(token_ids, probability, name="seed_average")
+
+
 # ---------------------------------------------------------------- wide & deep
 
 
@@ -440,9 +680,14 @@ class Logit(keras.layers.Layer):
 
 
 def fit_tfidf_logistic(
-    train_texts, train_labels, val_texts, val_labels, *, max_features=200_000,
+    train_texts,
+    train_labels,
+    val_texts,
+    val_labels,
+    *,
+    max_features=200_000,
     strengths=(1.0, 3.0, 10.0, 30.0),
-):  # fmt: skip
+):
     """The classical baseline: TF-IDF of word 1-2 grams and a logistic regression (scikit-learn).
 
     ``TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)`` fit on the
@@ -545,10 +790,18 @@ def ngram_logistic_model(tfidf, regression, name="ngram_logistic"):
         regression: a fitted binary ``LogisticRegression`` on its features.
     """
     expected = {
-        "analyzer": "word", "token_pattern": r"(?u)\b\w\w+\b", "tokenizer": None,
-        "preprocessor": None, "stop_words": None, "strip_accents": None, "lowercase": True,
-        "binary": False, "use_idf": True, "sublinear_tf": True, "norm": "l2",
-    }  # fmt: skip
+        "analyzer": "word",
+        "token_pattern": r"(?u)\b\w\w+\b",
+        "tokenizer": None,
+        "preprocessor": None,
+        "stop_words": None,
+        "strip_accents": None,
+        "lowercase": True,
+        "binary": False,
+        "use_idf": True,
+        "sublinear_tf": True,
+        "norm": "l2",
+    }
     wrong = [
         f"{name}={getattr(tfidf, name, None)!r}"
         for name, value in expected.items()
@@ -571,9 +824,13 @@ def ngram_logistic_model(tfidf, regression, name="ngram_logistic"):
         )
     vocabulary = sorted(tfidf.vocabulary_, key=tfidf.vocabulary_.get)  # by column
     vectorizer = keras.layers.TextVectorization(
-        standardize=standardize_words, split="whitespace", ngrams=tfidf.ngram_range[1],
-        output_mode="count", vocabulary=vocabulary, name="ngram_vectorizer",
-    )  # fmt: skip
+        standardize=standardize_words,
+        split="whitespace",
+        ngrams=tfidf.ngram_range[1],
+        output_mode="count",
+        vocabulary=vocabulary,
+        name="ngram_vectorizer",
+    )
     strings = keras.Input(shape=(), dtype="string", name="text")
     counts = vectorizer(strings)  # column 0 counts the n-grams outside the vocabulary
     # float32 throughout, also under a mixed-precision policy: these are scikit-learn's numbers.
@@ -692,6 +949,263 @@ def find_layer(model, name):
     raise ValueError(f"Expected a layer named {name!r} in model {model.name!r}. Received none")
 
 
+# ---------------------------------------------------------------- scores and the report
+
+RNN = "RNN"
+BASELINE = "TF-IDF + logistic regression"
+WIDE_AND_DEEP = "wide & deep (RNN + n-gram logistic regression)"
+
+
+@dataclass
+class Trained:
+    """The saved model (raw strings in, P(positive) out), its parts, and how training went."""
+
+    model: keras.Model  # wide & deep, or the RNN alone
+    rnn: keras.Model  # the recurrent part, seeds averaged: strings -> P(positive)
+    members: list  # the recurrent part of each seed alone, for the spread across seeds
+    baseline: tuple  # TF-IDF + logistic regression: (tfidf, regression, C, validation accuracy)
+    wide: keras.Model | None  # the baseline as Keras layers: strings -> log-odds; None: RNN alone
+    stacked_validation_accuracy: float | None  # cross-validated on the validation split
+    histories: list  # one Keras history dict per seed
+    vocabulary_size: int
+    seconds: float  # training the networks took
+
+    @property
+    def epochs_run(self):
+        return sum(len(history["loss"]) for history in self.histories)
+
+
+@dataclass
+class Report:
+    """The test scores beside the baselines, and what they were computed from."""
+
+    table: dict  # model name -> test scores
+    verdict: str
+    validation_accuracy: dict  # model name -> accuracy on the validation split
+    seed_accuracies: dict  # model name -> test accuracy with each seed's network alone
+    baseline_strength: float  # the logistic regression's C, chosen on validation accuracy
+    test_probabilities: np.ndarray  # the saved model's
+
+
+def scores(labels, probabilities):
+    """Accuracy and F1 of ``probabilities >= 0.5``, and ROC AUC (NaN if ``labels`` hold one class).
+
+    >>> scores([0, 1, 1, 0], [0.2, 0.9, 0.4, 0.1])
+    {'accuracy': 0.75, 'F1': 0.6666666666666666, 'ROC AUC': 1.0}
+    """
+    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+
+    labels = np.asarray(labels)
+    predicted = (np.asarray(probabilities) >= 0.5).astype(int)
+    both_classes = len(np.unique(labels)) == 2
+    return {
+        "accuracy": float(accuracy_score(labels, predicted)),
+        "F1": float(f1_score(labels, predicted, zero_division=0)),
+        "ROC AUC": float(roc_auc_score(labels, probabilities)) if both_classes else float("nan"),
+    }
+
+
+def score_models(corpus, trained):
+    """Score the RNN, wide & deep, TF-IDF + logistic regression and the majority class on test.
+
+    Also each seed's network alone (and wide & deep stacked afresh on each),
+    and validation accuracy, where the choices were made.
+    """
+    (val_texts, val_labels), (test_texts, test_labels) = (
+        corpus.splits["validation"],
+        corpus.splits["test"],
+    )
+    tfidf, regression, strength, baseline_validation = trained.baseline
+    rnn_test = predict_texts(trained.rnn, test_texts)
+    table = {
+        RNN: scores(test_labels, rnn_test),
+        BASELINE: scores(test_labels, regression.predict_proba(tfidf.transform(test_texts))[:, 1]),
+    }
+    rnn_validation = predict_texts(trained.rnn, val_texts)
+    validation = {RNN: float(np.mean((rnn_validation >= 0.5) == val_labels))}
+    validation[BASELINE] = baseline_validation
+    # Each seed's network alone, read once: its test accuracy, and the stack built on it.
+    member_test = [probability_log_odds(member, test_texts) for member in trained.members]
+    seeds = {RNN: [float(np.mean((log_odds >= 0) == test_labels)) for log_odds in member_test]}
+    probabilities = rnn_test
+    if trained.wide is not None:
+        probabilities = predict_texts(trained.model, test_texts)
+        table[WIDE_AND_DEEP] = scores(test_labels, probabilities)
+        validation[WIDE_AND_DEEP] = trained.stacked_validation_accuracy
+        seeds[WIDE_AND_DEEP] = stacked_seed_accuracies(corpus, trained, member_test)
+    majority = int(np.mean(corpus.splits["train"][1]) >= 0.5)
+    table["majority class"] = {"accuracy": float(np.mean(test_labels == majority))}
+    said = verdict(table, validation)
+    return Report(table, said, validation, seeds, strength, probabilities)
+
+
+def stacked_seed_accuracies(corpus, trained, member_test):
+    """Test accuracy of wide & deep built on each seed's network alone (stacked afresh for each).
+
+    ``member_test``: each network's log-odds on the test texts, already computed.
+    """
+    (val_texts, val_labels), (test_texts, test_labels) = (
+        corpus.splits["validation"],
+        corpus.splits["test"],
+    )
+    wide_val, wide_test = (predict_texts(trained.wide, texts) for texts in (val_texts, test_texts))
+    found = []
+    for member, deep_test in zip(trained.members, member_test):
+        deep_val = probability_log_odds(member, val_texts)
+        weights, bias, _ = fit_stack(np.column_stack([deep_val, wide_val]), val_labels)
+        log_odds = np.column_stack([deep_test, wide_test]) @ weights + bias
+        found.append(float(np.mean((log_odds >= 0) == test_labels)))
+    return found
+
+
+def verdict(table, validation):
+    """One paragraph: did the saved model beat TF-IDF + logistic regression on test accuracy?"""
+    name = WIDE_AND_DEEP if WIDE_AND_DEEP in table else RNN
+    model, baseline = table[name], table[BASELINE]
+    difference = 100 * (model["accuracy"] - baseline["accuracy"])
+    said = (
+        f"accuracy {model['accuracy']:.4f} vs {baseline['accuracy']:.4f}, {difference:+.1f} points; "
+        f"ROC AUC {model['ROC AUC']:.4f} vs {baseline['ROC AUC']:.4f}; validation accuracy "
+        f"{validation[name]:.4f} vs {validation[BASELINE]:.4f}"
+    )
+    if model["accuracy"] > baseline["accuracy"]:
+        found = f"Verdict: the {name} beat the {BASELINE} baseline on the test split ({said})."
+    else:
+        found = (
+            f"Verdict: the {name} did NOT beat the {BASELINE} baseline on test accuracy ({said}). "
+            "Bag-of-n-grams models are strong on short snippets; the README lists what was tried."
+        )
+    if name == WIDE_AND_DEEP:
+        alone = 100 * (table[RNN]["accuracy"] - baseline["accuracy"])
+        found += f" The RNN alone: {table[RNN]['accuracy']:.4f} ({alone:+.1f} points)."
+    return found
+
+
+def spread(values):
+    """'0.7812 ± 0.0041' (mean ± sample standard deviation), the value alone for one, None for none.
+
+    >>> spread([0.5, 0.7]), spread([0.5]), spread([])
+    ('0.6000 ± 0.1414', '0.5000', None)
+    """
+    if not values:
+        return None
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}"
+
+
+def report_rows(found):
+    """The test table's rows: one per model, validation accuracy beside test scores and seeds."""
+    return {
+        name: {
+            "validation accuracy": found.validation_accuracy.get(name),
+            "test accuracy": scores_of["accuracy"],
+            "F1": scores_of.get("F1"),
+            "ROC AUC": scores_of.get("ROC AUC"),
+            "test accuracy by seed": spread(found.seed_accuracies.get(name, [])),
+        }
+        for name, scores_of in found.table.items()
+    }
+
+
+def run_metrics(corpus, trained, found):
+    """What metrics.json holds about the data, the models' scores and training (JSON types)."""
+    test_texts = corpus.splits["test"][0][:5]  # a reload check: load_model must give the same
+    metrics = {
+        "test": found.table,
+        "verdict": found.verdict,
+        "validation_accuracy": found.validation_accuracy,
+        "examples": {part: corpus.count(part) for part in corpus.splits},
+        "source": corpus.source,
+        "class_names": list(corpus.class_names),
+        "vocabulary_size": trained.vocabulary_size,
+        "baseline_C": found.baseline_strength,
+        "test_accuracy_by_seed": found.seed_accuracies,
+        "epochs_run": trained.epochs_run,
+        "train_seconds": round(trained.seconds, 2),
+        "train_examples_per_second": round(
+            corpus.count("train") * trained.epochs_run / trained.seconds, 1
+        ),
+        "example_predictions": [
+            {"text": example, "probability": float(probability)}
+            for example, probability in zip(test_texts, predict_texts(trained.model, test_texts))
+        ],
+    }
+    if trained.wide is not None:  # the n-gram part and the stacking weights
+        (weights, bias) = trained.model.get_layer("stack").get_weights()
+        metrics["wide"] = {
+            "C": trained.baseline[2],
+            "stack": {"rnn": weights[0, 0], "ngram": weights[1, 0], "bias": bias[0]},
+        }
+    return metrics
+
+
+# ---------------------------------------------------------------- a saved model in use
+
+
+def read_lines(stream):
+    """The lines of a text stream such as ``sys.stdin``, which must hold UTF-8.
+
+    Raises:
+        ValueError: bytes that are not UTF-8 (the first one and where it is).
+    """
+    if not hasattr(stream, "buffer"):  # already text (a test's StringIO)
+        return stream.read().splitlines()
+    data = stream.buffer.read()
+    try:
+        return data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"standard input is not UTF-8 text (byte {data[error.start]:#x} "
+            f"at position {error.start})"
+        ) from None
+
+
+def texts_to_label(texts):
+    """The texts worth labelling, and the numbers (from 1) of the empty ones, to be skipped.
+
+    >>> texts_to_label(["Fine.", "  ", "Dull."])
+    (['Fine.', 'Dull.'], [2])
+
+    Raises:
+        ValueError: a text that is not UTF-8 (bytes decoded as surrogates), or every text empty.
+    """
+    for number, item in enumerate(texts, start=1):
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError:  # bytes that are not UTF-8 arrive as surrogates
+            raise ValueError(f"text {number} is not UTF-8 text") from None
+    kept = [item for item in texts if item.strip()]
+    if not kept:
+        raise ValueError(
+            "the text is empty; give at least one word"
+            if len(texts) <= 1
+            else "every text is empty"
+        )
+    return kept, [number for number, item in enumerate(texts, start=1) if not item.strip()]
+
+
+def label_lines(model, texts):
+    """'positive  P(positive)=0.912  A triumph.': one line per text, as ``--predict`` prints."""
+    probabilities = predict_texts(model, np.array(texts, dtype=object))
+    return [
+        f"{LABEL_NAMES[int(probability >= 0.5)]:<8}  P(positive)={probability:.3f}  {item}"
+        for item, probability in zip(texts, probabilities)
+    ]
+
+
+def evaluate_file(model, path, text_col="text", label_col="label", name=None):
+    """``model``'s :func:`scores` on a labelled CSV/TSV, and how many of how many it got right.
+
+    Raises:
+        ValueError: as :func:`read_text_table` (one class alone is allowed here).
+    """
+    frame = read_text_table(path, text_col, label_col, origin=name, need_both=False)
+    probabilities = predict_texts(model, frame["text"].to_numpy(dtype=object))
+    labels = frame["label"].to_numpy()
+    return scores(labels, probabilities), int(np.sum((probabilities >= 0.5) == labels)), len(labels)
+
+
 # ---------------------------------------------------------------- plots
 
 
@@ -729,3 +1243,21 @@ def plot_confusion_matrix(
         title=title,
     )
     return save_figure(figure, path)
+
+
+def plot_run(folder, corpus, trained, found, run_labels):
+    """A run's figures: ``confusion_matrix.png`` (test split) and ``training.png`` (one run a seed)."""
+    from common.report.plots import plot_history
+
+    test_labels = corpus.splits["test"][1]
+    plot_confusion_matrix(
+        test_labels,
+        found.test_probabilities >= 0.5,
+        Path(folder) / "confusion_matrix.png",
+        class_names=list(corpus.class_names),
+        title=f"{'wide & deep' if trained.wide else 'RNN'} on the test split "
+        f"({len(test_labels)} texts)",
+    )
+    # Training under a strategy tracks the loss only.
+    curves = [metric for metric in ("loss", "accuracy") if metric in trained.histories[0]]
+    plot_history(trained.histories, Path(folder) / "training.png", curves, run_labels=run_labels)
