@@ -39,36 +39,29 @@ series too short for --window gets a shorter window, said in one line.
 """
 
 import argparse
-import os
-import signal
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 
-def stop_while_starting(signum, frame):
-    """Ctrl-C while TensorFlow loads, before main: one line and status 130, not a traceback."""
-    os.write(STDERR, b"interrupted; nothing was saved\n")  # fd 2 is silenced while TF loads
-    os._exit(130)
+if __name__ == "__main__":  # first, before TensorFlow loads: Ctrl-C then is one line
+    from apps._start import stop_quietly_while_starting
 
-
-if __name__ == "__main__":
-    STDERR = os.dup(2)
-    signal.signal(signal.SIGINT, stop_while_starting)
+    stop_quietly_while_starting()
 
 import common  # noqa: F401  first: keeps TensorFlow's start-up log noise out of the terminal
 from common.cli import (
+    refuse_unused_with_load,
     RunOptions,
     UserError,
-    finish_worker,
     load_model_from_dir,
     option,
     positive_int,
     positive_int_up_to,
     prepare_out,
     report_user_errors,
-    run_folder,
+    save_run,
     shrink_for_quick,
     start_distribution,
     write_json,
@@ -85,6 +78,20 @@ class Config(RunOptions):
     """Everything one run needs, read once from the command line."""
 
     APP = "anomaly"
+    # With --load the saved run keeps its settings; these options say the series to score, and where to save the scores.
+    WITH_LOAD = {
+        "csv",
+        "series",
+        "labels",
+        "time_col",
+        "value_cols",
+        "label_col",
+        "duplicates",
+        "fill",
+        "out",
+        "overwrite",
+        "seed",
+    }
     GROUPS = {
         "data": "data (default: the bundled NAB machine-temperature series)",
         "detection": "detection",
@@ -158,7 +165,10 @@ class Config(RunOptions):
 
 
 def read_config(argv):
-    args = Config.parser(__doc__).parse_args(argv)
+    parser = Config.parser(__doc__)
+    args = parser.parse_args(argv)
+    if args.load:
+        refuse_unused_with_load(parser, argv, Config.WITH_LOAD)
     if args.train_fraction is not None and not 0 < args.train_fraction < 1:
         raise UserError(f"--train-fraction must be between 0 and 1, got {args.train_fraction}")
     if args.csv and args.series:
@@ -335,7 +345,7 @@ def main(argv=None):
     for found in every_series:
         for note in found.notes:
             print(f"{found.name}: {note}")
-    if distribution.kind != "none" and config.detector in RECURRENT and not config.load:
+    if config.detector in RECURRENT and not config.load:
         print(distribution.describe(config.batch_size))
     if len(every_series) > 1:  # one detector on each series, one summary table
         results = []
@@ -345,25 +355,21 @@ def main(argv=None):
             results.append((found, detection))
         seconds = time.perf_counter() - started
         rows = anomaly.compare_files(results, config.detector, seconds)
-        if not distribution.is_chief:  # one run folder per cluster: worker 0 writes it
-            return finish_worker(distribution)
-        with run_folder(config.out, config.overwrite) as folder:
-            save_many(folder, results, rows, config, started, distribution)
-        distribution.finish()
-        print(
-            f"Saved summary.csv, metrics.json and, per file, scores.csv, anomalies.csv and "
-            f"anomalies.png in {config.out}/"
-        )
+        if save_run(config, distribution, save_many, results, rows, config, started, distribution):
+            print(
+                f"Saved summary.csv, metrics.json and, per file, scores.csv, anomalies.csv and "
+                f"anomalies.png in {config.out}/"
+            )
         return 0
     found = every_series[0]
     detections = detect(found, config, distribution)
     rows = anomaly.compare_detectors(found, detections, config.detector)
-    if not distribution.is_chief:  # one run folder per cluster: worker 0 writes it
-        return finish_worker(distribution)
     # Everything is computed; only now touch the output folder.
-    with run_folder(config.out, config.overwrite) as folder:
-        save_one(folder, found, detections[config.detector], rows, config, started, distribution)
-    distribution.finish()
+    detection = detections[config.detector]
+    if not save_run(
+        config, distribution, save_one, found, detection, rows, config, started, distribution
+    ):
+        return 0
     saved = ", ".join(sorted(path.name for path in config.out.iterdir()))
     hint = (
         f"; monitor new data with --load {config.out} --csv NEW.csv" if config.load is None else ""

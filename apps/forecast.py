@@ -25,8 +25,6 @@ the table says plainly whether this run did.
 import argparse
 import dataclasses
 import json
-import os
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -34,23 +32,18 @@ from datetime import datetime
 from pathlib import Path
 
 
-def stop_while_starting(signum, frame):
-    """Ctrl-C while TensorFlow loads, before main: one line and status 130, not a traceback."""
-    os.write(STDERR, b"interrupted; nothing was saved\n")  # fd 2 is silenced while TF loads
-    os._exit(130)
+if __name__ == "__main__":  # first, before TensorFlow loads: Ctrl-C then is one line
+    from apps._start import stop_quietly_while_starting
 
-
-if __name__ == "__main__":
-    STDERR = os.dup(2)
-    signal.signal(signal.SIGINT, stop_while_starting)
+    stop_quietly_while_starting()
 
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal
 from common.cli import (
+    refuse_unused_with_load,
     RunOptions,
     UserError,
     dropout_rate,
     option,
-    finish_worker,
     load_model_from_dir,
     positive_int,
     positive_int_up_to,
@@ -58,6 +51,7 @@ from common.cli import (
     report_user_errors,
     run_folder,
     save_model_atomically,
+    save_run,
     shrink_for_quick,
     start_distribution,
     write_json,
@@ -85,6 +79,19 @@ class Config(RunOptions):
     """A forecast run's options, checked, after ``--quick``: what the run was asked to do."""
 
     APP = "forecast"
+    # With --load the saved run keeps its settings; these options say the data to forecast from, and where to save the forecast.
+    WITH_LOAD = {
+        "csv",
+        "ticker",
+        "start",
+        "end",
+        "date_col",
+        "target_col",
+        "cache_dir",
+        "out",
+        "overwrite",
+        "seed",
+    }
     GROUPS = {
         "data": "data (default: bundled daily MSFT prices, 1986-2017)",
         "model": "model",
@@ -138,7 +145,10 @@ class Config(RunOptions):
 
 def read_config(argv):
     """Parse and check the options before any work; ``--quick`` shrinks what was not typed."""
-    args = Config.parser(__doc__).parse_args(argv)
+    parser = Config.parser(__doc__)
+    args = parser.parse_args(argv)
+    if args.load:
+        refuse_unused_with_load(parser, argv, Config.WITH_LOAD)
     if args.ticker is not None and not args.ticker.strip():
         raise UserError("--ticker needs a symbol, for example --ticker MSFT")
     for name in ("val_fraction", "test_fraction"):
@@ -228,18 +238,23 @@ def load_data(config):
     return data
 
 
+def build_model(config):
+    """The quantile forecaster the options describe (see common.tasks.forecast.build_model)."""
+    return forecast.build_model(
+        config.window,
+        config.horizon,
+        cell=config.cell,
+        units=config.units,
+        dropout=config.dropout,
+        attention=config.attention,
+    )
+
+
 def train(data, config, distribution):
     """Fit a fresh model with early stopping on the validation days; return it and its history."""
     common.set_seed(config.seed)
     with distribution.scope():  # the weights are mirrored on every replica
-        model = forecast.build_model(
-            config.window,
-            config.horizon,
-            cell=config.cell,
-            units=config.units,
-            dropout=config.dropout,
-            attention=config.attention,
-        )
+        model = build_model(config)
     scaled_targets = (data.targets / data.scaler.scale[0]).astype("float32")
     parts = []
     for part in ("train", "validation"):
@@ -252,8 +267,7 @@ def train(data, config, distribution):
         f"Training {config.model_name} on {config.window}-day windows, {config.horizon}-day "
         f"horizon, up to {config.epochs} epochs ..."
     )
-    if distribution.kind != "none":
-        print(distribution.describe(config.batch_size))
+    print(distribution.describe(config.batch_size))
     started = time.perf_counter()
     history = common.fit(
         model,
@@ -347,16 +361,14 @@ def main(argv=None):
     data = load_data(config)
     model, history, seconds = train(data, config, distribution)
     found = report(data, model, config)
-    if not distribution.is_chief:  # one run folder per cluster: worker 0 writes it
-        return finish_worker(distribution)
     # Everything is computed; only now touch the output folder, which gets the run whole or not at all.
-    with run_folder(config.out, config.overwrite) as out:
-        save(out, data, model, history, seconds, found, config, distribution)
-    distribution.finish()
-    print(
-        f"\nSaved model.keras, metrics.json, forecast.csv, forecast.png and training.png in "
-        f"{config.out}/ ({time.perf_counter() - started:.0f} s; reload with --load {config.out})"
-    )
+    if save_run(
+        config, distribution, save, data, model, history, seconds, found, config, distribution
+    ):
+        print(
+            f"\nSaved model.keras, metrics.json, forecast.csv, forecast.png and training.png in "
+            f"{config.out}/ ({time.perf_counter() - started:.0f} s; reload with --load {config.out})"
+        )
     return 0
 
 

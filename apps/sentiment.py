@@ -29,30 +29,23 @@ measures it over seeds; notebook 09 shows where each part is right.
 """
 
 import dataclasses
-import os
-import signal
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 
-def stop_while_starting(signum, frame):
-    """Ctrl-C while TensorFlow loads, before main: one line and status 130, not a traceback."""
-    os.write(STDERR, b"interrupted; nothing was saved\n")  # fd 2 is silenced while TF loads
-    os._exit(130)
+if __name__ == "__main__":  # first, before TensorFlow loads: Ctrl-C then is one line
+    from apps._start import stop_quietly_while_starting
 
-
-if __name__ == "__main__":
-    STDERR = os.dup(2)
-    signal.signal(signal.SIGINT, stop_while_starting)
+    stop_quietly_while_starting()
 
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal
 import common.tasks.sentiment as text
-from common.cli import RunOptions, UserError, option, report_user_errors, run_folder, write_json
+from common.cli import RunOptions, UserError, option, report_user_errors, write_json
 from common.cli import dropout_rate, positive_float, positive_int, positive_int_up_to
-from common.cli import finish_worker, load_model_from_dir, prepare_out, save_model_atomically
-from common.cli import shrink_for_quick, start_distribution
+from common.cli import load_model_from_dir, prepare_out, save_model_atomically
+from common.cli import refuse_unused_with_load, save_run, shrink_for_quick, start_distribution
 
 import numpy as np
 
@@ -66,6 +59,8 @@ class Config(RunOptions):
     """A sentiment run's options, checked, after ``--quick``: what the run was asked to do."""
 
     APP = "sentiment"
+    # With --load the saved run keeps its settings; these options say what to classify.
+    WITH_LOAD = {"predict", "evaluate", "text_col", "label_col", "seed"}
     GROUPS = {
         "data": "data (default: bundled Rotten Tomatoes snippets with a fixed "
         "train/validation/test split)",
@@ -151,6 +146,8 @@ def read_config(argv):
     """Parse and check the options before any work; ``--quick`` shrinks what was not typed."""
     parser = Config.parser(__doc__)
     args = parser.parse_args(argv)
+    if args.load:
+        refuse_unused_with_load(parser, argv, Config.WITH_LOAD)
     if (args.predict or args.evaluate) and not args.load:
         parser.error("--predict and --evaluate need --load DIR")
     if args.load and not (args.predict or args.evaluate):
@@ -205,6 +202,21 @@ def load_data(config):
     return corpus
 
 
+def build_model(config, vocabulary_size, embedding_weights=None, seed=0):
+    """The recurrent classifier the options describe (see common.tasks.sentiment)."""
+    return text.build_classifier(
+        vocabulary_size,
+        cell=config.cell,
+        units=config.units,
+        embedding_dim=config.embedding_dim,
+        bidirectional=not config.unidirectional,
+        dropout=config.dropout,
+        learning_rate=config.learning_rate,
+        embedding_weights=embedding_weights,
+        seed=seed,
+    )
+
+
 def train(corpus, config, distribution):
     """Fit the TF-IDF baseline, a vocabulary and ``config.seeds`` networks; average and stack them."""
     common.set_seed(config.seed)
@@ -247,8 +259,7 @@ def train(corpus, config, distribution):
         f"Training {config.model_name} on length-bucketed batches, up to {config.epochs} epochs "
         "per seed ..."
     )
-    if distribution.kind != "none":
-        print(distribution.describe(config.batch_size))
+    print(distribution.describe(config.batch_size))
     batch_size = distribution.global_batch(config.batch_size)
     members, histories, started = [], [], time.perf_counter()
     for seed in range(config.seed, config.seed + config.seeds):
@@ -256,17 +267,7 @@ def train(corpus, config, distribution):
             token_ids["train"], train_labels, batch_size, seed=seed
         )
         with distribution.scope():  # the weights are mirrored on every replica
-            classifier = text.build_classifier(
-                vocabulary_size,
-                cell=config.cell,
-                units=config.units,
-                embedding_dim=config.embedding_dim,
-                bidirectional=not config.unidirectional,
-                dropout=config.dropout,
-                learning_rate=config.learning_rate,
-                embedding_weights=embedding_weights,
-                seed=seed,
-            )
+            classifier = build_model(config, vocabulary_size, embedding_weights, seed)
         # Validation loss bottoms out after about two epochs, then climbs: one epoch of patience.
         history = common.fit(
             classifier,
@@ -363,16 +364,13 @@ def main(argv=None):
     corpus = load_data(config)
     trained = train(corpus, config, distribution)
     found = report(corpus, trained, config)
-    if not distribution.is_chief:  # one run folder per cluster: worker 0 writes it
-        return finish_worker(distribution)
     # Everything is computed; only now touch the output folder, which gets the run whole or not at all.
-    with run_folder(config.out, config.overwrite) as out:
-        save(out, corpus, trained, found, config, distribution)
-    distribution.finish()
-    print(
-        f"\nSaved model.keras, metrics.json, confusion_matrix.png and training.png in {config.out}/ "
-        f'({time.perf_counter() - started:.0f} s; try --load {config.out} --predict "some review")'
-    )
+    if save_run(config, distribution, save, corpus, trained, found, config, distribution):
+        print(
+            f"\nSaved model.keras, metrics.json, confusion_matrix.png and training.png in "
+            f"{config.out}/ ({time.perf_counter() - started:.0f} s; try --load {config.out} "
+            '--predict "some review")'
+        )
     return 0
 
 

@@ -34,29 +34,23 @@ the training text are an error that names them. In --prompt, \\n is a new line.
 """
 
 import dataclasses
-import os
-import signal
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 
-def stop_while_starting(signum, frame):
-    """Ctrl-C while TensorFlow loads, before main: one line and status 130, not a traceback."""
-    os.write(STDERR, b"interrupted; nothing was saved\n")  # fd 2 is silenced while TF loads
-    os._exit(130)
+if __name__ == "__main__":  # first, before TensorFlow loads: Ctrl-C then is one line
+    from apps._start import stop_quietly_while_starting
 
-
-if __name__ == "__main__":
-    STDERR = os.dup(2)
-    signal.signal(signal.SIGINT, stop_while_starting)
+    stop_quietly_while_starting()
 
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal
 import common.tasks.charlm as generation
 from common.cli import RunOptions, UserError, option, prepare_out, report_user_errors
 from common.cli import dropout_rate, positive_float, positive_int, positive_int_up_to
-from common.cli import finish_worker, load_model_from_dir, run_folder, shrink_for_quick
+from common.cli import refuse_unused_with_load
+from common.cli import load_model_from_dir, save_run, shrink_for_quick
 from common.cli import save_model_atomically, start_distribution, write_json
 from common.data.files import download, read_text
 
@@ -72,6 +66,8 @@ class Config(RunOptions):
     """A textgen run's options, checked, after ``--quick``: what the run was asked to do."""
 
     APP = "textgen"
+    # With --load the saved run keeps its settings; these options say how to generate.
+    WITH_LOAD = {"generate", "prompt", "temperature", "top_k", "samples", "seed"}
     GROUPS = {
         "data": "data (default: Shakespeare's plays, bundled in data/shakespeare.txt.gz)",
         "model": "model",
@@ -146,7 +142,10 @@ class Config(RunOptions):
 
 def read_config(argv):
     """Parse and check the options before any work; ``--quick`` shrinks what was not typed."""
-    args = Config.parser(__doc__).parse_args(argv)
+    parser = Config.parser(__doc__)
+    args = parser.parse_args(argv)
+    if args.load:
+        refuse_unused_with_load(parser, argv, Config.WITH_LOAD)
     if args.top_k < 0:
         raise UserError(f"--top-k must be 0 (no limit) or more, got {args.top_k}")
     if args.schedule == "cosine" and args.distribute == "multiworker":
@@ -182,14 +181,12 @@ def main(argv=None):
         model = build_model(corpus.vocabulary, config)
     trained = train(model, corpus, config, distribution)
     baselines, texts = report(corpus, trained, config)
-    if not distribution.is_chief:  # one run folder per cluster: worker 0 writes it
-        return finish_worker(distribution)
     # All computed: only now touch the output folder, which gets the run whole or not at all.
-    with run_folder(config.out, config.overwrite) as out:
-        save(out, corpus, trained, baselines, texts, config, distribution)
-    distribution.finish()
-    print(f"\nSaved model.keras, metrics.json, loss.png and samples.txt in {config.out}/")
-    print(f"Generate more: python apps/textgen.py --load {config.out} --generate 1000")
+    if save_run(
+        config, distribution, save, corpus, trained, baselines, texts, config, distribution
+    ):
+        print(f"\nSaved model.keras, metrics.json, loss.png and samples.txt in {config.out}/")
+        print(f"Generate more: python apps/textgen.py --load {config.out} --generate 1000")
     return 0
 
 
@@ -295,8 +292,7 @@ def train(model, corpus, config, distribution):
     )
     validation = generation.sequence_dataset(corpus.val_ids, config.seq_length, global_batch)
     batch_size = train_batches.element_spec[0].shape[0]  # below --batch-size for a short text
-    if distribution.kind != "none":
-        print(distribution.describe(config.batch_size))
+    print(distribution.describe(config.batch_size))
     print(
         f"Training {config.model_name} ({model.count_params():,} weights), batches of "
         f"{batch_size} x {config.seq_length} characters, {config.steps_per_epoch} batches per "

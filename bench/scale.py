@@ -60,23 +60,13 @@ def model_and_batch(app, per_replica, replicas):
 
     from apps import anomaly, forecast, sentiment, textgen
     from common.tasks import charlm, detectors
-    from common.tasks import forecast as forecast_task
-    from common.tasks import sentiment as sentiment_task
 
     rng = np.random.default_rng(0)
     size = per_replica * replicas
     if app == "forecast":
         config = forecast.Config()
         inputs = rng.normal(size=(size, config.window, 1)).astype("float32")
-        model = forecast_task.build_model(
-            config.window,
-            config.horizon,
-            cell=config.cell,
-            units=config.units,
-            dropout=config.dropout,
-            attention=config.attention,
-        )
-        return model, inputs, rng.normal(size=(size, 1)).astype("float32")
+        return forecast.build_model(config), inputs, rng.normal(size=(size, 1)).astype("float32")
     if app == "textgen":
         config = textgen.Config(cell="lstm")  # the model the README's scaling table measured
         vocabulary = charlm.CharacterVocabulary.from_text("".join(chr(32 + i) for i in range(64)))
@@ -85,16 +75,7 @@ def model_and_batch(app, per_replica, replicas):
     if app == "sentiment":
         config = sentiment.Config()
         ids = rng.integers(2, 20000, size=(size, 24)).astype("int64")  # a typical snippet: 24 words
-        model = sentiment_task.build_classifier(
-            20000,
-            cell=config.cell,
-            units=config.units,
-            embedding_dim=config.embedding_dim,
-            bidirectional=not config.unidirectional,
-            dropout=config.dropout,
-            learning_rate=config.learning_rate,
-            seed=42,
-        )
+        model = sentiment.build_model(config, 20000, seed=42)
         return model, ids, rng.integers(0, 2, size=(size,)).astype("float32")
     config = anomaly.Config()
     detector = detectors.BidirectionalLSTM(config.window, config.units)
@@ -149,9 +130,15 @@ def measure(app, kind, steps):
 
     warm_up = 3
     fit_distributed(
-        model, batch, validation, strategy=distribution.strategy, epochs=1,
-        steps_per_epoch=warm_up + steps, patience=99, callbacks=[Clock()],
-    )  # fmt: skip
+        model,
+        batch,
+        validation,
+        strategy=distribution.strategy,
+        epochs=1,
+        steps_per_epoch=warm_up + steps,
+        patience=99,
+        callbacks=[Clock()],
+    )
     seconds = finished[-1] - finished[warm_up - 1]
     result = {
         "app": app,

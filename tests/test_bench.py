@@ -38,9 +38,23 @@ def test_sentiment_bench_prints_every_model_over_the_runs():
 def test_textgen_bench_prints_the_curve_the_block_score_and_the_speed_table(tmp_path):
     # One run (--no-before): the "before" run is the same code with other settings.
     out = run_bench(
-        "textgen", "--minutes", "0.1", "--units", "16", "--no-before", "--steps-per-epoch", "5",
-        "--chars", "20", "--batch-samples", "2", "--slow-chars", "2", "--out", str(tmp_path),
-    )  # fmt: skip
+        "textgen",
+        "--minutes",
+        "0.1",
+        "--units",
+        "16",
+        "--no-before",
+        "--steps-per-epoch",
+        "5",
+        "--chars",
+        "20",
+        "--batch-samples",
+        "2",
+        "--slow-chars",
+        "2",
+        "--out",
+        str(tmp_path),
+    )
     assert "Validation loss, best so far" in out
     assert "regularised: LSTM-16, dropout 0.1, cosine schedule" in out and "before:" not in out
     assert len(re.findall(r"256-character blocks \(as nanoGPT scores\): \d\.\d{4}", out)) == 1

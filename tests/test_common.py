@@ -670,7 +670,7 @@ def test_two_runs_saving_to_one_folder_at_once_keep_one_whole_run(tmp_path):
             [sys.executable, "-c", SAVE_SLOWLY, str(target), name],
             stdout=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
+        )
         for name in ("first", "second")
     ]
     outputs = [run.communicate(timeout=120)[0] for run in runs]
@@ -716,9 +716,17 @@ def token_encoder_decoder(seed=0):
     """An untrained token-to-token encoder-decoder: random, so decoding choices are not trivial."""
     common.set_seed(seed)
     return common.build_encoder_decoder(
-        (12,), (6,), 9, cell="gru", units=(16,), vocab_size=20, target_vocab_size=9,
-        embedding_dim=8, attention="dot", output_activation="softmax",
-    )  # fmt: skip
+        (12,),
+        (6,),
+        9,
+        cell="gru",
+        units=(16,),
+        vocab_size=20,
+        target_vocab_size=9,
+        embedding_dim=8,
+        attention="dot",
+        output_activation="softmax",
+    )
 
 
 def test_beam_search_of_width_one_is_greedy_decoding():
@@ -779,9 +787,17 @@ def test_bahdanau_attention_equals_the_formula_by_hand():
 def bahdanau_model(cell="gru"):
     common.set_seed(0)
     return common.build_encoder_decoder(
-        (12,), (6,), 9, cell=cell, units=(16,), vocab_size=20, target_vocab_size=9,
-        embedding_dim=8, attention="bahdanau", output_activation="softmax",
-    )  # fmt: skip
+        (12,),
+        (6,),
+        9,
+        cell=cell,
+        units=(16,),
+        vocab_size=20,
+        target_vocab_size=9,
+        embedding_dim=8,
+        attention="bahdanau",
+        output_activation="softmax",
+    )
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
@@ -831,10 +847,19 @@ def test_draw_recurrence_draws_one_cell_rolled_and_one_per_step_unrolled(tmp_pat
 def test_bahdanau_decoder_trains_with_dropout_on_batches_of_any_size(cell):
     common.set_seed(0)
     model = common.build_encoder_decoder(
-        (12,), (6,), 9, cell=cell, units=(16,), vocab_size=20, target_vocab_size=9,
-        embedding_dim=8, attention="bahdanau", dropout=0.2, recurrent_dropout=0.2,
+        (12,),
+        (6,),
+        9,
+        cell=cell,
+        units=(16,),
+        vocab_size=20,
+        target_vocab_size=9,
+        embedding_dim=8,
+        attention="bahdanau",
+        dropout=0.2,
+        recurrent_dropout=0.2,
         output_activation="softmax",
-    )  # fmt: skip
+    )
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     generator = np.random.default_rng(2)
     encoder_inputs = generator.integers(1, 20, size=(50, 12))  # 50 = batches of 16, 16, 16, 2

@@ -115,29 +115,45 @@ positive = is_int
 seed = lambda text: is_int(text, 0, 2**32 - 1)  # noqa: E731
 VALID = {  # option -> which values the app accepts; the fuzzer draws the others
     "forecast": {
-        "--window": positive, "--horizon": positive, "--units": positive, "--epochs": positive,
-        "--batch-size": positive, "--seed": seed,
+        "--window": positive,
+        "--horizon": positive,
+        "--units": positive,
+        "--epochs": positive,
+        "--batch-size": positive,
+        "--seed": seed,
         "--dropout": lambda text: is_float(text, 0, 1),
         "--val-fraction": lambda text: is_float(text, 0, 0.85) and float(text) > 0,
         "--start": lambda text: False if len(text) != 10 else text[4] == "-",
     },
     "sentiment": {
-        "--units": positive, "--embedding-dim": positive, "--max-tokens": lambda text: is_int(text, 34),
-        "--max-length": positive, "--seeds": positive, "--seed": seed,
+        "--units": positive,
+        "--embedding-dim": positive,
+        "--max-tokens": lambda text: is_int(text, 34),
+        "--max-length": positive,
+        "--seeds": positive,
+        "--seed": seed,
         "--learning-rate": lambda text: is_float(text, 0, math.inf) and float(text) > 0,
         "--dropout": lambda text: is_float(text, 0, 1),
     },
     "textgen": {
-        "--units": positive, "--seq-length": positive, "--steps-per-epoch": positive,
+        "--units": positive,
+        "--seq-length": positive,
+        "--steps-per-epoch": positive,
         "--temperature": lambda text: is_float(text, 0, math.inf) and float(text) > 0,
-        "--top-k": lambda text: is_int(text, 0), "--minutes": lambda text: is_float(text, 0, math.inf),
-        "--seed": seed, "--generate": positive, "--samples": positive,
+        "--top-k": lambda text: is_int(text, 0),
+        "--minutes": lambda text: is_float(text, 0, math.inf),
+        "--seed": seed,
+        "--generate": positive,
+        "--samples": positive,
     },
     "anomaly": {
-        "--window": positive, "--units": positive, "--max-alarms": positive, "--seed": seed,
+        "--window": positive,
+        "--units": positive,
+        "--max-alarms": positive,
+        "--seed": seed,
         "--train-fraction": lambda text: is_float(text, 0, 1) and float(text) > 0,
     },
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("app", APPS)
@@ -229,9 +245,16 @@ def test_a_hostile_labels_file_works_or_is_one_line(saved, tmp_path_factory, lab
     run = saved["anomaly"]
     before = snapshot(run)
     status, _, err = call(
-        "anomaly", "--detector", "zscore", "--csv", csv, "--labels", folder / "labels.json",
-        "--out", folder / "new",
-    )  # fmt: skip
+        "anomaly",
+        "--detector",
+        "zscore",
+        "--csv",
+        csv,
+        "--labels",
+        folder / "labels.json",
+        "--out",
+        folder / "new",
+    )
     assert snapshot(run) == before
     if status == 0:
         assert (folder / "new" / "metrics.json").is_file()
@@ -336,7 +359,11 @@ def hostile_files(tmp_path_factory):
 
 FOUND = {  # app, arguments (FILE/ is the folder above), the line it must print
     "duplicated column": ("forecast", ["--csv", "FILE/dupcol.csv"], "appears more than once"),
-    "truncated yfinance header": ("forecast", ["--csv", "FILE/truncated_yfinance.csv"], "no data rows"),
+    "truncated yfinance header": (
+        "forecast",
+        ["--csv", "FILE/truncated_yfinance.csv"],
+        "no data rows",
+    ),
     "empty ticker": ("forecast", ["--ticker", ""], "--ticker needs a symbol"),
     "huge units": ("forecast", ["--units", "10000000"], "from 1 to 4,096"),
     "huge batch": ("sentiment", ["--batch-size", "100000000000"], "from 1 to 65,536"),
@@ -345,7 +372,7 @@ FOUND = {  # app, arguments (FILE/ is the folder above), the line it must print
     "damaged gzip body": ("textgen", ["--text", "FILE/corrupt.txt.gz"], "expected a gzip file"),
     "too many samples": ("textgen", ["--samples", "100000000"], "from 1 to 1,024"),
     "year 9999": ("anomaly", ["--csv", "FILE/y9999.csv"], "expected roughly regular times"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", sorted(FOUND))
@@ -401,3 +428,20 @@ def test_a_default_prompt_that_does_not_fit_the_text_is_replaced(tmp_path):
     status, out, err = call("textgen", *SAVE["textgen"], "--text", text, "--out", tmp_path / "r")
     assert status == 0, err
     assert "--prompt: the default 'Romeo.\\n' does not fit this text; using 'the quick" in out
+
+
+@pytest.mark.parametrize(
+    "app, argv, named",
+    [
+        ("forecast", ["--horizon", "5", "--cell", "gru"], "--cell, --horizon"),
+        ("sentiment", ["--predict", "fine", "--units", "8"], "--units"),
+        ("textgen", ["--out", "elsewhere"], "--out"),
+        ("anomaly", ["--window", "10"], "--window"),
+    ],
+)
+def test_options_a_loaded_run_would_ignore_are_refused(app, argv, named, saved, tmp_path):
+    before = snapshot(saved[app])
+    status, _, err = call(app, "--load", saved[app], *argv)
+    assert status == 2 and err.count("\n") == 1, err
+    assert f"{named}: not used with --load, which keeps the saved run's settings" in err
+    assert snapshot(saved[app]) == before and not (tmp_path / "elsewhere").exists()

@@ -29,9 +29,12 @@ PYTHON = sys.executable
 def run_python(code, timeout=240):
     """Run ``code`` in a fresh Python at the repository root; return its stdout (it must succeed)."""
     result = subprocess.run(
-        [PYTHON, "-c", textwrap.dedent(code)], cwd=REPO, capture_output=True, text=True,
+        [PYTHON, "-c", textwrap.dedent(code)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
         timeout=timeout,
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -141,9 +144,13 @@ def test_fit_distributed_keeps_the_best_epoch_and_stops_early():
     model = small_regression()
     model.optimizer.learning_rate.assign(0.3)  # far too large: validation loss soon gets worse
     history = fit_distributed(
-        model, (inputs[:200], targets[:200]), (inputs[200:], targets[200:]), epochs=30,
-        batch_size=32, patience=2,
-    ).history  # fmt: skip
+        model,
+        (inputs[:200], targets[:200]),
+        (inputs[200:], targets[200:]),
+        epochs=30,
+        batch_size=32,
+        patience=2,
+    ).history
     best = int(np.nanargmin(history["val_loss"]))
     assert len(history["loss"]) == best + 3  # stopped two epochs after the best
     restored = model.evaluate(inputs[200:], targets[200:], verbose=0)
@@ -211,9 +218,14 @@ def test_a_damaged_checkpoint_is_one_clear_error(tmp_path):
 def test_fit_distributed_stops_at_its_time_budget():
     inputs, targets = regression_data()
     history = fit_distributed(
-        small_regression(), (inputs[:200], targets[:200]), (inputs[200:], targets[200:]),
-        epochs=50, batch_size=8, patience=50, max_seconds=0.0,
-    ).history  # fmt: skip
+        small_regression(),
+        (inputs[:200], targets[:200]),
+        (inputs[200:], targets[200:]),
+        epochs=50,
+        batch_size=8,
+        patience=50,
+        max_seconds=0.0,
+    ).history
     assert len(history["loss"]) == 1  # stopped after the first step
 
 
@@ -282,9 +294,20 @@ def test_mirrored_on_two_cpu_devices_takes_the_single_device_step():
 @pytest.mark.parametrize("app", ["forecast", "textgen", "sentiment", "anomaly"])
 def test_every_app_trains_mirrored_on_two_cpu_devices(app, tmp_path):
     result = subprocess.run(
-        [PYTHON, f"apps/{app}.py", "--quick", "--distribute", "mirrored", "--out", tmp_path / "run"],
-        cwd=REPO, capture_output=True, text=True, timeout=240,
-    )  # fmt: skip
+        [
+            PYTHON,
+            f"apps/{app}.py",
+            "--quick",
+            "--distribute",
+            "mirrored",
+            "--out",
+            tmp_path / "run",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     replicas = len(tf.config.list_physical_devices("GPU")) or 2  # every GPU, or the CPU in two
     assert (
@@ -483,7 +506,7 @@ def test_workers_with_different_settings_all_stop_with_one_line(tmp_path):
             env={**os.environ, "TF_CONFIG": config},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-        )  # fmt: skip
+        )
         for config, units in zip(configs, ["8", "16"])
     ]
     for process in processes:
@@ -497,8 +520,11 @@ def test_workers_with_different_settings_all_stop_with_one_line(tmp_path):
 def test_the_launcher_refuses_a_bad_command_in_one_line():
     result = subprocess.run(
         [PYTHON, "-m", "common.cli.launch", "--workers", "2", "--", "/no/such/program"],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "could not start '/no/such/program'" in result.stderr
 

@@ -118,7 +118,8 @@ def test_encoder_decoder_horizon_with_attention(run_app, tmp_path):
     rows = pd.read_csv(tmp_path / "forecast.csv")
     assert sorted(rows["step"].unique()) == [1, 2, 3]
     assert (rows["split"] == "future").sum() == 3
-    assert keras.models.load_model(tmp_path / "model.keras").get_layer("attention") is not None
+    attention = keras.models.load_model(tmp_path / "model.keras").get_layer("attention")
+    assert isinstance(attention, keras.layers.Attention)  # dot-product attention, reloaded
 
 
 # --- yfinance, with its real return shape standing in for the network ----------------------

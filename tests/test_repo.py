@@ -135,3 +135,19 @@ def test_every_apps_help_shows_the_defaults_its_config_holds():
             assert f"(default: {shown}" in help_text, f"{name} {action.option_strings}"
         with pytest.raises(SystemExit):
             parser.parse_args(["--epochs", "0"])
+
+
+def test_ctrl_c_while_tensorflow_loads_is_one_line():
+    import signal
+    import time
+
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "apps" / "forecast.py"), "--help"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.0)  # TensorFlow takes seconds to load; the app is inside that import now
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert (process.returncode, stderr) == (130, "interrupted; nothing was saved\n"), stderr

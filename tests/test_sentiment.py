@@ -165,10 +165,15 @@ def test_texts_to_label_skips_empty_texts_and_refuses_bad_ones():
 
 
 REVIEWS = [
-    ("a great film , great cast", 1), ("not good at all", 0), ("great fun !", 1),
-    ("dull and not funny", 0), ("a good , warm film", 1), ("bad , dull , long", 0),
-    ("good fun", 1), ("not great", 0),
-] * 3  # fmt: skip
+    ("a great film , great cast", 1),
+    ("not good at all", 0),
+    ("great fun !", 1),
+    ("dull and not funny", 0),
+    ("a good , warm film", 1),
+    ("bad , dull , long", 0),
+    ("good fun", 1),
+    ("not great", 0),
+] * 3
 
 
 def test_logit_inverts_the_sigmoid_and_stays_finite():

@@ -33,6 +33,7 @@ from common.cli.runs import (
     prepare_out,
     run_folder,
     save_model_atomically,
+    save_run,
     saved_by,
     start_distribution,
     write_json,

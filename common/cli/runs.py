@@ -65,6 +65,22 @@ def finish_worker(distribution):
     return 0
 
 
+def save_run(config, distribution, save, *args):
+    """Save the run with ``save(folder, *args)`` into ``config.out``, whole or not at all.
+
+    On a cluster only the chief (worker 0) saves; every other worker waits for the chief's
+    run (see :func:`finish_worker`) instead. Returns True where this process saved the run,
+    so an app says "Saved ..." only there.
+    """
+    if not distribution.is_chief:
+        finish_worker(distribution)
+        return False
+    with run_folder(config.out, config.overwrite) as folder:
+        save(folder, *args)
+    distribution.finish()
+    return True
+
+
 def backup_folder(out):
     """Where a multi-worker run keeps its per-epoch checkpoints: ``<out>.backup`` beside the run."""
     out = Path(out)
