@@ -90,7 +90,6 @@ class Config(RunOptions):
         "fill",
         "out",
         "overwrite",
-        "seed",
     }
     GROUPS = {
         "data": "data (default: the bundled NAB machine-temperature series)",
@@ -132,7 +131,9 @@ class Config(RunOptions):
     fill: bool = option(
         False, argparse.SUPPRESS, group="data"
     )  # old scripts: repairs are automatic
-    detector: str = option("bidirectional", "", group="detection", choices=list(NAMES))
+    detector: str = option(
+        "bidirectional", "what scores each point", group="detection", choices=list(NAMES)
+    )
     max_alarms: int = option(
         2,
         "audit: keep the K strongest alarms per series",

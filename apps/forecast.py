@@ -90,7 +90,6 @@ class Config(RunOptions):
         "cache_dir",
         "out",
         "overwrite",
-        "seed",
     }
     GROUPS = {
         "data": "data (default: bundled daily MSFT prices, 1986-2017)",

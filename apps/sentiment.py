@@ -60,7 +60,7 @@ class Config(RunOptions):
 
     APP = "sentiment"
     # With --load the saved run keeps its settings; these options say what to classify.
-    WITH_LOAD = {"predict", "evaluate", "text_col", "label_col", "seed"}
+    WITH_LOAD = {"predict", "evaluate", "text_col", "label_col"}
     GROUPS = {
         "data": "data (default: bundled Rotten Tomatoes snippets with a fixed "
         "train/validation/test split)",

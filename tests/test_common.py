@@ -869,3 +869,30 @@ def test_bahdanau_decoder_trains_with_dropout_on_batches_of_any_size(cell):
     )
     assert np.isfinite(history.history["loss"]).all()
     assert history.history["loss"][1] < history.history["loss"][0]
+
+
+def test_out_around_a_loaded_run_reached_through_a_link_is_refused_and_beside_it_is_not(tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "a" / "sub").mkdir(parents=True)
+    (tmp_path / "latest").symlink_to(runs / "a" / "sub")  # the loaded run, by a link
+    cases = [  # (--out, --load): one inside or around the other, once the links are followed
+        (runs / "a", tmp_path / "latest"),
+        (runs / "a" / "sub" / "y", tmp_path / "latest"),
+        (tmp_path / "latest" / ".." / "x", runs / "a"),  # reads as tmp/x, lands in runs/a/x
+    ]
+    for out, load in cases:
+        with pytest.raises(ValueError, match="apart from the loaded run"):
+            cli.check_out_folder(out, overwrite=True, load=load)
+    cli.check_out_folder(runs / "b", load=tmp_path / "latest")  # beside it: fine
+    cli.check_out_folder(tmp_path / "latest" / ".." / "x", load=tmp_path / "latest")  # runs/a/x
+
+
+def test_out_under_a_link_to_nothing_or_a_loop_of_links_is_refused_before_work(tmp_path):
+    (tmp_path / "runs").symlink_to(tmp_path / "unmounted" / "runs")
+    with pytest.raises(ValueError, match="a symbolic link to nothing"):
+        cli.check_out_folder(tmp_path / "runs" / "forecast" / "r1")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(ValueError, match="not a symbolic link|loop of links"):
+        cli.check_out_folder(tmp_path / "loop")
+    with pytest.raises(ValueError, match="loop of links|link to nothing|cannot be written"):
+        cli.check_out_folder(tmp_path / "loop" / "run")

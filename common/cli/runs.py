@@ -224,6 +224,11 @@ def check_out_folder(out, overwrite=False, load=None):
     out = Path(out)
     parent = out.parent
     while not parent.exists():
+        if os.path.lexists(parent):  # a link to nothing (an unmounted disk): mkdir would fail later
+            raise ValueError(
+                f"Expected a place that exists for {out}. Received: {parent}, a symbolic link "
+                f"to nothing ({os.readlink(parent)})"
+            )
         parent = parent.parent
     try:
         longest = os.pathconf(parent, "PC_NAME_MAX")
@@ -234,7 +239,15 @@ def check_out_folder(out, overwrite=False, load=None):
             f"Expected a folder name of at most {longest} bytes. Received: "
             f"{len(os.fsencode(out.name))} bytes"
         )
-    resolved, here = out.resolve(), Path.cwd().resolve()
+    if out.is_symlink():  # a link's target could be anything, or nothing: write only real folders
+        raise ValueError(
+            f"Expected a folder for the run, not a symbolic link. Received: {out} -> "
+            f"{os.readlink(out)}"
+        )
+    try:
+        resolved, here = out.resolve(), Path.cwd().resolve()
+    except RuntimeError:  # a loop of symbolic links above it
+        raise ValueError(f"Expected a path that leads somewhere. Received: {out}, a loop of links")
     if load is not None and _nested(out, Path(load)):
         raise ValueError(
             "Expected an output folder apart from the loaded run, which is never "
@@ -244,11 +257,8 @@ def check_out_folder(out, overwrite=False, load=None):
         raise ValueError(
             f"Expected a folder of its own for the run. Received: {out}, which holds this one"
         )
-    if out.is_symlink():  # a link's target could be anything, or nothing: write only real folders
-        raise ValueError(
-            f"Expected a folder for the run, not a symbolic link. Received: {out} -> "
-            f"{os.readlink(out)}"
-        )
+    if os.path.ismount(out):  # a rename can never replace a mount point, empty or not
+        raise ValueError(f"Expected a folder that can be replaced. Received: {out}, a mount point")
     if out.exists() and not out.is_dir():
         raise ValueError(
             f"Expected a folder to write the run into. Received: {out}, an existing file"
@@ -258,12 +268,9 @@ def check_out_folder(out, overwrite=False, load=None):
             raise ValueError(f"Expected a new or empty folder. Received: {out}, which holds files")
         if saved_by(out) is None:  # replacing is for runs; a user's own folder is never deleted
             raise ValueError(
-                "Expected a run saved by these apps to replace. "
-                f"Received: {out}, which holds other files"
-            )
-        if os.path.ismount(out):
-            raise ValueError(
-                f"Expected a folder that can be replaced. Received: {out}, a mount point"
+                "Expected a run saved by these apps to replace. Received: "
+                f"{out}, which holds other files (a run saved before runs carried the "
+                f"{RUN_MARKER} marker counts as one: delete it yourself if it is a run)"
             )
     try:  # a real probe: permissions, read-only mounts and pseudo file systems all show here
         if not parent.is_dir():
@@ -277,18 +284,33 @@ def check_out_folder(out, overwrite=False, load=None):
 
 def _nested(first, second):
     """Whether one of two paths is the other or lies inside it, compared as files on disk
-    (device and inode), so that a link or a bind mount to the same folder counts too."""
+    (device and inode), so that a symbolic link or a bind mount to the same folder counts too.
+
+    Each path's folders are walked both as written and as resolved, because a link in the
+    middle of a path leads elsewhere than its text says.
+    """
     for inner, outer in ((first, second), (second, first)):
-        inner, outer = Path(os.path.abspath(inner)), Path(os.path.abspath(outer))
-        for place in (inner, *inner.parents):
-            if place.resolve() == outer.resolve():
-                return True
-            try:
-                if place.exists() and outer.exists() and os.path.samefile(place, outer):
+        for start in (Path(os.path.abspath(inner)), _resolved(inner)):
+            for place in (start, *start.parents):
+                if _same_folder(place, outer):
                     return True
-            except OSError:
-                continue
     return False
+
+
+def _resolved(path):
+    try:
+        return Path(path).resolve()
+    except RuntimeError:  # a loop of links: compare it as written
+        return Path(os.path.abspath(path))
+
+
+def _same_folder(first, second):
+    if _resolved(first) == _resolved(second):
+        return True
+    try:
+        return os.path.exists(first) and os.path.exists(second) and os.path.samefile(first, second)
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
@@ -325,11 +347,12 @@ def run_folder(target, overwrite=False):
         if app is not None:
             (temporary / RUN_MARKER).write_text(app + "\n")
         _share_permissions(temporary)
-        if overwrite and saved_by(target) is not None:
-            _replace(target, temporary)
-        else:
-            _claim(target, temporary)
-        temporary = None
+        with _signals_held():  # a signal now would cut the swap in two: it waits till the end
+            if overwrite and saved_by(target) is not None:
+                _replace(target, temporary)
+            else:
+                _claim(target, temporary)
+            temporary = None
     finally:
         if temporary is not None:
             shutil.rmtree(temporary, ignore_errors=True)
@@ -370,6 +393,23 @@ def _replace(target, temporary):
         shutil.rmtree(old, ignore_errors=True)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Hold Ctrl-C, SIGTERM and SIGHUP back for a moment that must not be cut in two; they
+    arrive right after it (main thread only: elsewhere signals are not delivered anyway)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _raise_on_signals():
