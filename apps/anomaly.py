@@ -371,7 +371,7 @@ def main(argv=None):
         config, distribution, save_one, found, detection, rows, config, started, distribution
     ):
         return 0
-    saved = ", ".join(sorted(path.name for path in config.out.iterdir()))
+    saved = ", ".join(sorted(path.name for path in config.out.iterdir() if path.name[0] != "."))
     hint = (
         f"; monitor new data with --load {config.out} --csv NEW.csv" if config.load is None else ""
     )
