@@ -269,8 +269,8 @@ def check_out_folder(out, overwrite=False, load=None):
         if saved_by(out) is None:  # replacing is for runs; a user's own folder is never deleted
             raise ValueError(
                 "Expected a run saved by these apps to replace. Received: "
-                f"{out}, which holds other files (a run saved before runs carried the "
-                f"{RUN_MARKER} marker counts as one: delete it yourself if it is a run)"
+                f"{out}, which holds other files (a run saved by an older version, without "
+                f"the {RUN_MARKER} marker, looks like this too: delete it yourself)"
             )
     try:  # a real probe: permissions, read-only mounts and pseudo file systems all show here
         if not parent.is_dir():
