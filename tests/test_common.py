@@ -784,7 +784,7 @@ def test_bahdanau_attention_equals_the_formula_by_hand():
     assert np.all(weights[2, 4:] == 0)
 
 
-def bahdanau_model(cell="gru"):
+def bahdanau_model(cell="gru", **dropout):
     common.set_seed(0)
     return common.build_encoder_decoder(
         (12,),
@@ -797,6 +797,7 @@ def bahdanau_model(cell="gru"):
         embedding_dim=8,
         attention="bahdanau",
         output_activation="softmax",
+        **dropout,
     )
 
 
@@ -845,21 +846,7 @@ def test_draw_recurrence_draws_one_cell_rolled_and_one_per_step_unrolled(tmp_pat
 
 @pytest.mark.parametrize("cell", ["gru", pytest.param("lstm", marks=pytest.mark.slow)])
 def test_bahdanau_decoder_trains_with_dropout_on_batches_of_any_size(cell):
-    common.set_seed(0)
-    model = common.build_encoder_decoder(
-        (12,),
-        (6,),
-        9,
-        cell=cell,
-        units=(16,),
-        vocab_size=20,
-        target_vocab_size=9,
-        embedding_dim=8,
-        attention="bahdanau",
-        dropout=0.2,
-        recurrent_dropout=0.2,
-        output_activation="softmax",
-    )
+    model = bahdanau_model(cell, dropout=0.2, recurrent_dropout=0.2)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     generator = np.random.default_rng(2)
     encoder_inputs = generator.integers(1, 20, size=(50, 12))  # 50 = batches of 16, 16, 16, 2
