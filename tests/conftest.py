@@ -48,6 +48,17 @@ def run_app(capsys):
     return run
 
 
+def call_app(app, *argv):
+    """Run ``apps/<app>.py``'s main in-process: (exit status, stdout, stderr)."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            status = load_app(app).main([str(arg) for arg in argv])
+        except SystemExit as exit:  # argparse ends a bad option this way
+            status = exit.code
+    return status, stdout.getvalue(), stderr.getvalue()
+
+
 # The one seeded --quick run of each app that the tests share (sentiment averages two networks).
 QUICK_RUNS = {
     "forecast": ["--quick"],
@@ -66,11 +77,7 @@ def quick_runs(tmp_path_factory):
     def run(app):
         if app not in made:
             out = tmp_path_factory.mktemp(f"{app}_quick") / "run"
-            argv = [*QUICK_RUNS[app], "--seed", "3", "--out", str(out)]
-            stdout, stderr = io.StringIO(), io.StringIO()
-            with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-                status = load_app(app).main(argv)
-            made[app] = (status, stdout.getvalue(), stderr.getvalue(), out)
+            made[app] = (*call_app(app, *QUICK_RUNS[app], "--seed", "3", "--out", out), out)
         return made[app]
 
     return run

@@ -7,9 +7,7 @@ debris beside it. Examples are derandomized, so CI sees the same ones every
 time; each app's suite takes a few seconds.
 """
 
-import contextlib
 import gzip
-import io
 import math
 import os
 import shutil
@@ -19,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from conftest import call_app as call
 from conftest import examples, load_app
 
 APPS = ("forecast", "sentiment", "textgen", "anomaly")
@@ -41,17 +40,6 @@ SAVE = {
 def slow(value):
     """A parameter that runs in the whole suite only (``-m "not slow"`` leaves it out)."""
     return pytest.param(value, marks=pytest.mark.slow)
-
-
-def call(app, *argv):
-    """Run ``apps/<app>.py``'s main in-process: (status, stdout, stderr)."""
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        try:
-            status = load_app(app).main([str(arg) for arg in argv])
-        except SystemExit as exit:  # argparse ends a bad option this way
-            status = exit.code
-    return status, stdout.getvalue(), stderr.getvalue()
 
 
 def snapshot(folder):
