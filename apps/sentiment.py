@@ -46,6 +46,7 @@ from common.cli import RunOptions, UserError, option, report_user_errors, write_
 from common.cli import dropout_rate, positive_float, positive_int, positive_int_up_to
 from common.cli import load_model_from_dir, prepare_out, save_model_atomically
 from common.cli import refuse_unused_with_load, save_run, shrink_for_quick, start_distribution
+from common.data.files import read_lines
 
 import numpy as np
 
@@ -397,7 +398,7 @@ def use_saved_model(config):
         print(f"Accuracy {result['accuracy']:.4f} ({correct} of {count} correct)")
     if config.predict:
         try:
-            texts = text.read_lines(sys.stdin) if config.predict == ("-",) else config.predict
+            texts = read_lines(sys.stdin) if config.predict == ("-",) else config.predict
         except ValueError as error:
             raise UserError(f"--predict -: {error}") from None
         try:

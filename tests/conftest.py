@@ -65,6 +65,7 @@ QUICK_RUNS = {
     "sentiment": ["--quick", "--seeds", "2"],
     "textgen": ["--quick"],
     "anomaly": ["--quick"],
+    "translate": ["--quick"],
 }
 
 

@@ -117,3 +117,11 @@ def test_scale_bench_prints_throughput_at_one_and_two_replicas():
     )
     assert row, out
     assert all(int(number.replace(",", "")) > 0 for number in row.groups())
+
+
+def test_translate_bench_prints_the_network_the_transformer_the_baselines_and_the_targets():
+    out = run_bench("translate", "--quick", "--minutes", "0.1")
+    assert "Translation benchmark, Spanish -> English" in out
+    for row in ("network, greedy", "network, beam 4", "transformer, greedy", "retrieval (TF-IDF)"):
+        assert f"| {row}" in out
+    assert "| beam >= greedy + 0.5 BLEU" in out and "Verdict: " in out

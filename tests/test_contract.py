@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from conftest import call_app as call
 from conftest import examples, load_app
 
-APPS = ("forecast", "sentiment", "textgen", "anomaly")
+APPS = ("forecast", "sentiment", "textgen", "anomaly", "translate")
 FUZZ = settings(
     max_examples=int(os.environ.get("CONTRACT_EXAMPLES", examples(100))),  # more: a deeper search
     deadline=None,
@@ -34,6 +34,7 @@ SAVE = {
     "sentiment": ["--quick", "--epochs", "1"],
     "textgen": ["--quick", "--epochs", "1"],
     "anomaly": ["--detector", "zscore"],
+    "translate": ["--quick"],
 }
 
 
@@ -56,7 +57,7 @@ def saved(quick_runs, tmp_path_factory):
     """One saved run per app, each alone in its own folder: ``{app: run folder}``; the apps'
     shared --quick runs (conftest.quick_runs), and for anomaly the fastest detector's run."""
     runs = {}
-    for app in ("forecast", "sentiment", "textgen"):
+    for app in ("forecast", "sentiment", "textgen", "translate"):
         status, _, err, runs[app] = quick_runs(app)
         assert status == 0, err
     runs["anomaly"] = tmp_path_factory.mktemp("anomaly") / "run"
@@ -141,6 +142,26 @@ VALID = {  # option -> which values the app accepts; the fuzzer draws the others
         "--seed": seed,
         "--train-fraction": lambda text: is_float(text, 0, 1) and float(text) > 0,
     },
+    "translate": {
+        "--units": positive,
+        "--embedding-dim": positive,
+        "--max-tokens": lambda text: is_int(text, 5),
+        "--seed": seed,
+        "--learning-rate": lambda text: is_float(text, 0, math.inf) and float(text) > 0,
+        "--dropout": lambda text: is_float(text, 0, 1),
+        "--minutes": lambda text: is_float(text, 0, math.inf) and float(text) > 0,
+        "--beam-width": positive,
+        "--length-penalty": lambda text: is_float(text, 0, 5, high_open=False),
+        "--direction": lambda text: (
+            len(text.split("-")) == 2
+            and text.islower()
+            and (text.split("-")[0] == "eng") != (text.split("-")[1] == "eng")
+            and all(
+                2 <= len(code) <= 3 and code.isascii() and code.isalpha()
+                for code in text.split("-")
+            )
+        ),
+    },
 }
 
 
@@ -199,6 +220,7 @@ DATA_FILES = {
     "sentiment": ("--data", ["text", "label", "split", "review", ""], 15),
     "textgen": ("--text", ["ROMEO", "text", ""], 8),
     "anomaly": ("--csv", ["timestamp", "value", "is_anomaly", "x", ""], 14),
+    "translate": ("--data", ["Go.", "Ve.", "¿Qué?", "x", ""], 15),
 }
 
 
@@ -254,11 +276,16 @@ def test_a_hostile_labels_file_works_or_is_one_line(saved, tmp_path_factory, lab
 @settings(FUZZ, max_examples=10)
 @given(texts=st.lists(st.text(max_size=40), min_size=1, max_size=4))
 def test_a_saved_model_reads_any_text_or_says_why_not(saved, texts):
-    """sentiment --predict and textgen --prompt with any characters: output, or one line."""
-    for app, option in (("sentiment", "--predict"), ("textgen", "--prompt")):
+    """sentiment --predict, textgen --prompt and translate --translate with any characters:
+    output, or one line."""
+    for app, option in (
+        ("sentiment", "--predict"),
+        ("textgen", "--prompt"),
+        ("translate", "--translate"),
+    ):
         run = saved[app]
         before = snapshot(run)
-        argv = [*texts] if app == "sentiment" else [texts[0], "--generate", "5"]
+        argv = [texts[0], "--generate", "5"] if app == "textgen" else [*texts]
         status, out, err = call(app, "--load", run, option, *argv)
         assert snapshot(run) == before
         if status == 0:
@@ -333,6 +360,8 @@ def hostile_files(tmp_path_factory):
         + "".join(f"2020-01-01 {hour:02d}:00:00,{hour}\n" for hour in range(24)),
         "few_words.csv": "text,label\n" + "good film,1\nbad film,0\n" * 100,
         "no_words.csv": "text,label\n" + "😀 😀,1\n😡,0\n" * 100,
+        "one_column.tsv": "Go.\n" * 200,
+        "few_pairs.tsv": "Go.\tVe.\n" * 99,
     }
     for name, content in files.items():
         if content is not None:
@@ -360,6 +389,10 @@ FOUND = {  # app, arguments (FILE/ is the folder above), the line it must print
     "damaged gzip body": ("textgen", ["--text", "FILE/corrupt.txt.gz"], "expected a gzip file"),
     "too many samples": ("textgen", ["--samples", "100000000"], "from 1 to 1,024"),
     "year 9999": ("anomaly", ["--csv", "FILE/y9999.csv"], "expected roughly regular times"),
+    "one column": ("translate", ["--data", "FILE/one_column.tsv"], "line 1 has one: 'Go.'"),
+    "few pairs": ("translate", ["--data", "FILE/few_pairs.tsv"], "at least 100 sentence pairs"),
+    "only Spanish": ("translate", ["--direction", "spa-fra"], "from or to English"),
+    "nan penalty": ("translate", ["--length-penalty", "nan"], "between 0 and 5"),
 }
 
 
@@ -425,6 +458,7 @@ def test_a_default_prompt_that_does_not_fit_the_text_is_replaced(tmp_path):
         ("sentiment", ["--predict", "fine", "--units", "8"], "--units"),
         ("textgen", ["--out", "elsewhere"], "--out"),
         ("anomaly", ["--window", "10"], "--window"),
+        ("translate", ["--translate", "Hola.", "--units", "8"], "--units"),
     ],
 )
 def test_options_a_loaded_run_would_ignore_are_refused(app, argv, named, saved, tmp_path):

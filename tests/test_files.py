@@ -1,6 +1,7 @@
 """common.data.files: the one reader of users' files, and the download cache."""
 
 import gzip
+import lzma
 import socket
 
 import pytest
@@ -13,6 +14,16 @@ def test_a_gzip_file_is_unpacked_by_its_content_whatever_its_name(tmp_path):
     path.write_bytes(gzip.compress("a,b\n1,2\n".encode()))
     assert files.read_text(path) == "a,b\n1,2\n"
     assert files.read_table(path).to_dict("list") == {"a": ["1"], "b": ["2"]}
+
+
+def test_an_xz_file_is_unpacked_too_and_a_cut_one_is_refused(tmp_path):
+    path = tmp_path / "pairs.tsv"  # xz by its content, whatever its name
+    packed = lzma.compress("Go.\tVe.\n".encode())
+    path.write_bytes(packed)
+    assert files.read_text(path) == "Go.\tVe.\n"
+    path.write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(ValueError, match="expected an xz file; this one is damaged or cut short"):
+        files.read_text(path)
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from conftest import REPO
 import common  # quiet TensorFlow import first
 import common.tasks.sentiment as text
 from common.cli.runs import RUN_MARKER
+from common.data.files import read_lines
 import keras
 import tensorflow as tf
 
@@ -157,8 +158,8 @@ def test_texts_to_label_skips_empty_texts_and_refuses_bad_ones():
         text.texts_to_label(["", " "])
     stdin = io.TextIOWrapper(io.BytesIO(b"good\n\xff bad\n"))
     with pytest.raises(ValueError, match=r"not UTF-8 text \(byte 0xff at position 5\)"):
-        text.read_lines(stdin)
-    assert text.read_lines(io.TextIOWrapper(io.BytesIO(b"good\nbad\n"))) == ["good", "bad"]
+        read_lines(stdin)
+    assert read_lines(io.TextIOWrapper(io.BytesIO(b"good\nbad\n"))) == ["good", "bad"]
 
 
 # ---------------------------------------------------------------- wide & deep

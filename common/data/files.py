@@ -21,6 +21,7 @@ import csv
 import gzip
 import hashlib
 import io
+import lzma
 import zlib
 from pathlib import Path
 
@@ -36,10 +37,11 @@ MAGIC = (
 
 
 def read_bytes(path, name=None):
-    """The bytes of the file at ``path``, unpacked if it is gzip (by content, whatever its name).
+    """The bytes of the file at ``path``, unpacked if it is gzip or xz (by content, whatever its
+    name).
 
     Raises:
-        ValueError: no such file, a folder, an unreadable or damaged gzip file.
+        ValueError: no such file, a folder, an unreadable or damaged gzip or xz file.
     """
     path = Path(path)
     name = name or str(path)
@@ -53,6 +55,11 @@ def read_bytes(path, name=None):
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error):  # truncated, not gzip, or a damaged body
             raise ValueError(f"{name}: expected a gzip file; this one is damaged or cut short")
+    elif raw[:6] == b"\xfd7zXZ\x00" or path.suffix.lower() == ".xz":
+        try:
+            raw = lzma.decompress(raw)
+        except lzma.LZMAError:  # truncated, not xz, or a damaged body
+            raise ValueError(f"{name}: expected an xz file; this one is damaged or cut short")
     return raw
 
 
@@ -161,3 +168,21 @@ def download(url, cache_dir, name=None):
         reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
         reason = reason or type(error).__name__
         raise ValueError(f"{name}: could not download ({reason[:200]}); no network?") from None
+
+
+def read_lines(stream):
+    """The lines of a text stream such as ``sys.stdin``, which must hold UTF-8.
+
+    Raises:
+        ValueError: bytes that are not UTF-8 (the first one and where it is).
+    """
+    if not hasattr(stream, "buffer"):  # already text (a test's StringIO)
+        return stream.read().splitlines()
+    data = stream.buffer.read()
+    try:
+        return data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"standard input is not UTF-8 text (byte {data[error.start]:#x} "
+            f"at position {error.start})"
+        ) from None

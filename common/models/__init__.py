@@ -1,5 +1,6 @@
 """Layer 1, models and training: recurrent builders for every topology, encoder-decoders with
-attention, the training loop, and the small NumPy models the notebooks check Keras against.
+attention, a small transformer to compare them with, the training loop, and the small NumPy
+models the notebooks check Keras against.
 
 Imports only :mod:`common.scale` (the training loop runs under a distribution strategy).
 """
@@ -16,4 +17,4 @@ from common.models.recurrent import (
     recurrent_layer,
     recurrent_stack,
 )
-from common.models import lessons, seq2seq, training  # noqa: E402, F401
+from common.models import lessons, seq2seq, training, transformer  # noqa: E402, F401

@@ -36,9 +36,10 @@ class BahdanauAttention(layers.Layer):
     score. A softmax over ``j`` gives the weights, and the context is the
     weighted sum of the encoder outputs.
 
-    Call: ``attention(query, values, mask=None)`` with query (batch, query_dim),
-    values (batch, timesteps, value_dim) and mask (batch, timesteps) booleans
-    (False: padding, weight 0). Returns ``(context, weights)``: (batch,
+    Call: ``attention(query, values, mask=None, keys=None)`` with query (batch,
+    query_dim), values (batch, timesteps, value_dim) and mask (batch, timesteps)
+    booleans (False: padding, weight 0); ``keys`` is ``key_projection(values)``
+    when the caller has it already (batch, timesteps, units). Returns ``(context, weights)``: (batch,
     value_dim) and (batch, timesteps).
     """
 
@@ -54,10 +55,13 @@ class BahdanauAttention(layers.Layer):
         self.key_projection.build(values_shape)
         self.score.build(tuple(values_shape[:-1]) + (self.units,))
 
-    def call(self, query, values, mask=None):
-        scores = self.score(
-            keras.ops.tanh(self.query_projection(query)[:, None, :] + self.key_projection(values))
-        )[..., 0]  # (batch, timesteps)
+    def call(self, query, values, mask=None, keys=None):
+        # keys: key_projection(values), passed in by a decoder that attends to the same values
+        # at every step, so the projection is computed once per sentence, not once per step.
+        keys = self.key_projection(values) if keys is None else keys
+        scores = self.score(keras.ops.tanh(self.query_projection(query)[:, None, :] + keys))[
+            ..., 0
+        ]  # (batch, timesteps)
         if mask is not None:  # padding gets exp(-1e9) = 0 after the softmax
             scores = keras.ops.where(mask, scores, -1e9)
         weights = keras.ops.softmax(scores, axis=-1)
@@ -124,8 +128,11 @@ class BahdanauDecoder(layers.Layer):
             list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
         )
         outputs, weights = [], []
+        keys = self.attention.key_projection(encoder_outputs)  # the same at every step
         for step in range(decoder_sequence.shape[1]):
-            context, step_weights = self.attention(states[0], encoder_outputs, mask=encoder_mask)
+            context, step_weights = self.attention(
+                states[0], encoder_outputs, mask=encoder_mask, keys=keys
+            )
             step_input = keras.ops.concatenate([decoder_sequence[:, step], context], axis=-1)
             output, states = self.cell(step_input, states, training=training)
             outputs.append(keras.ops.concatenate([output, context], axis=-1))

@@ -297,3 +297,34 @@ def draw_recurrence(steps=4, path=None):
         axis.set(ylim=(-0.45, 2.4))
         axis.axis("off")
     return save_figure(figure, path) if path else _laid_out(figure)
+
+
+def plot_attention(weights, source_tokens, output_tokens, path=None, title=None, axis=None):
+    """A heat map of attention weights: source tokens across, output tokens down.
+
+    ``weights`` is (output steps, source tokens); row ``t`` says how much output
+    word ``t`` drew on each source word (each row sums to 1). The last row may be
+    the ``[END]`` step. Draws on ``axis`` if given; else makes a figure and
+    saves it at ``path`` (returning ``path``) or returns it.
+    """
+    weights = np.asarray(weights)
+    if weights.ndim != 2 or weights.shape[1] != len(source_tokens):
+        raise ValueError(
+            f"Expected weights of shape (output steps, {len(source_tokens)} source tokens). "
+            f"Received: {weights.shape}"
+        )
+    rows = list(output_tokens) + ["[END]"] * (weights.shape[0] - len(output_tokens))
+    figure = None
+    if axis is None:
+        size = (1.0 + 0.45 * len(source_tokens), 1.0 + 0.4 * len(rows))
+        figure, axis = plt.subplots(figsize=(max(size[0], 3.5), max(size[1], 2.5)))
+    axis.imshow(weights[: len(rows)], cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    axis.set_xticks(range(len(source_tokens)), source_tokens, rotation=60, ha="right")
+    axis.set_yticks(range(len(rows)), rows)
+    axis.set_xlabel("source")
+    axis.set_ylabel("output")
+    if title:
+        axis.set_title(title, fontsize=9)
+    if figure is None:
+        return axis
+    return save_figure(figure, path) if path else _laid_out(figure)

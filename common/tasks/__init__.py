@@ -8,8 +8,13 @@ notebook, benchmark and tests import.
 - :mod:`anomaly` (the audit and monitor pipelines), :mod:`detectors` (six of them) and
   :mod:`alarms` (scores turned into alarm intervals, and how those are scored)
   (apps/anomaly.py, notebook 11)
+- :mod:`translate`: sentence pairs, a split by source sentence, word vocabularies, the GRU
+  translator with Bahdanau attention, greedy and beam-search decoding, BLEU and chrF;
+  :mod:`translate_baselines`: IBM Model 1 word for word and TF-IDF retrieval
+  (apps/translate.py, notebook 15, bench/translate.py)
 
 Imports the layers below (models, data, report, scale), never :mod:`common.cli`.
 """
 
 from common.tasks import alarms, anomaly, charlm, detectors, forecast, sentiment  # noqa: F401
+from common.tasks import translate, translate_baselines  # noqa: F401

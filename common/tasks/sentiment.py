@@ -1143,24 +1143,6 @@ def run_metrics(corpus, trained, found):
 # ---------------------------------------------------------------- a saved model in use
 
 
-def read_lines(stream):
-    """The lines of a text stream such as ``sys.stdin``, which must hold UTF-8.
-
-    Raises:
-        ValueError: bytes that are not UTF-8 (the first one and where it is).
-    """
-    if not hasattr(stream, "buffer"):  # already text (a test's StringIO)
-        return stream.read().splitlines()
-    data = stream.buffer.read()
-    try:
-        return data.decode("utf-8").splitlines()
-    except UnicodeDecodeError as error:
-        raise ValueError(
-            f"standard input is not UTF-8 text (byte {data[error.start]:#x} "
-            f"at position {error.start})"
-        ) from None
-
-
 def texts_to_label(texts):
     """The texts worth labelling, and the numbers (from 1) of the empty ones, to be skipped.
 
