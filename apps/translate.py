@@ -67,7 +67,14 @@ class Config(RunOptions):
         "use": "use a saved model",
     }
 
-    epochs: int = option(40, quick=2)  # rounds of a quarter pass each; --minutes usually ends first
+    epochs: int = option(
+        40,
+        "most rounds of training, each a quarter pass over the training pairs; --minutes "
+        "usually ends training first, and early stopping may",
+        group="run",
+        type=positive_int,
+        quick=2,
+    )
     batch_size: int = 64
     direction: str = option(
         "spa-eng",
@@ -92,7 +99,7 @@ class Config(RunOptions):
     )
     dropout: tuple = option(
         (0.1, 0.3),
-        "dropout rates to try; each trains for a short trial and the one with the lowest "
+        "dropout rates to try; each trains for one round and the one with the lowest "
         "validation loss goes on",
         type=dropout_rate,
         quick=(0.1,),
@@ -354,10 +361,12 @@ def use_saved_model(config):
         except ValueError as error:
             raise UserError(str(error)) from None
         sources, references = mt.grouped_references(pairs)
+        started = time.perf_counter()
         hypotheses = [t.text for t in translator.translate(sources, **decoding)]
-        found = mt.scores(hypotheses, references)
+        found = mt.scores(hypotheses, references) | {"seconds": time.perf_counter() - started}
+        name = f"network, beam {config.beam_width}" if config.beam_width > 1 else "network, greedy"
         common.print_table(
-            {f"network, beam {config.beam_width}": found},
+            mt.table_rows({name: found}),
             title=f"{config.evaluate}: {len(sources)} sentences, {len(pairs)} references",
         )
     if config.translate:

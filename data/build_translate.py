@@ -35,4 +35,6 @@ def build(data_dir, tatoeba_dir=TATOEBA_DIR):
     # Fixed preset and no timestamps in xz: the same pairs give the same bytes (and checksum).
     packed = lzma.compress(text.encode("utf-8"), preset=9 | lzma.PRESET_EXTREME)
     (Path(data_dir) / "spa_eng.tsv.xz").write_bytes(packed)
-    print(f"Tatoeba spa-eng: kept {len(kept)} of {len(pairs)} pairs (both sides <= {MAX_WORDS} words)")
+    print(
+        f"Tatoeba spa-eng: kept {len(kept)} of {len(pairs)} pairs (both sides <= {MAX_WORDS} words)"
+    )

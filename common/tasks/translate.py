@@ -824,7 +824,7 @@ def sentences_to_translate(sentences, source_length):
         if len(tokens) > source_length:
             notes.append(
                 f"sentence {number} has {len(tokens)} words and marks; the model reads the "
-                f"first {source_length} (it learnt on sentences of up to 10 words)"
+                f"first {source_length}, as long as the longest it learnt from"
             )
         kept.append(sentence)
     if not kept:
