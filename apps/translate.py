@@ -99,8 +99,8 @@ class Config(RunOptions):
     )
     dropout: tuple = option(
         (0.1, 0.3),
-        "dropout rates to try; each trains for one round and the one with the lowest "
-        "validation loss goes on",
+        "dropout rates to try; each trains for a quarter round and the one with the "
+        "lowest validation loss goes on",
         type=dropout_rate,
         quick=(0.1,),
     )
@@ -158,6 +158,13 @@ def read_config(argv):
         mt.columns(args.direction)
     except ValueError as error:
         raise UserError(f"--direction: {error}") from None
+    if args.data is None and not args.load and args.direction not in ("spa-eng", "eng-spa"):
+        raise UserError(
+            f"--direction {args.direction}: the bundled pairs are Spanish and English (spa-eng "
+            "or eng-spa); give other languages' pairs with --data FILE"
+        )
+    if args.translate and "-" in args.translate and len(args.translate) > 1:
+        raise UserError("--translate: '-' (read standard input) cannot be mixed with other texts")
     if not 0 <= args.length_penalty <= 5:  # NaN fails this too
         raise UserError(f"--length-penalty must be between 0 and 5; received {args.length_penalty}")
     if args.max_tokens < 5:
@@ -226,7 +233,7 @@ def train(splits, config, distribution):
                 vocab, config.units, config.embedding_dim, dropout, config.learning_rate
             )
 
-    def fit(core, rounds, seconds, callbacks=()):
+    def fit(core, rounds, seconds, callbacks=(), steps=steps):
         return common.fit(
             core,
             train_batches,
@@ -241,25 +248,25 @@ def train(splits, config, distribution):
         ).history
 
     print(distribution.describe(config.batch_size))
-    # Dropout chosen on validation: one round for each rate (at most half the budget in all),
-    # then the model with the lowest validation loss goes on. Early on, less dropout tends to
-    # win; more rounds per trial would choose better and cost more.
+    # Dropout chosen on validation: a quarter round for each rate (at most half the budget in
+    # all), then the model with the lowest validation loss goes on. Early on, less dropout
+    # tends to win; longer trials would choose better, and leave less time to train.
     tried, trials = {}, {}
     for dropout in config.dropout if len(config.dropout) > 1 else ():
-        print(f"Trial round: dropout {dropout:g} ...")
-        core = build(dropout)
-        history = fit(core, 1, budget / (2 * len(config.dropout)))
-        tried[dropout], trials[dropout] = (core, history), history["val_loss"][-1]
+        print(f"Trial: dropout {dropout:g} for {max(1, steps // 4)} batches ...")
+        tried[dropout] = build(dropout)
+        seconds = budget / (2 * len(config.dropout))
+        trial = fit(tried[dropout], 1, seconds, steps=max(1, steps // 4))
+        trials[dropout] = trial["val_loss"][-1]
         print(f"  validation loss {trials[dropout]:.3f}")
     dropout = min(trials, key=trials.get) if trials else config.dropout[0]
-    core, history = tried.get(dropout, (build(dropout), {}))
+    core = tried[dropout] if dropout in tried else build(dropout)  # the winner goes on
     left = max(budget - (time.perf_counter() - started), 1.0)
     print(
         f"Training: dropout {dropout:g}, {config.units} units, up to {left / 60:.1f} more minutes "
         f"in rounds of {steps} batches of {batch_size} (a quarter pass), teacher forcing ..."
     )
-    more = fit(core, config.epochs, left, [common.CosineDecayInTime(left, config.learning_rate)])
-    history = {key: history.get(key, []) + values for key, values in more.items()}
+    history = fit(core, config.epochs, left, [common.CosineDecayInTime(left, config.learning_rate)])
     if (epoch := common.diverged(history)) is not None:
         raise UserError(
             f"training diverged: the loss stopped being a number in round {epoch}; lower "
@@ -293,6 +300,8 @@ def report(splits, trained, config):
     )
     verdict = mt.verdict(rows)
     print("\n" + verdict)
+    if "NOT" in verdict:
+        print("(More --minutes, or more --units and --embedding-dim, is what it needs.)")
     network = f"network, beam {config.beam_width}" if config.beam_width > 1 else "network, greedy"
     examples = mt.examples(outputs[network], test_sources, references, EXAMPLES)
     print(f"\nExamples ({network}):")

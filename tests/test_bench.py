@@ -120,7 +120,7 @@ def test_scale_bench_prints_throughput_at_one_and_two_replicas():
 
 
 def test_translate_bench_prints_the_network_the_transformer_the_baselines_and_the_targets():
-    out = run_bench("translate", "--quick", "--minutes", "0.1")
+    out = run_bench("translate", "--quick")
     assert "Translation benchmark, Spanish -> English" in out
     for row in ("network, greedy", "network, beam 4", "transformer, greedy", "retrieval (TF-IDF)"):
         assert f"| {row}" in out

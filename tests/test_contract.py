@@ -392,6 +392,7 @@ FOUND = {  # app, arguments (FILE/ is the folder above), the line it must print
     "one column": ("translate", ["--data", "FILE/one_column.tsv"], "line 1 has one: 'Go.'"),
     "few pairs": ("translate", ["--data", "FILE/few_pairs.tsv"], "at least 100 sentence pairs"),
     "only Spanish": ("translate", ["--direction", "spa-fra"], "from or to English"),
+    "French without a file": ("translate", ["--direction", "fra-eng"], "give other languages'"),
     "nan penalty": ("translate", ["--length-penalty", "nan"], "between 0 and 5"),
 }
 

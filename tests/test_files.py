@@ -85,3 +85,10 @@ def test_download_caches_the_file_and_fails_in_one_line_offline(tmp_path):
         files.download(f"http://127.0.0.1:{port}/book.txt", tmp_path / "cache", name="--url x")
     assert "\n" not in str(error.value)
     assert [path.name for path in (tmp_path / "cache").iterdir()] == [cached.name]  # no debris
+
+
+def test_lines_of_standard_input_split_at_newlines_only():
+    import io
+
+    stream = io.TextIOWrapper(io.BytesIO("Hola.\u2028Adiós.\x0cVe.\r\nSí.\n".encode()))
+    assert files.read_lines(stream) == ["Hola.\u2028Adiós.\x0cVe.", "Sí."]

@@ -75,7 +75,7 @@ def _copy_weights(source, destination):
         variable.assign(value)
 
 
-@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("layers", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_extra_source_padding_changes_nothing(layers):
     short, long = tiny(source_length=4, layers=layers), tiny(source_length=7, layers=layers)
     _copy_weights(short, long)
@@ -154,6 +154,7 @@ def reversal_task(count, rng):
     return sources, targets
 
 
+@pytest.mark.slow  # trains for about 15 seconds
 def test_learns_to_reverse_and_decodes_greedily_on_the_prefix():
     keras.utils.set_random_seed(1)
     sources, targets = reversal_task(3000, np.random.default_rng(1))

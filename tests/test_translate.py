@@ -109,6 +109,14 @@ def test_overlap_counts_shared_references_and_near_copies():
     assert found == {"reference_seen": 0.5, "one_word_away": 0.5}
 
 
+def test_two_edits_apart_is_not_one_word_away():
+    train = mt.Pairs(["x a b c", "uno dos"], ["t", "u"])
+    test = mt.Pairs(["a b c y", "dos uno", "a b c", "x a b c d"], ["v", "w", "x", "y"])
+    # A word removed and another added, or two words swapped: two edits. A word fewer, or
+    # one more, than a training sentence: one.
+    assert mt.overlap(train, test)["one_word_away"] == 0.5
+
+
 def test_grouped_references_collect_every_translation_of_a_sentence():
     pairs = mt.Pairs(["Ve.", "Hola.", "Ve.", "Ve."], ["Go.", "Hi.", "Leave.", "Go."])
     assert mt.grouped_references(pairs) == (["Ve.", "Hola."], [["Go.", "Leave."], ["Hi."]])
@@ -124,6 +132,12 @@ def test_tokens_split_punctuation_off_and_keep_words_whole():
     ]
     assert mt.tokenize(["ÉL ESTÁ AQUÍ."], lower=True) == [["él", "está", "aquí", "."]]
     assert mt.detokenize(["¡", "Hola", ",", "Tom", "!"]) == "¡Hola, Tom!"
+    # A no-break space (French writes one before "!") is a space; a combining accent stays
+    # in its word.
+    assert mt.tokenize(["Bonjour\u202f!", "Cafe\u0301 noir."]) == [
+        ["Bonjour", "!"],
+        ["Cafe\u0301", "noir", "."],
+    ]
 
 
 def test_vocabularies_are_fit_on_training_text_only():
@@ -179,6 +193,17 @@ def test_beam_width_one_is_greedy_decoding(tiny):
     beam = translator.beam_search(ids, beam_width=1)
     np.testing.assert_array_equal(greedy[0], beam[0])
     np.testing.assert_allclose(greedy[1], beam[1], rtol=1e-6)
+
+
+def test_decoding_never_writes_padding_or_start_and_a_beam_may_outgrow_the_vocabulary(tiny):
+    model, sources = tiny
+    translator = mt.Translator(model)
+    ids = translator.source_ids(sources)
+    words = len(translator.vocabulary)
+    for tokens, _, _ in (translator.greedy(ids), translator.beam_search(ids, beam_width=words + 3)):
+        for row in tokens:
+            written = list(row[: list(row).index(3)] if 3 in row else row)
+            assert 0 not in written and 2 not in written
 
 
 def test_a_wider_beam_finds_an_output_at_least_as_likely(tiny):
@@ -313,6 +338,8 @@ def test_stdin_is_read_one_sentence_a_line(quick_runs, monkeypatch):
     status, out, err = call("translate", "--load", run, "--translate", "-")
     assert status == 0, err
     assert len(out.splitlines()) == 2 and "skipping sentence 2: it is empty" in err
+    status, _, err = call("translate", "--load", run, "--translate", "-", "Hola.")
+    assert status == 2 and "'-' (read standard input) cannot be mixed" in err, err
 
 
 @pytest.mark.parametrize(

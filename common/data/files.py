@@ -177,12 +177,19 @@ def read_lines(stream):
         ValueError: bytes that are not UTF-8 (the first one and where it is).
     """
     if not hasattr(stream, "buffer"):  # already text (a test's StringIO)
-        return stream.read().splitlines()
+        return _lines(stream.read())
     data = stream.buffer.read()
     try:
-        return data.decode("utf-8").splitlines()
+        return _lines(data.decode("utf-8"))
     except UnicodeDecodeError as error:
         raise ValueError(
             f"standard input is not UTF-8 text (byte {data[error.start]:#x} "
             f"at position {error.start})"
         ) from None
+
+
+def _lines(text):
+    """Lines split at \\n (and \\r\\n) only: str.splitlines would also split at form feeds,
+    U+2028 and other characters a sentence may hold."""
+    lines = text.replace("\r\n", "\n").split("\n")
+    return lines[:-1] if lines and lines[-1] == "" else lines

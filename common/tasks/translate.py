@@ -7,9 +7,10 @@ from here::
     import common.tasks.translate as mt
     pairs = mt.read_pairs("data/spa_eng.tsv.xz", direction="spa-eng")  # (sources, targets)
     splits = mt.split_by_source(pairs, seed=0)          # no source sentence on two sides
-    vocab = mt.Vocabularies.fit(*splits["train"])       # training text only
+    train = splits["train"]
+    vocab = mt.Vocabularies.fit(train.sources, train.targets)  # training text only
     core = mt.build_translator(vocab, units=128)        # ids in, next-word probabilities out
-    core.fit(*mt.teacher_forcing(vocab, *splits["train"]), ...)
+    core.fit(*mt.teacher_forcing(vocab, train.sources, train.targets), ...)
     model = mt.saved_model(vocab, core)                 # raw strings in; what model.keras holds
     translator = mt.Translator(model)                   # works on a reloaded model.keras too
     translator.translate(["¿Dónde está el baño?"], beam_width=4)
@@ -196,26 +197,28 @@ def overlap(train, test):
       substituted, added or removed (after :func:`source_key`).
     """
 
-    def neighbours(words):  # keys shared by sentences at most one word apart
-        keys = {("=", *words)}
-        for i in range(len(words)):
-            keys.add(("~", *words[:i], "*", *words[i + 1 :]))  # a word substituted
-            keys.add(("-", *words[:i], *words[i + 1 :]))  # a word removed
-        return keys
+    def substituted(words):  # one key per word replaced by a wildcard
+        return {(*words[:i], "*", *words[i + 1 :]) for i in range(len(words))}
 
-    train_keys = set()
-    for sentence in set(train.sources):
-        words = source_key(sentence).split()
-        train_keys |= neighbours(words)
-        train_keys.add(("-", *words))  # so a test sentence with one word added matches
+    def shortened(words):  # the sentence with one word removed, each way
+        return {(*words[:i], *words[i + 1 :]) for i in range(len(words))}
+
+    train_words = [tuple(source_key(s).split()) for s in set(train.sources)]
+    whole = set(train_words)
+    wildcards = set().union(*(substituted(w) for w in train_words))
+    cut = set().union(*(shortened(w) for w in train_words))
     train_targets = set(train.targets)
     sources, references = grouped_references(test)
     seen = sum(any(r in train_targets for r in refs) for refs in references)
     close = 0
     for sentence in sources:
-        words = source_key(sentence).split()
-        keys = neighbours(words) | {("-", *words)}
-        close += bool(keys & train_keys)
+        words = tuple(source_key(sentence).split())
+        close += bool(
+            words in whole  # the same words (the split keeps these apart; punctuation aside)
+            or substituted(words) & wildcards  # one word substituted
+            or words in cut  # one word fewer than a training sentence
+            or shortened(words) & whole  # one word more
+        )
     return {"reference_seen": seen / len(sources), "one_word_away": close / len(sources)}
 
 
@@ -226,11 +229,13 @@ def overlap(train, test):
 def split_punctuation(texts):
     """Put spaces around punctuation, so that a whitespace split gives words and marks.
 
-    Letters (accented ones too), digits, apostrophes and hyphens stay inside
+    Letters (accented ones too), combining marks, digits, apostrophes and hyphens stay inside
     words ("don't", "well-known"); everything else (``. , ? ! ¿ ¡ " :`` ...) is a token.
     """
-    texts = tf.strings.regex_replace(texts, r"([^\pL\pN\s'’-])", r" \1 ")
-    return tf.strings.strip(tf.strings.regex_replace(texts, r"\s+", " "))
+    # \pM: accents typed as combining marks stay in their word; \pZ: Unicode spaces (a
+    # no-break space before "!" in French) are spaces, which RE2's \s alone does not cover.
+    texts = tf.strings.regex_replace(texts, r"([^\pL\pM\pN\s\pZ'’-])", r" \1 ")
+    return tf.strings.strip(tf.strings.regex_replace(texts, r"[\s\pZ]+", " "))
 
 
 @keras.saving.register_keras_serializable(package="rnn_workshop")
@@ -436,6 +441,12 @@ def saved_model(vocab, core, name="translate"):
 # ---------------------------------------------------------------- decoding
 
 
+def _words_only(log_probabilities):
+    """Padding (id 0) and [START] (id 2) are never words to write: make them impossible."""
+    log_probabilities[:, [0, 2]] = -np.inf
+    return log_probabilities
+
+
 @dataclass
 class Translation:
     """One decoded sentence: the text, its tokens, their log-probability and attention weights."""
@@ -511,7 +522,7 @@ class Translator:
         totals, tokens, attention = np.zeros(batch), [], []
         for _ in range(max_length):
             log_probabilities, state, weights = self._step(previous, state, outputs, mask, keys)
-            log_probabilities = log_probabilities.numpy()
+            log_probabilities = _words_only(log_probabilities.numpy())
             previous = np.where(done, 0, log_probabilities.argmax(-1))
             totals += np.where(done, 0.0, log_probabilities[np.arange(batch), previous])
             tokens.append(previous)
@@ -545,22 +556,23 @@ class Translator:
         attention = np.zeros((batch * width, 0, self.source_length), dtype="float32")
         for _ in range(max_length):
             log_probabilities, state, weights = self._step(previous, state, outputs, mask, keys)
-            log_probabilities = log_probabilities.numpy()
+            log_probabilities = _words_only(log_probabilities.numpy())
             # A finished prefix continues only with padding, at no cost.
             log_probabilities[done] = -np.inf
             log_probabilities[done, 0] = 0.0
-            # Every row's divisor is the same for all its words, so each beam's best `width`
-            # words are its best by the normalised score too: rank only those width * width.
-            top_totals, top_words = tf.math.top_k(totals[:, None] + log_probabilities, k=width)
+            # Every row's divisor is the same for all its words, so each beam's best `k`
+            # words are its best by the normalised score too: rank only those width * k.
+            k = min(width, log_probabilities.shape[1])
+            top_totals, top_words = tf.math.top_k(totals[:, None] + log_probabilities, k=k)
             top_totals, top_words = top_totals.numpy(), top_words.numpy()  # ties: lower id first
             new_lengths = lengths + np.where(done, 0, 1)
             ranked = top_totals / np.maximum(new_lengths, 1)[:, None] ** length_penalty
             # Stable sort: among equal scores the lower index wins, as argmax does (width 1 = greedy).
-            best = np.argsort(-ranked.reshape(batch, width * width), axis=1, kind="stable")
+            best = np.argsort(-ranked.reshape(batch, width * k), axis=1, kind="stable")
             best = best[:, :width]
-            rows = (np.arange(batch)[:, None] * width + best // width).ravel()
-            words = top_words[rows, (best % width).ravel()]
-            totals = top_totals[rows, (best % width).ravel()]
+            rows = (np.arange(batch)[:, None] * width + best // k).ravel()
+            words = top_words[rows, (best % k).ravel()]
+            totals = top_totals[rows, (best % k).ravel()]
             lengths = new_lengths[rows]
             done = done[rows] | (words == 3)
             previous = words
@@ -569,8 +581,11 @@ class Translator:
             state = tf.gather(state, rows)
             if done.all():
                 break
-        # The best row of each sentence by the same normalised score (row 0 after the last sort).
-        scores = (totals / np.maximum(lengths, 1) ** length_penalty).reshape(batch, width)
+        # The best row of each sentence by the same normalised score, a finished one if any is
+        # (an unfinished prefix ran out of steps: it is cut off).
+        scores = totals / np.maximum(lengths, 1) ** length_penalty
+        finished_somewhere = np.repeat(done.reshape(batch, width).any(axis=1), width)
+        scores = np.where(finished_somewhere & ~done, -np.inf, scores).reshape(batch, width)
         best = np.arange(batch) * width + np.argmax(scores, axis=1)
         return tokens[best], totals[best], attention[best]
 
@@ -708,7 +723,7 @@ def verdict(rows):
     else:
         said = (
             f"Verdict: the network does NOT beat the baselines: {baseline} scores "
-            f"{-gap:.1f} BLEU more than the {network}. Train longer (--minutes) or larger."
+            f"{-gap:.1f} BLEU more than the {network}; it needs more training or a larger model."
         )
     names = [n for n in rows if n.startswith("network")]
     if len(names) == 2:
@@ -816,17 +831,19 @@ def sentences_to_translate(sentences, source_length):
         try:
             sentence.encode("utf-8")
         except UnicodeEncodeError:
-            raise ValueError(f"sentence {number} is not UTF-8 text") from None
-        if not sentence.strip():
+            raise ValueError(f"expected UTF-8 text; sentence {number} is not") from None
+        if sentence.strip():
+            kept.append((number, sentence))
+        else:
             notes.append(f"skipping sentence {number}: it is empty")
-            continue
-        tokens = tokenize([sentence], lower=True)[0]
-        if len(tokens) > source_length:
+    lengths = [len(t) for t in tokenize([s for _, s in kept], lower=True)] if kept else []
+    for (number, _), length in zip(kept, lengths):  # one TensorFlow call for all of them
+        if length > source_length:
             notes.append(
-                f"sentence {number} has {len(tokens)} words and marks; the model reads the "
-                f"first {source_length}, as long as the longest it learnt from"
+                f"sentence {number} has {length} words and marks; the model reads the "
+                f"first {source_length}"
             )
-        kept.append(sentence)
+    kept = [sentence for _, sentence in kept]
     if not kept:
         raise ValueError("expected at least one sentence to translate; received only empty ones")
     return kept, notes
