@@ -111,7 +111,7 @@ class Config(RunOptions):
         2e-3, "Adam learning rate, lowered along a cosine", type=positive_float
     )
     minutes: float = option(
-        4.0, "training time budget, trials included", group="run", type=positive_float, quick=0.1
+        4.0, "training time budget, trials included", group="run", type=positive_float, quick=0.05
     )
     beam_width: int = option(
         4,

@@ -58,6 +58,7 @@ def test_a_non_utf8_pairs_file_is_refused(tmp_path):
         mt.read_pairs(path)
 
 
+@pytest.mark.slow  # unpacks the bundled file
 def test_the_bundled_pairs_are_read_whole():
     pairs = mt.read_pairs(REPO / "data" / "spa_eng.tsv.xz")
     assert len(pairs) == 103_596
@@ -92,6 +93,7 @@ def test_the_split_keeps_every_source_sentence_on_one_side(sentences, seed):
     assert together == sorted(pairs.targets)
 
 
+@pytest.mark.slow  # reads and splits the 103,596 bundled pairs
 def test_the_test_split_shares_no_source_with_training_on_the_bundled_pairs():
     splits = mt.split_by_source(mt.read_pairs(REPO / "data" / "spa_eng.tsv.xz"), seed=0)
     train = {mt.source_key(s) for s in splits["train"].sources}
@@ -296,6 +298,7 @@ def test_scores_need_one_reference_list_per_hypothesis():
 # ---------------------------------------------------------------- the app
 
 
+@pytest.mark.slow  # the app's shared --quick run
 def test_quick_run_saves_a_run_that_translates_and_evaluates(quick_runs, tmp_path):
     status, out, err, run = quick_runs("translate")
     assert status == 0, err
@@ -332,6 +335,7 @@ def test_quick_run_saves_a_run_that_translates_and_evaluates(quick_runs, tmp_pat
     assert "2 sentences, 3 references" in out and "| network, beam 2" in out
 
 
+@pytest.mark.slow  # the app's shared --quick run
 def test_stdin_is_read_one_sentence_a_line(quick_runs, monkeypatch):
     _, _, _, run = quick_runs("translate")
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO("Hola.\n\nAdiós.\n".encode())))
