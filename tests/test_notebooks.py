@@ -85,7 +85,7 @@ def kernel_environment():
     os.environ.update(saved)
 
 
-@pytest.mark.slow  # fourteen notebooks, each in its own kernel
+@pytest.mark.slow  # fifteen notebooks, each in its own kernel
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=notebook_id)
 def test_notebook_runs_in_quick_mode(path, kernel_environment):
     notebook = nbformat.read(path, as_version=4)
