@@ -39,7 +39,8 @@ class BahdanauAttention(layers.Layer):
     Call: ``attention(query, values, mask=None, keys=None)`` with query (batch,
     query_dim), values (batch, timesteps, value_dim) and mask (batch, timesteps)
     booleans (False: padding, weight 0); ``keys`` is ``key_projection(values)``
-    when the caller has it already (batch, timesteps, units). Returns ``(context, weights)``: (batch,
+    when the caller has it already (batch, timesteps, units). Returns
+    ``(context, weights)``: (batch,
     value_dim) and (batch, timesteps).
     """
 
@@ -130,14 +131,26 @@ class BahdanauDecoder(layers.Layer):
         outputs, weights = [], []
         keys = self.attention.key_projection(encoder_outputs)  # the same at every step
         for step in range(decoder_sequence.shape[1]):
-            context, step_weights = self.attention(
-                states[0], encoder_outputs, mask=encoder_mask, keys=keys
+            output, states, step_weights = self.step(
+                decoder_sequence[:, step], states, encoder_outputs, encoder_mask, keys, training
             )
-            step_input = keras.ops.concatenate([decoder_sequence[:, step], context], axis=-1)
-            output, states = self.cell(step_input, states, training=training)
-            outputs.append(keras.ops.concatenate([output, context], axis=-1))
+            outputs.append(output)
             weights.append(step_weights)
         return keras.ops.stack(outputs, axis=1), keras.ops.stack(weights, axis=1)
+
+    def step(self, previous, states, encoder_outputs, encoder_mask=None, keys=None, training=False):
+        """One output step: attend with the previous state, then update it.
+
+        ``previous`` (batch, features) is this step's decoder input; ``states`` the
+        cell's states (a list). Returns ``(output, states, weights)``: output
+        ``[s(t); context(t)]`` (batch, units + encoder_units), the new states, and
+        the attention weights (batch, timesteps). A step-by-step decoder (beam
+        search) calls this, so it computes exactly what :meth:`call` does.
+        """
+        context, weights = self.attention(states[0], encoder_outputs, mask=encoder_mask, keys=keys)
+        step_input = keras.ops.concatenate([previous, context], axis=-1)
+        output, states = self.cell(step_input, states, training=training)
+        return keras.ops.concatenate([output, context], axis=-1), states, weights
 
     def compute_mask(self, inputs, previous_mask=None):
         # The outputs keep the decoder's own padding mask (as a plain RNN decoder's would);

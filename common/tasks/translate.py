@@ -494,11 +494,10 @@ class Translator:
         return outputs, mask, keras.ops.concatenate([forward, backward], axis=-1)
 
     def _step_batch(self, previous, state, encoder_outputs, mask, keys):
-        # One step of BahdanauDecoder.call: attend with the previous state, then update it.
-        context, weights = self.decoder.attention(state, encoder_outputs, mask=mask, keys=keys)
-        step_input = keras.ops.concatenate([self.decoder_embedding(previous), context], axis=-1)
-        output, [state] = self.decoder.cell(step_input, [state])
-        probabilities = self.head(self.deep_output(keras.ops.concatenate([output, context], -1)))
+        output, [state], weights = self.decoder.step(
+            self.decoder_embedding(previous), [state], encoder_outputs, mask, keys
+        )
+        probabilities = self.head(self.deep_output(output))
         return keras.ops.log(keras.ops.maximum(probabilities, 1e-30)), state, weights
 
     def source_ids(self, sentences):
@@ -687,8 +686,8 @@ def score_all(model, train, sources, references, beam_width=4, length_penalty=1.
         "seconds": time.perf_counter() - started
     }
     started = time.perf_counter()
-    lexicon = baselines.ibm_model1(tokenize(train.sources, lower=True), tokenize(train.targets))
-    words = baselines.word_for_word(lexicon, tokenize(sources, lower=True))
+    lexicon = baselines.ibm_model1([tokens[s] for s in train.sources], tokenize(train.targets))
+    words = baselines.word_for_word(lexicon, [tokens[s] for s in sources])
     outputs["word for word (IBM 1)"] = [detokenize(w) for w in words]
     rows["word for word (IBM 1)"] = scores(outputs["word for word (IBM 1)"], references) | {
         "seconds": time.perf_counter() - started
