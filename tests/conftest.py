@@ -66,6 +66,7 @@ QUICK_RUNS = {
     "textgen": ["--quick"],
     "anomaly": ["--quick"],
     "translate": ["--quick"],
+    "speech": ["--quick"],
 }
 
 

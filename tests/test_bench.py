@@ -125,3 +125,10 @@ def test_translate_bench_prints_the_network_the_transformer_the_baselines_and_th
     for row in ("network, greedy", "network, beam 4", "transformer, greedy", "retrieval (TF-IDF)"):
         assert f"| {row}" in out
     assert "| beam >= greedy + 0.5 BLEU" in out and "Verdict: " in out
+
+
+def test_speech_bench_prints_each_held_out_voice_the_average_fsdds_split_and_the_targets():
+    out = run_bench("speech", "--quick", "--speakers", "theo")
+    for row in ("theo (unseen)", "average of 1 unseen voices", "FSDD split"):
+        assert f"| {row}" in out, out
+    assert "| digits, unseen voices >= 95%" in out and "10 s recording < 1 s" in out

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from conftest import call_app as call
 from conftest import examples, load_app
 
-APPS = ("forecast", "sentiment", "textgen", "anomaly", "translate")
+APPS = ("forecast", "sentiment", "textgen", "anomaly", "translate", "speech")
 FUZZ = settings(
     max_examples=int(os.environ.get("CONTRACT_EXAMPLES", examples(100))),  # more: a deeper search
     deadline=None,
@@ -35,6 +35,7 @@ SAVE = {
     "textgen": ["--quick", "--epochs", "1"],
     "anomaly": ["--detector", "zscore"],
     "translate": ["--quick"],
+    "speech": ["--quick"],
 }
 
 
@@ -167,10 +168,22 @@ VALID = {  # option -> which values the app accepts; the fuzzer draws the others
             )
         ),
     },
+    "speech": {
+        "--units": positive,
+        "--strings": positive,
+        "--epochs": positive,
+        "--batch-size": positive,
+        "--seed": seed,
+        "--learning-rate": lambda text: is_float(text, 0, math.inf) and float(text) > 0,
+        "--dropout": lambda text: is_float(text, 0, 1),
+        "--minutes": lambda text: is_float(text, 0, math.inf) and float(text) > 0,
+        "--beam-width": positive,
+        "--test-speaker": lambda text: text in ("george", "jackson", "nicolas", "theo", "yweweler"),
+    },
 }
 
-
-FUZZED_APPS = [slow(app) if app == "translate" else app for app in APPS]  # fast tier: 4 apps
+# The fast tier fuzzes the four apps whose --quick run takes seconds.
+FUZZED_APPS = [slow(app) if app in ("translate", "speech") else app for app in APPS]
 
 
 @pytest.mark.parametrize("app", FUZZED_APPS)
@@ -232,7 +245,9 @@ DATA_FILES = {
 }
 
 
-@pytest.mark.parametrize("app", FUZZED_APPS)
+@pytest.mark.parametrize(
+    "app", [app for app in FUZZED_APPS if getattr(app, "values", [app])[0] in DATA_FILES]
+)
 @FUZZ
 @given(data=st.data())
 def test_a_hostile_data_file_is_one_line_and_the_saved_run_is_untouched(
@@ -474,6 +489,12 @@ def test_a_default_prompt_that_does_not_fit_the_text_is_replaced(tmp_path):
         ("anomaly", ["--window", "10"], "--window"),
         pytest.param(
             "translate", ["--translate", "Hola.", "--units", "8"], "--units", marks=pytest.mark.slow
+        ),
+        pytest.param(
+            "speech",
+            ["--wav", "a.wav", "--test-speaker", "theo"],
+            "--test-speaker",
+            marks=pytest.mark.slow,
         ),
     ],
 )
