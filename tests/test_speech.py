@@ -104,6 +104,7 @@ def test_every_common_wav_reads_as_the_same_8khz_sound(kind, rate, tmp_path):
         (lambda p: p.mkdir(), "not a regular file"),
         (lambda p: os.mkfifo(p), "not a regular file"),
         (lambda p: p.write_bytes(b"RIFF"), "could not read it"),
+        (lambda p: p.write_bytes(no_data_chunk()), "could not read it"),
         (lambda p: p.write_bytes(b"RIFF$\0\0\0WAVEfmt \x10\0\0\0\x01\0"), "could not read it"),
     ],
 )
@@ -113,6 +114,12 @@ def test_a_bad_wav_is_refused_with_a_reason(make, message, tmp_path):
     with pytest.raises(ValueError, match=message) as refused:
         read_wav(path, name="rec.wav")
     assert str(refused.value).count("rec.wav") == 1  # said once, not wrapped twice
+
+
+def no_data_chunk():
+    """RIFF/WAVE with a good fmt chunk and no data chunk, the RIFF size saying so."""
+    wave_and_fmt = wav_header(1, 8000, 16, b"")[8:36]
+    return b"RIFF" + struct.pack("<I", len(wave_and_fmt)) + wave_and_fmt
 
 
 def wav_header(channels, rate, bits, body):
