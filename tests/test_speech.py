@@ -334,6 +334,7 @@ def test_both_networks_take_any_length_of_sound_and_reload_identically(clips, tm
         )
 
 
+@pytest.mark.slow  # trains a network for a few seconds
 def test_one_training_step_lowers_the_ctc_loss(clips):
     features = sp.Features.fit(clips.waves[:50])
     model = sp.build_string_recognizer(features, units=16, dropout=0.0, learning_rate=1e-2)
@@ -345,6 +346,7 @@ def test_one_training_step_lowers_the_ctc_loss(clips):
     assert model.evaluate(waves, labels, verbose=0) < before
 
 
+@pytest.mark.slow  # trains a network for a few seconds
 def test_strings_of_every_length_train_through_one_dataset(clips):
     """Batches of 4 s and 8 s, labels of 1 to 10 digits, a short last batch: one dataset, two
     epochs of new strings."""
