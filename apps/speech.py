@@ -120,6 +120,11 @@ class Config(RunOptions):
         metavar="FILE",
     )
 
+    @property
+    def scored_strings(self):
+        """Validation and test strings a run makes (the same ones every run: seeded)."""
+        return 20 if self.quick else SCORED_STRINGS
+
 
 def read_config(argv):
     """Parse and check the options before any work; ``--quick`` shrinks what was not typed."""
@@ -206,8 +211,9 @@ def train(split, config):
         f"{config.strings} new strings a round, up to {left / 60:.1f} minutes ..."
     )
     strings = sp.build_string_recognizer(features, units, dropout, rate, start_from=digits)
-    count = 20 if config.quick else SCORED_STRINGS
-    waves, labels = sp.make_strings(split.validation, count, np.random.default_rng(1))
+    waves, labels = sp.make_strings(
+        split.validation, config.scored_strings, np.random.default_rng(1)
+    )
     string_history = common.fit(
         strings,
         sp.as_dataset(
@@ -247,8 +253,7 @@ def report(split, trained, config):
         title=f"One digit per recording: accuracy on the test split's {len(split.test)} recordings "
         f"({split.tested}) and on the training voices' {len(split.validation)} held-out takes",
     )
-    count = 20 if config.quick else SCORED_STRINGS
-    waves, labels = sp.make_strings(split.test, count, np.random.default_rng(2))
+    waves, labels = sp.make_strings(split.test, config.scored_strings, np.random.default_rng(2))
     string_rows, outputs = sp.score_strings(
         trained.strings, trained.digits, waves, sp.as_text(labels), config.beam_width
     )

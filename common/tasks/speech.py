@@ -512,10 +512,15 @@ def mfccs(waves, coefficients=12, step=2):
     taken away (cepstral mean normalisation): a louder voice or another
     microphone shifts every frame alike, and should not change the digit.
     """
+    return _cepstra(log_mels(waves), coefficients, step)
+
+
+def _cepstra(spectrograms, coefficients=12, step=2):
+    """:func:`mfccs` of log-mel spectrograms already computed."""
     from scipy.fft import dct
 
     found = []
-    for spectra in log_mels(waves):
+    for spectra in spectrograms:
         cepstra = dct(spectra[::step], type=2, norm="ortho", axis=-1)[:, 1 : coefficients + 1]
         found.append(cepstra - cepstra.mean(axis=0))
     return found
@@ -576,7 +581,8 @@ def mfcc_statistics(waves):
     on average, not how it unfolds. (The MFCCs' own means are zero: each
     recording's mean is taken away, see :func:`mfccs`.)
     """
-    rows = zip(mfccs(waves), log_mels(waves))
+    spectrograms = log_mels(waves)  # once: the MFCCs are computed from them
+    rows = zip(_cepstra(spectrograms), spectrograms)
     return np.stack(
         [np.concatenate([c.std(axis=0), m.mean(axis=0), m.std(axis=0)]) for c, m in rows]
     )
