@@ -883,3 +883,18 @@ def test_out_under_a_link_to_nothing_or_a_loop_of_links_is_refused_before_work(t
         cli.check_out_folder(tmp_path / "loop")
     with pytest.raises(ValueError, match="loop of links|link to nothing|cannot be written"):
         cli.check_out_folder(tmp_path / "loop" / "run")
+
+
+def test_exact_float32_turns_tensor_float_32_off_and_says_whether_it_was_on():
+    import tensorflow as tf
+
+    from common.models.lessons import exact_float32
+
+    before = tf.config.experimental.tensor_float_32_execution_enabled()
+    try:
+        tf.config.experimental.enable_tensor_float_32_execution(True)
+        assert exact_float32() is True
+        assert tf.config.experimental.tensor_float_32_execution_enabled() is False
+        assert exact_float32() is False  # already off
+    finally:
+        tf.config.experimental.enable_tensor_float_32_execution(before)

@@ -8,7 +8,8 @@ out of the notebooks so that each shows only the idea it teaches:
 task :func:`remember_first_symbol` with :func:`set_keep_gate_bias` and
 :func:`train_remember_first_symbol` (notebook 04 trains SimpleRNN, LSTM and GRU on
 it; notebook 05 compares LSTM and GRU on it with the same recipe), :func:`sigmoid`
-(notebook 05's hand-written gates).
+(notebook 05's hand-written gates), :func:`exact_float32` (before a NumPy-equals-Keras
+check on a GPU).
 
 >>> import numpy as np
 >>> inputs = np.ones((2, 5, 3))
@@ -226,3 +227,20 @@ def train_remember_first_symbol(
         verbose=0,
     )
     return model, history.history["val_accuracy"]
+
+
+def exact_float32():
+    """Make float32 matrix products exact on GPUs with TensorFloat-32 (TF32); return if it was on.
+
+    On Ampere and later NVIDIA GPUs (Colab's A100 and L4), TensorFlow multiplies
+    float32 matrices in TF32 by default: inputs rounded to 10 bits of mantissa,
+    about 1e-3 relative error. A notebook check that NumPy equals Keras to
+    ``atol=1e-5`` would then fail though both are right, so notebooks 01, 05 and
+    07 call this before their checks. Training speed is all it costs; on a CPU it
+    changes nothing.
+    """
+    import tensorflow as tf
+
+    was_on = tf.config.experimental.tensor_float_32_execution_enabled()
+    tf.config.experimental.enable_tensor_float_32_execution(False)
+    return was_on
