@@ -183,26 +183,18 @@ def train(split, config):
     common.set_seed(config.seed)
     features = sp.Features.fit(split.train.waves)  # training voices only
     budget, started = 60 * config.minutes, time.perf_counter()
-    fit = dict(patience=4, verbose=config.progress, batch_size=config.batch_size)
     units, dropout, rate = config.units, config.dropout, config.learning_rate
+    fit = dict(
+        learning_rate=rate,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        verbose=config.progress,
+    )
 
     print(f"Digits: a bidirectional GRU of {units} units, up to {budget / 180:.1f} minutes ...")
     digits = sp.build_digit_classifier(features, units, dropout, rate)
-    validation = (sp.digit_windows(split.validation), split.validation.digits)
-    digit_history = common.fit(
-        digits,
-        sp.as_dataset(
-            sp.DigitBatches(
-                split.train, config.batch_size, np.random.default_rng([config.seed, 1])
-            ),
-            label_shape=(),
-        ),
-        validation,
-        epochs=config.epochs,
-        max_seconds=budget / 3,
-        callbacks=[common.CosineDecayInTime(budget / 3, rate)],
-        **fit,
-    ).history
+    digit_history = sp.train_digits(digits, split, budget / 3, **fit).history
     stop_if_diverged(digit_history, "digit", config)
 
     left = max(budget - (time.perf_counter() - started), 1.0)
@@ -211,24 +203,12 @@ def train(split, config):
         f"{config.strings} new strings a round, up to {left / 60:.1f} minutes ..."
     )
     strings = sp.build_string_recognizer(features, units, dropout, rate, start_from=digits)
-    waves, labels = sp.make_strings(
-        split.validation, config.scored_strings, np.random.default_rng(1)
-    )
-    string_history = common.fit(
+    string_history = sp.train_strings(
         strings,
-        sp.as_dataset(
-            sp.StringBatches(
-                split.train,
-                config.strings,
-                config.batch_size,
-                np.random.default_rng([config.seed, 2]),
-            ),
-            label_shape=(None,),
-        ),
-        (sp.pad_batch(waves), sp.label_batch(labels)),
-        epochs=config.epochs,
-        max_seconds=left,
-        callbacks=[common.CosineDecayInTime(left, rate)],
+        split,
+        left,
+        strings=config.strings,
+        validation_strings=config.scored_strings,
         **fit,
     ).history
     stop_if_diverged(string_history, "strings", config)

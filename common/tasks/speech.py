@@ -36,6 +36,7 @@ from keras import layers
 
 from common.data.audio import read_digit_clips
 from common.models.audio import LogMelSpectrogram, UtteranceNormalization
+from common.models.training import CosineDecayInTime, cosine_factor, fit
 
 SAMPLE_RATE = 8000
 BUNDLED = Path(__file__).resolve().parents[2] / "data" / "fsdd_digits.mulaw.xz"
@@ -416,6 +417,70 @@ def build_string_recognizer(features, units=64, dropout=0.2, learning_rate=2e-3,
     return model
 
 
+def train_digits(
+    model, split, seconds=None, *, learning_rate, epochs=30, batch_size=32, seed=0, verbose=0
+):
+    """Fit the digit network on the training clips, each shifted in its 1 s window and
+    perturbed (speed, loudness, noise) anew every round; the validation takes stop it early.
+
+    At most ``epochs`` rounds and ``seconds`` of training (None: no time limit), the
+    learning rate lowered along a cosine (:func:`cosine_schedule`). Returns the Keras history.
+    """
+    batches = DigitBatches(split.train, batch_size, np.random.default_rng([seed, 1]))
+    return fit(
+        model,
+        as_dataset(batches, label_shape=()),
+        (digit_windows(split.validation), split.validation.digits),
+        epochs=epochs,
+        patience=4,
+        max_seconds=seconds,
+        callbacks=[cosine_schedule(learning_rate, seconds, epochs)],
+        verbose=verbose,
+    )
+
+
+def cosine_schedule(learning_rate, seconds, epochs):
+    """The learning rate lowered along a cosine to a tenth: over ``seconds`` of training when
+    there is a time budget (the app), else over ``epochs`` rounds (the same on any machine)."""
+    if seconds is not None:
+        return CosineDecayInTime(seconds, learning_rate)
+    return keras.callbacks.LearningRateScheduler(
+        lambda epoch: learning_rate * cosine_factor(epoch / epochs, final_fraction=0.1)
+    )
+
+
+def train_strings(
+    model,
+    split,
+    seconds=None,
+    *,
+    learning_rate,
+    strings=2000,
+    validation_strings=200,
+    epochs=30,
+    batch_size=32,
+    seed=0,
+    verbose=0,
+):
+    """Fit the strings network with CTC on ``strings`` new training strings a round, made from
+    the training voices' clips; strings of the validation takes stop it early (the same
+    ``validation_strings`` every run). At most ``epochs`` rounds and ``seconds`` (None: no time
+    limit). Returns the Keras history.
+    """
+    batches = StringBatches(split.train, strings, batch_size, np.random.default_rng([seed, 2]))
+    waves, labels = make_strings(split.validation, validation_strings, np.random.default_rng(1))
+    return fit(
+        model,
+        as_dataset(batches, label_shape=(None,)),
+        (pad_batch(waves), label_batch(labels)),
+        epochs=epochs,
+        patience=4,
+        max_seconds=seconds,
+        callbacks=[cosine_schedule(learning_rate, seconds, epochs)],
+        verbose=verbose,
+    )
+
+
 def output_frames(samples):
     """Frames the recogniser writes for ``samples`` samples: 10 ms frames, then each stride."""
     frames = LogMelSpectrogram().frames(np.asarray(samples))
@@ -759,12 +824,15 @@ def plot_run(folder, split, trained, found):
     )
 
 
-def plot_confusion(actual, predicted, path, split):
-    """Which digit was heard (across) for each digit said (down), on the test split."""
+def plot_confusion(actual, predicted, path=None, split=None):
+    """Which digit was heard (across) for each digit said (down), on the test split.
+
+    Saved at ``path`` (returning it), or returned as a figure when there is no path.
+    """
     import matplotlib.pyplot as plt
     from sklearn.metrics import confusion_matrix
 
-    from common.report.plots import save_figure
+    from common.report.plots import _laid_out, save_figure
 
     counts = confusion_matrix(actual, predicted, labels=range(10))
     figure, axis = plt.subplots(figsize=(5.2, 4.6))
@@ -774,15 +842,19 @@ def plot_confusion(actual, predicted, path, split):
             color = "white" if count > counts.max() / 2 else "black"
             axis.text(heard, said, count, ha="center", va="center", fontsize=8, color=color)
     axis.set(xticks=range(10), yticks=range(10), xlabel="heard", ylabel="said")
-    axis.set_title(f"Single digits: {split.tested}", fontsize=9)
-    save_figure(figure, path)
+    if split is not None:
+        axis.set_title(f"Single digits: {split.tested}", fontsize=9)
+    return save_figure(figure, path) if path else _laid_out(figure)
 
 
-def plot_ctc_example(model, wave, reference, path):
-    """A test string: waveform, log-mel spectrogram, and each frame's CTC probabilities."""
+def plot_ctc_example(model, wave, reference, path=None):
+    """A test string: waveform, log-mel spectrogram, and each frame's CTC probabilities.
+
+    Saved at ``path`` (returning it), or returned as a figure when there is no path.
+    """
     import matplotlib.pyplot as plt
 
-    from common.report.plots import save_figure
+    from common.report.plots import _laid_out, save_figure
 
     logits, lengths = frame_logits(model, [wave])
     probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(logits[0, : lengths[0]]))
@@ -813,4 +885,4 @@ def plot_ctc_example(model, wave, reference, path):
         xlabel="seconds",
         ylabel="CTC output",
     )
-    save_figure(figure, path)
+    return save_figure(figure, path) if path else _laid_out(figure)
