@@ -22,10 +22,17 @@ gets a score: how badly a bidirectional LSTM predicts it from the window after
 it and the window before it (after AER, the best published pipeline on NAB).
 Scores are smoothed over 1% of the series. An audit takes the stretches above the median score plus
 3 robust standard deviations, merges those closer than 3% of the series, and
-keeps the --max-alarms strongest, each at least half as strong as the top one;
-a monitor alarms wherever the score passes 1.5x the highest score on held-out
-normal data. Each alarm is an interval in anomalies.csv with its start, end and
-peak score.
+keeps the --max-alarms strongest, each at least half as strong as the top one
+(or, with --alarm-rule hundman, Hundman et al.'s dynamic threshold and pruning
+on the detector's errors); a monitor alarms wherever the score passes 1.5x the
+highest score on held-out normal data. Each alarm is an interval in
+anomalies.csv with its start, end and peak score.
+
+A monitor's delay: the bidirectional LSTM judges a point from the window after
+it too, so the newest window of points (after averaging) is judged from the
+past alone and rescored as data arrives; a monitor run prints how long a
+reading waits for its final score. --detector forecaster never waits on the
+future.
 
 Scoring against labels (a 0/1 is_anomaly column, or --labels with [start, end]
 windows, NAB's combined_windows.json included): a labelled window is found
@@ -140,6 +147,13 @@ class Config(RunOptions):
         group="detection",
         type=positive_int,
         metavar="K",
+    )
+    alarm_rule: str = option(
+        "strongest",
+        "audit: alarms from the scores by the strongest few above median + 3 MADs, or by "
+        "Hundman et al.'s dynamic threshold and pruning",
+        group="detection",
+        choices=anomaly.ALARM_RULES,
     )
     train_fraction: float | None = option(
         None,
@@ -261,6 +275,7 @@ def detect(found, config, distribution, baselines=True):
         names += [name for name in anomaly.BASELINES if name != config.detector]
     settings = dict(
         max_alarms=config.max_alarms,
+        rule=config.alarm_rule,
         seed=config.seed,
         units=config.units,
         epochs=config.epochs,
@@ -288,6 +303,21 @@ def score_with_saved_run(found, config):
         return anomaly.rescore_saved(found, config.load, saved, model)
     except ValueError as error:
         raise UserError(f"--load {config.load}: {error}") from None
+
+
+def monitor_delay(found, detection):
+    """One line: how long a monitored reading may wait for its final score."""
+    readings = anomaly.score_delay(detection)
+    waited = f"{readings} later reading(s)"
+    if hasattr(found.step, "total_seconds"):
+        waited += f", {readings * found.step.total_seconds() / 3600:.1f} hours"
+    line = f"{found.name}: monitor delay: a reading's score is final after up to {waited}"
+    if detection.detector.looks_ahead:
+        line += (
+            f"; until then the {NAMES[detection.name]} scores it from the readings so far, "
+            "and the score may change (--detector forecaster never waits on later readings)"
+        )
+    return line
 
 
 # ---------------------------------------------------------------- save
@@ -356,6 +386,8 @@ def main(argv=None):
             results.append((found, detection))
         seconds = time.perf_counter() - started
         rows = anomaly.compare_files(results, config.detector, seconds)
+        if mode(results[0][1], config) == "monitor":
+            print(monitor_delay(*results[0]))
         if save_run(config, distribution, save_many, results, rows, config, started, distribution):
             print(
                 f"Saved summary.csv, metrics.json and, per file, scores.csv, anomalies.csv and "
@@ -367,6 +399,8 @@ def main(argv=None):
     rows = anomaly.compare_detectors(found, detections, config.detector)
     # Everything is computed; only now touch the output folder.
     detection = detections[config.detector]
+    if mode(detection, config) == "monitor":
+        print(monitor_delay(found, detection))
     if not save_run(
         config, distribution, save_one, found, detection, rows, config, started, distribution
     ):

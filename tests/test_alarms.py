@@ -122,6 +122,61 @@ def test_dynamic_threshold_of_flat_scores_cuts_nothing():
         alarms.dynamic_threshold([np.nan, np.nan])
 
 
+def test_dynamic_threshold_by_hand():
+    # Fourteen zeros, then 3, 0, 6, 0: 18 errors, mean 9/18 = 0.5, mean square 45/18 = 2.5,
+    # so std = sqrt(2.5 - 0.25) = 1.5. Candidates z = 1 (epsilon 2.0) and z = 2 (epsilon 3.5):
+    # z = 1 cuts the 3 and the 6, two points in two runs; what is left is all 0:
+    #   gain = (0.5 / 0.5 + 1.5 / 1.5) / (2 + 2 ** 2) = 1/3.
+    # z = 2 cuts the 6 alone; what is left has mean 3/17 and std 12/17:
+    #   gain = ((0.5 - 3/17) / 0.5 + (1.5 - 12/17) / 1.5) / (1 + 1 ** 2) = (11/17 + 9/17) / 2 = 10/17.
+    errors = np.array([0.0] * 14 + [3.0, 0.0, 6.0, 0.0])
+    assert alarms.dynamic_threshold(errors, z_values=np.array([1.0, 2.0])) == pytest.approx(3.5)
+    # The default candidates (z from 2 to 10) choose z = 2 too; the 6 is then one alarm, and
+    # pruning keeps it: it drops (6 - 3) / 6 = 50% to the highest error outside it.
+    intervals, threshold = alarms.hundman_alarms(errors)
+    assert threshold == pytest.approx(3.5) and intervals == [(16, 16)]
+
+
+def test_hundman_rule_refuses_centred_scores_and_ignores_the_unit():
+    with pytest.raises(ValueError, match="Expected errors of at least 0"):
+        alarms.dynamic_threshold([-0.5, 0.0, 0.5, 4.0])
+    with pytest.raises(ValueError, match="Expected errors of at least 0"):
+        alarms.prune_intervals([(3, 3)], [-0.5, 0.0, 0.5, 4.0])
+    # Relative drops have no unit: errors in other units give the same alarms.
+    rng = np.random.default_rng(2)
+    errors = np.abs(rng.normal(size=300))
+    errors[[50, 51, 200]] += [6.0, 6.5, 4.0]
+    found, threshold = alarms.hundman_alarms(errors, padding=3)
+    again, scaled_threshold = alarms.hundman_alarms(7.0 * errors, padding=3)
+    assert found == again and scaled_threshold == pytest.approx(7.0 * threshold)
+
+
+def test_padding_keeps_a_peak_from_being_pruned_against_its_own_shoulder():
+    errors = np.ones(20)
+    errors[5:8] = [4.5, 5.0, 4.5]  # one event: a peak and its shoulders
+    errors[12] = 4.0  # another, lower
+    # Only the 5 lies above the threshold. Unpadded, the highest error outside it is its own
+    # shoulder: (5 - 4.5) / 5 = 10%, under p = 13%, so it is pruned and nothing alarms.
+    intervals, threshold = alarms.hundman_alarms(errors)
+    assert 4.5 < threshold < 5.0 and intervals == []
+    # Padded by one point, the shoulders belong to the event; the highest error outside is
+    # the 4: (5 - 4) / 5 = 20%, so it stays.
+    assert alarms.hundman_alarms(errors, padding=1)[0] == [(5, 7)]
+    assert alarms.pad_intervals([(6, 6), (9, 9)], padding=1, length=20) == [(5, 10)]  # touching
+
+
+def test_pruning_by_hand_with_hundmans_p():
+    errors = np.zeros(100)
+    errors[[10, 30, 50]] = [10.0, 5.0, 4.8]
+    errors[90] = 4.5  # the highest error outside every interval
+    intervals = [(10, 10), (30, 30), (50, 50)]
+    # Ladder 10, 5, 4.8, 4.5: drops 50%, 4%, 6.25%. With p = 0.13 (the default) the last drop
+    # above it is the first: only the 10 stands out. With 0.05 the last is 4.8 -> 4.5: all three.
+    assert alarms.HUNDMAN_MIN_DROP == 0.13
+    assert alarms.prune_intervals(intervals, errors) == [(10, 10)]
+    assert alarms.prune_intervals(intervals, errors, min_drop=0.05) == intervals
+
+
 def test_pruning_keeps_peaks_above_the_last_big_drop():
     scores = np.zeros(100)
     scores[[10, 30, 50]] = [10.0, 9.8, 5.0]

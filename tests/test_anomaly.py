@@ -176,6 +176,38 @@ def test_bidirectional_lstm_scores_both_sides_and_reloads_its_error_scales():
     twin = detectors.BidirectionalLSTM(window=16, units=8, model=detector.model)
     twin.set_state(json.loads(json.dumps(detector.state())))
     np.testing.assert_allclose(twin.score(values), scores, rtol=1e-5)
+    # Its errors for Hundman's rule: the same standardised heads, not centred, never below 0.
+    errors = detectors.nonnegative_errors(detector, values)
+    assert (errors >= 0).all()
+    shift = np.mean(np.divide(detector.centers, detector.scales))
+    both_sides = slice(17, 400 - 17)
+    np.testing.assert_allclose(errors[both_sides] - scores[both_sides], shift, rtol=1e-4)
+    # A point's score reads the 16 points after it, in segments cut with one more: the newest
+    # 17 scores change when more data arrives, no older one does.
+    assert detector.looks_ahead == 17
+    part = detector.score(values[:300])
+    np.testing.assert_allclose(part[: 300 - 17], scores[: 300 - 17], rtol=1e-5)
+    assert not np.isclose(part[300 - 17 :], scores[300 - 17 : 300], rtol=1e-5).any()
+
+
+def test_each_detector_says_how_far_ahead_it_looks_and_older_scores_are_final():
+    values = seasonal_series(900)[:, None]
+    fitted = {
+        name: detectors.make_detector(name, window=24).fit(values[:400])
+        for name in ("zscore", "discord", "holt-winters")
+    }
+    assert {name: detector.looks_ahead for name, detector in fitted.items()} == {
+        "zscore": 0,
+        "discord": 23,
+        "holt-winters": 0,
+    }
+    assert detectors.make_detector("forecaster", window=24).looks_ahead == 0
+    assert detectors.make_detector("autoencoder", window=24).looks_ahead == 23
+    for name, detector in fitted.items():
+        final = len(values) - 100 - detector.looks_ahead  # scored with 100 points still to come
+        np.testing.assert_allclose(
+            detector.score(values[:-100])[:final], detector.score(values)[:final], err_msg=name
+        )
 
 
 def test_holt_winters_without_a_season_saves_and_reloads_to_the_same_scores(tmp_path):
@@ -245,8 +277,20 @@ def test_monitor_alarms_only_after_the_normal_prefix_and_rescore_repeats_it():
         scored_from=800,
     )
     np.testing.assert_array_equal(again.scores, detection.scores)
+    # 800 readings averaged 2 to 1; a score reads its pair and the 47 pairs after it.
+    assert detection.settings.factor == 2 and anomaly.score_delay(detection) == 48 * 2 - 1
     with pytest.raises(ValueError, match="Expected a normal prefix of at least 3 windows"):
         anomaly.monitor(values, 100, "zscore", window=48)
+
+
+def test_an_audit_by_hundmans_rule_scores_errors_and_finds_the_spike():
+    values = seasonal_series(1600)
+    values[1200:1204] += 4.0
+    detection = anomaly.audit(values, "zscore", window=48, rule="hundman")
+    assert detection.settings.rule == "hundman" and np.nanmin(detection.smoothed) >= 0
+    assert len(detection.alarms) == 1 and detection.alarms[0][0] <= 1203 <= detection.alarms[0][1]
+    with pytest.raises(ValueError, match="Expected rule in"):
+        anomaly.Settings(rule="hundmann")
 
 
 # ---------------------------------------------------------------- the app
@@ -316,10 +360,14 @@ def test_monitor_then_reload_gives_identical_scores_and_alarms(run_app, tmp_path
     )
     assert status == 0, err
     assert "monitor (fit on the first 600" in out
+    # The bidirectional LSTM reads 32 + 1 points after each one (--quick's window), 5 minutes apart.
+    delay = "cpu.csv: monitor delay: a reading's score is final after up to 33 later reading(s), 2.8 hours"
+    assert delay in out
     first = pd.read_csv(run / "scores.csv")
     assert not first["flagged"][:600].any()
     status, out, err = run_app("anomaly", "--load", run, "--csv", csv, "--out", tmp_path / "again")
     assert status == 0, err
+    assert delay in out
     second = pd.read_csv(tmp_path / "again" / "scores.csv")
     np.testing.assert_allclose(second["score"], first["score"], rtol=1e-6)
     assert second["flagged"][600:].tolist() == first["flagged"][600:].tolist()
@@ -371,6 +419,21 @@ def test_a_short_series_gets_a_shorter_window_not_a_refusal(run_app, tmp_path):
     )
     assert status == 0, err
     assert "too few for --window 48; using 24 (its seasonal period)" in out
+
+
+def test_the_alarm_rule_is_an_option_saved_with_the_run(run_app, tmp_path):
+    values = seasonal_series(1600)
+    values[1200:1204] += 4.0
+    csv = write_series(tmp_path / "spiky.csv", values)
+    run = tmp_path / "run"
+    status, out, err = run_app(
+        "anomaly", "--csv", csv, "--detector", "zscore", "--alarm-rule", "hundman", "--out", run
+    )
+    assert status == 0, err
+    assert strict_json(run / "config.json")["settings"]["rule"] == "hundman"
+    assert strict_json(run / "metrics.json")["table"]["rolling z-score"]["alarms"] == 1
+    status, _, err = run_app("anomaly", "--load", run, "--csv", csv, "--alarm-rule", "strongest")
+    assert status == 2 and "--alarm-rule: not used with --load" in err
 
 
 def test_messy_timestamps_are_repaired_and_reported(run_app, tmp_path):

@@ -13,8 +13,15 @@ in a few short steps, then scores intervals the way the field does.
 3. :func:`merge_intervals` closer than a gap into one alarm.
 4. Keep the alarms that stand out: :func:`keep_strongest` (a budget of a few
    alarms, each at least half as strong as the strongest), or Hundman et al.'s
-   :func:`prune_intervals`. ``bench/anomaly.py`` measures both on NAB; the
-   apps use :func:`find_alarms`, the first of each pair, which scored higher.
+   :func:`prune_intervals`.
+
+Two audit rules come out of these steps: :func:`find_alarms` (median + 3 MADs,
+merge, keep the strongest; the app's default) and :func:`hundman_alarms`
+(Hundman et al.'s rule as published: dynamic threshold, padded intervals,
+pruning with p = 0.13). Hundman's rule reads *errors*, never below 0: its threshold is
+chosen by relative drops in their mean, and a shifted score (a robust z-score,
+centred on 0) moves that choice. ``bench/anomaly.py`` measures both rules on
+the same fitted detectors.
 
 Scoring (:func:`overlap_scores`): a labelled window is *found* when any alarm
 interval overlaps it; an alarm interval that overlaps no window is a *false
@@ -92,30 +99,52 @@ def smooth(scores, span):
     return np.where(np.isnan(scores), np.nan, smoothed)
 
 
-def dynamic_threshold(scores, z_values=np.arange(2.0, 10.5, 0.5)):
-    """Choose a threshold from the scores alone (Hundman et al., KDD 2018, section 3.2).
+# Hundman et al.'s minimum relative drop between neighbouring peaks (their p; telemanom's config).
+HUNDMAN_MIN_DROP = 0.13
 
-    For each candidate ``threshold = mean + z * std``, cutting off the points
+
+def _nonnegative(errors, what):
+    """``errors`` as float64 with NaN dropped; ValueError if any is below 0."""
+    values = np.asarray(errors, dtype="float64")
+    values = values[~np.isnan(values)]
+    if values.size and values.min() < 0:
+        raise ValueError(
+            f"Expected {what} of at least 0 (Hundman et al.'s rule compares relative drops, "
+            f"which a shifted score changes). Received: a minimum of {values.min():.4g}"
+        )
+    return values
+
+
+def dynamic_threshold(errors, z_values=np.arange(2.0, 10.5, 0.5)):
+    """Choose a threshold from the errors alone (Hundman et al., KDD 2018, section 3.2).
+
+    For each candidate ``epsilon = mean + z * std``, cutting off the errors
     above it lowers the mean and the standard deviation of what remains. The
-    chosen ``z`` gives the largest relative drop per point cut off and per
-    (interval cut off) squared, so a few clear intervals beat many scattered
-    points. No label is used.
+    chosen ``epsilon`` maximises
+
+        (drop in mean / mean + drop in std / std) / (errors above + runs above ** 2)
+
+    so a few clear intervals beat many scattered points. No label is used.
+    The relative drops assume errors measured from 0 (absolute or squared
+    prediction errors): adding a constant to every error changes the choice.
+
+    >>> round(dynamic_threshold([1.0] * 8 + [9.0, 1.0]), 6)  # mean 1.8, std 2.4; z = 2 cuts the 9
+    6.6
 
     Args:
-        scores: (timesteps,) smoothed scores; NaN is ignored.
+        errors: (timesteps,) smoothed errors, each at least 0; NaN is ignored.
         z_values: candidate numbers of standard deviations above the mean.
 
     Returns:
         The threshold, a float. With no candidate cutting anything off (a flat
-        score), the highest candidate.
+        series of errors), the highest candidate.
     """
-    values = np.asarray(scores, dtype="float64")
-    values = values[~np.isnan(values)]
+    values = _nonnegative(errors, "errors")
     if values.size == 0:
         raise ValueError("Expected some scored points to set a threshold on. Received: none")
     mean, std = values.mean(), values.std()
     best_gain, best = -np.inf, mean + z_values[-1] * std
-    if std == 0 or mean == 0:
+    if std == 0:
         return float(best)
     for z in z_values:
         threshold = mean + z * std
@@ -125,40 +154,80 @@ def dynamic_threshold(scores, z_values=np.arange(2.0, 10.5, 0.5)):
         below = values[~above]
         gain = (mean - below.mean()) / mean + (std - below.std()) / std
         gain /= above.sum() + len(runs_of_true(above)) ** 2
-        if gain > best_gain:
+        if gain > best_gain:  # on a tie the lower threshold, the first candidate, stays
             best_gain, best = gain, threshold
     return float(best)
 
 
-def prune_intervals(intervals, scores, min_drop=0.05):
+def prune_intervals(intervals, errors, min_drop=HUNDMAN_MIN_DROP):
     """Keep the intervals whose peak stands out: Hundman et al.'s pruning.
 
-    Sort the intervals' peak scores from the highest down, then append the
-    highest score outside every interval. Walking down that list, each step
-    drops by some fraction; every interval above the *last* drop bigger than
-    ``min_drop`` is kept, the rest were only a little above the crowd.
+    Sort the intervals' peak errors from the highest down, then append the
+    highest error outside every interval. Walking down that list, each step
+    drops by some fraction of the higher peak; every interval above the *last*
+    drop bigger than ``min_drop`` (their p, 0.13) is kept, the rest were only a
+    little above the crowd.
 
-    >>> scores = np.array([0, 10, 0, 5, 0, 4.9, 0, 1])
-    >>> prune_intervals([(1, 1), (3, 3), (5, 5)], scores, min_drop=0.1)
-    [(1, 1), (3, 3), (5, 5)]
-    >>> prune_intervals([(1, 1), (3, 3), (5, 5)], scores * [1, 1, 1, 1, 1, 1, 1, 4.8], 0.1)
+    >>> errors = np.array([0, 10, 0, 5, 0, 4.8, 0, 4.5])
+    >>> prune_intervals([(1, 1), (3, 3), (5, 5)], errors)  # drops 50%, 4%, 6%
     [(1, 1)]
+    >>> prune_intervals([(1, 1), (3, 3), (5, 5)], errors, min_drop=0.05)
+    [(1, 1), (3, 3), (5, 5)]
     """
     if not intervals:
         return []
-    scores = np.asarray(scores, dtype="float64")
-    peaks = np.array([np.nanmax(scores[start : end + 1]) for start, end in intervals])
-    outside = ~intervals_to_mask(intervals, len(scores)) & ~np.isnan(scores)
-    highest_normal = scores[outside].max() if outside.any() else 0.0
+    errors = np.asarray(errors, dtype="float64")
+    _nonnegative(errors, "errors")
+    peaks = np.array([np.nanmax(errors[start : end + 1]) for start, end in intervals])
+    outside = ~intervals_to_mask(intervals, len(errors)) & ~np.isnan(errors)
+    highest_normal = errors[outside].max() if outside.any() else 0.0
     order = np.argsort(-peaks, kind="stable")
     ladder = np.concatenate([peaks[order], [highest_normal]])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        drops = (ladder[:-1] - ladder[1:]) / np.abs(ladder[:-1])
+    with np.errstate(divide="ignore", invalid="ignore"):  # a peak of 0 drops by nothing
+        drops = np.where(ladder[:-1] > 0, (ladder[:-1] - ladder[1:]) / ladder[:-1], 0.0)
     big = np.flatnonzero(drops > min_drop)
     if big.size == 0:
         return []
     kept = order[: big[-1] + 1]
     return [intervals[i] for i in sorted(kept)]
+
+
+def pad_intervals(intervals, padding, length):
+    """Each interval widened by ``padding`` points on both sides (inside ``0..length - 1``);
+    intervals that then overlap or touch become one.
+
+    >>> pad_intervals([(3, 3), (8, 9), (20, 20)], padding=2, length=22)
+    [(1, 11), (18, 21)]
+    """
+    widened = [
+        (max(start - padding, 0), min(end + padding, length - 1)) for start, end in intervals
+    ]
+    return merge_intervals(widened, gap=1)
+
+
+def hundman_alarms(errors, padding=0, min_drop=HUNDMAN_MIN_DROP):
+    """Alarm intervals by Hundman et al.'s rule: dynamic threshold, padding, pruning.
+
+    The points above :func:`dynamic_threshold` become intervals, each padded by
+    ``padding`` points on both sides as Hundman et al.'s code (telemanom's
+    ``error_buffer``) and sintel-dev/Orion (``anomaly_padding``) do: a peak's
+    shoulders belong to its event, so pruning compares the peak with the
+    highest error *away* from every event, not with its own shoulder.
+
+    Args:
+        errors: (timesteps,) smoothed errors, each at least 0; NaN never alarms.
+        padding: points added on each side of an interval; intervals that then touch merge.
+        min_drop: pruning's minimum relative drop, their p.
+
+    Returns:
+        ``(intervals, threshold)``, as :func:`find_alarms` returns them.
+
+    >>> hundman_alarms([1.0] * 8 + [9.0, 1.0])[0]
+    [(8, 8)]
+    """
+    threshold = dynamic_threshold(errors)
+    intervals = pad_intervals(intervals_above(errors, threshold), padding, len(errors))
+    return prune_intervals(intervals, errors, min_drop), threshold
 
 
 # A Gaussian's median absolute deviation times this is its standard deviation.

@@ -7,11 +7,12 @@ down to about 500 points first (:func:`aggregate`), each way returning a
 :class:`Detection`:
 
 - :func:`audit` a recorded series: fit on all of it and mark what stands out,
-  with a threshold chosen from the scores.
+  with a threshold chosen from the scores by one of :data:`ALARM_RULES`.
 - :func:`monitor`: fit on a normal prefix, set the threshold on a held-out part
   of it, and alarm only after it. :func:`rescore` applies a fitted detector,
   its scaler and its threshold to new data; :func:`save_detector` and
-  :func:`rescore_saved` keep and reuse them.
+  :func:`rescore_saved` keep and reuse them. :func:`score_delay` says how many
+  readings a monitor waits before a reading's score is final.
 
 Around them, what an app needs: the series of a run (:func:`read_bundled`,
 :func:`read_labelled`, :func:`plan_window`), the tables a person reads
@@ -34,6 +35,7 @@ from common.report.metrics import print_table
 from common.report.plots import plot_alarms
 from common.tasks.alarms import (
     find_alarms,
+    hundman_alarms,
     intervals_to_mask,
     overlap_scores,
     pooled_scores,
@@ -48,6 +50,7 @@ from common.tasks.detectors import (
     as_2d,
     dominant_period,
     make_detector,
+    nonnegative_errors,
 )
 
 # name: (file in the repository's data/, length of its known normal prefix or None); see
@@ -59,6 +62,9 @@ BUNDLED = {
     "daphnet-s06r02e0": ("anomaly_daphnet_s06r02e0.csv.gz", 3520),
 }
 BASELINES = ("zscore", "discord", "holt-winters")  # shown beside the chosen detector
+# How an audit chooses alarms from the scores (Settings.rule): the strongest few above
+# median + 3 MADs (alarms.find_alarms), or Hundman et al.'s rule (alarms.hundman_alarms).
+ALARM_RULES = ("strongest", "hundman")
 
 # ---------------------------------------------------------------- the series of a run
 
@@ -195,6 +201,10 @@ class Settings:
         max_alarms: an audit keeps at most this many alarms, the strongest ...
         min_ratio: ... and only those whose peak reaches this share of the strongest peak.
         floor: no threshold below this score.
+        rule: how an audit chooses its alarms, one of :data:`ALARM_RULES`: ``"strongest"``
+            (z, max_alarms and min_ratio above) or ``"hundman"`` (Hundman et al.'s dynamic
+            threshold and pruning on the detector's errors, which become its scores; each
+            interval padded by ``gap // 2`` points on both sides instead of merging).
     """
 
     factor: int = 1
@@ -204,6 +214,11 @@ class Settings:
     max_alarms: int = 2
     min_ratio: float = 0.5
     floor: float = 0.0
+    rule: str = "strongest"
+
+    def __post_init__(self):
+        if self.rule not in ALARM_RULES:
+            raise ValueError(f"Expected rule in {ALARM_RULES}. Received: rule={self.rule!r}")
 
     @classmethod
     def for_length(cls, length, points=500, **overrides):
@@ -264,29 +279,37 @@ def _fit_scaler(values):
 
 
 def audit(
-    values, name="bidirectional", window=48, settings=None, seed=42, max_alarms=2, **training
+    values,
+    name="bidirectional",
+    window=48,
+    settings=None,
+    seed=42,
+    max_alarms=2,
+    rule="strongest",
+    **training,
 ):
     """Audit a recorded series: fit on all of it, unsupervised, and mark what stands out.
 
     This is how the published pipelines (Hundman et al. 2018; sintel-dev/Orion)
     score a recorded series: the detector learns the series' usual behaviour
     from the whole of it (anomalies are rare, so they barely shape it), and the
-    threshold comes from the scores themselves: candidates above a robust
-    threshold, of which at most ``settings.max_alarms`` of the strongest are kept
-    (:func:`common.tasks.alarms.find_alarms`).
+    threshold comes from the scores themselves: by default candidates above a
+    robust threshold, of which at most ``settings.max_alarms`` of the strongest
+    are kept (:func:`common.tasks.alarms.find_alarms`).
 
     Args:
         values: (timesteps, channels) raw values.
         name: a key of :data:`DETECTORS`.
         window: aggregated points per window.
         settings: a :class:`Settings`; default scaled to the series' length.
-        max_alarms: with the default settings, keep at most this many alarms.
+        max_alarms, rule: with the default settings, keep at most this many alarms, and
+            choose them by this rule (:data:`ALARM_RULES`).
         training: ``units``, ``epochs``, ``batch_size``, ``verbose`` for the recurrent detectors.
     """
     values = as_2d(values, "float64")  # float32 would lose a spike on a level of 1e10
     detector = make_detector(name, window, **training)
     settings = settings or Settings.for_length(
-        len(values), floor=detector.quiet_below, max_alarms=max_alarms
+        len(values), floor=detector.quiet_below, max_alarms=max_alarms, rule=rule
     )
     coarse = aggregate(values, settings.factor)
     scaler = _fit_scaler(coarse)
@@ -352,19 +375,24 @@ def monitor(
 def rescore(values, name, detector, scaler, settings, threshold, scored_from=0):
     """Score ``values`` with a fitted detector and scaler; alarm above ``threshold``.
 
-    ``threshold=None`` chooses one from the scores (an audit). Alarms before
+    ``threshold=None`` chooses one from the scores (an audit) by ``settings.rule``;
+    with ``"hundman"`` the scores are the detector's errors of at least 0
+    (:func:`common.tasks.detectors.nonnegative_errors`). Alarms before
     ``scored_from`` (a raw index) are dropped: those points were the detector's
     training data.
     """
     values = as_2d(values, "float64")
     coarse = scaler.transform(aggregate(values, settings.factor)).astype("float32")
+    hundman = threshold is None and settings.rule == "hundman"
     started = time.perf_counter()
-    scores = detector.score(coarse)
+    scores = nonnegative_errors(detector, coarse) if hundman else detector.score(coarse)
     score_seconds = time.perf_counter() - started
     smoothed = smooth(scores, settings.span)
     counted = smoothed.copy()
     counted[: -(-scored_from // settings.factor)] = np.nan
-    if threshold is None:
+    if hundman:  # padded by half the gap: events then join at about the same distance
+        alarms, threshold = hundman_alarms(counted, padding=settings.gap // 2)
+    elif threshold is None:
         alarms, threshold = find_alarms(
             counted,
             None,
@@ -391,14 +419,35 @@ def rescore(values, name, detector, scaler, settings, threshold, scored_from=0):
     )
 
 
-def detect(values, name="bidirectional", window=48, normal_end=None, max_alarms=2, **options):
+def detect(
+    values,
+    name="bidirectional",
+    window=48,
+    normal_end=None,
+    max_alarms=2,
+    rule="strongest",
+    **options,
+):
     """An :func:`audit` of ``values``, or with a ``normal_end`` a :func:`monitor` of what follows it.
 
-    ``options``: ``seed`` and the training settings (``units``, ``epochs``, ...).
+    ``max_alarms`` and ``rule`` are the audit's; ``options``: ``seed`` and the
+    training settings (``units``, ``epochs``, ...).
     """
     if normal_end is None:
-        return audit(values, name, window, max_alarms=max_alarms, **options)
+        return audit(values, name, window, max_alarms=max_alarms, rule=rule, **options)
     return monitor(values, normal_end, name, window, **options)
+
+
+def score_delay(detection):
+    """Raw readings that may follow a reading before its score is final: a monitor's delay.
+
+    A score reads the reading's block of ``settings.factor`` readings and the
+    detector's ``looks_ahead`` blocks after it, so up to ``(looks_ahead + 1) *
+    factor - 1`` readings after the reading itself. Until they arrive, the
+    newest readings are scored from what there is (the bidirectional LSTM
+    from the past alone), and their scores change as data arrives.
+    """
+    return (detection.detector.looks_ahead + 1) * detection.settings.factor - 1
 
 
 # ---------------------------------------------------------------- what a person reads

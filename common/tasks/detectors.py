@@ -2,18 +2,24 @@
 
 Every detector reads a series (timesteps, channels), already scaled, and never
 sees a label. Each has ``fit(values)`` and ``score(values) -> (timesteps,)``,
-and ``state()``/``set_state()`` for what a saved run needs besides a Keras
-model. :data:`DETECTORS` names them and :func:`make_detector` builds one by
-name; :mod:`common.tasks.anomaly` runs them on a series.
+``state()``/``set_state()`` for what a saved run needs besides a Keras
+model, and ``looks_ahead``: how many points after a point its score reads, so
+how many must arrive before that score is final (a monitor's delay).
+:data:`DETECTORS` names them and :func:`make_detector` builds one by name;
+:mod:`common.tasks.anomaly` runs them on a series.
 
-| name              | class                    | a point's score                                       |
-|-------------------|--------------------------|-------------------------------------------------------|
-| ``bidirectional`` | ``BidirectionalLSTM``    | its error when predicted from both sides (AER-style)  |
-| ``forecaster``    | ``LSTMForecaster``       | its error when predicted from the ``window`` before it|
-| ``autoencoder``   | ``LSTMAutoencoder``      | its reconstruction error, mean over covering windows  |
-| ``zscore``        | ``RollingZScore``        | distance from the median of the last ``window``, MADs |
-| ``discord``       | ``MatrixProfileDiscord`` | distance from its windows to their nearest others     |
-| ``holt-winters``  | ``HoltWinters``          | the error of exponential smoothing's one-step forecast|
+| name              | class                    | a point's score                                        | looks ahead    |
+|-------------------|--------------------------|--------------------------------------------------------|----------------|
+| ``bidirectional`` | ``BidirectionalLSTM``    | its error when predicted from both sides (AER-style)   | ``window + 1`` |
+| ``forecaster``    | ``LSTMForecaster``       | its error when predicted from the ``window`` before it | 0              |
+| ``autoencoder``   | ``LSTMAutoencoder``      | its reconstruction error, mean over covering windows   | ``window - 1`` |
+| ``zscore``        | ``RollingZScore``        | distance from the median of the last ``window``, MADs  | 0              |
+| ``discord``       | ``MatrixProfileDiscord`` | distance from its windows to their nearest others      | ``window - 1`` |
+| ``holt-winters``  | ``HoltWinters``          | the error of exponential smoothing's one-step forecast | 0              |
+
+Every score but the bidirectional LSTM's is an error of at least 0;
+:func:`nonnegative_errors` gives that one's uncentred error too, which is what
+Hundman et al.'s threshold (:func:`common.tasks.alarms.hundman_alarms`) reads.
 
 >>> make_detector("zscore", window=16).window
 16
@@ -78,6 +84,7 @@ class RollingZScore:
 
     name = "rolling z-score"
     quiet_below = 3.0  # robust standard deviations: this close to the recent median is never news
+    looks_ahead = 0  # the window before the point
 
     def __init__(self, window=64):
         self.window = int(window)
@@ -127,6 +134,10 @@ class MatrixProfileDiscord:
         self.window = int(window)
         self.block_size = block_size
         self.reference = None
+
+    @property
+    def looks_ahead(self):
+        return self.window - 1  # the last window covering a point starts at it
 
     def fit(self, normal_series, **unused):
         self.reference = as_2d(normal_series)
@@ -202,6 +213,7 @@ class HoltWinters:
 
     name = "Holt-Winters"
     quiet_below = 0.1  # standard deviations of the scaled series, as for the LSTM forecaster
+    looks_ahead = 0  # a forecast from the past
 
     def __init__(self, window=48):
         self.window = int(window)  # unused: exponential smoothing looks at the whole past
@@ -332,6 +344,7 @@ class _RecurrentDetector:
     max_windows = 2000
     patience = 2
     quiet_below = 0.1  # standard deviations of the scaled series: an error this small is not news
+    looks_ahead = 0  # a forecast from the past; the autoencoder and the bidirectional LSTM differ
 
     def __init__(
         self,
@@ -410,6 +423,10 @@ class LSTMAutoencoder(_RecurrentDetector):
 
     name = "LSTM autoencoder"
 
+    @property
+    def looks_ahead(self):
+        return self.window - 1  # the last window covering a point starts at it
+
     def build(self, channels):
         return build_lstm_autoencoder(self.window, channels, self.units)
 
@@ -486,7 +503,12 @@ class BidirectionalLSTM(_RecurrentDetector):
     backward head from the ``window`` points after it. Each head's absolute
     error becomes a robust z-score (median and MAD of that head's errors on the
     fitted data, so one head's scale does not drown the other's) and a point
-    scores the mean of its two. The first and last points have one side only.
+    scores the mean of its two. The first and last points have one side only:
+    the newest ``window + 1`` points of a series are judged from the past alone,
+    and their scores change as later points arrive.
+
+    :meth:`errors` is the same without the centring: each head's error in units
+    of its MAD, at least 0, for rules that need errors measured from 0.
     """
 
     name = "bidirectional LSTM"
@@ -495,6 +517,12 @@ class BidirectionalLSTM(_RecurrentDetector):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.centers, self.scales = None, None
+
+    @property
+    def looks_ahead(self):
+        # The backward head reads the window after the point, and the segment it reads is cut
+        # with the point after that window too (the forward head's target).
+        return self.window + 1
 
     def build(self, channels):
         return build_lstm_aer(self.window, channels, self.units)
@@ -537,11 +565,19 @@ class BidirectionalLSTM(_RecurrentDetector):
         return forward_errors, backward_errors
 
     def score(self, series):
+        """Per point, the mean of the two heads' robust z-scores (below 0 for a typical point)."""
+        return self._mean_of_heads(series, self.centers)
+
+    def errors(self, series):
+        """Per point, the mean of the two heads' absolute errors, each in units of its MAD (>= 0)."""
+        return self._mean_of_heads(series, (0.0, 0.0))
+
+    def _mean_of_heads(self, series, centers):
         errors = self._errors(as_2d(series))
-        z_scores = [(e - c) / s for e, c, s in zip(errors, self.centers, self.scales)]
+        standardised = [(e - c) / s for e, c, s in zip(errors, centers, self.scales)]
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a point no head reaches stays NaN
-            return np.nanmean(np.stack(z_scores), axis=0)
+            return np.nanmean(np.stack(standardised), axis=0)
 
     def state(self):
         return {"centers": list(self.centers), "scales": list(self.scales)}
@@ -563,6 +599,18 @@ DETECTORS = {
 }
 RECURRENT = ("bidirectional", "forecaster", "autoencoder")
 NAMES = {key: detector.name for key, detector in DETECTORS.items()}  # what tables call them
+
+
+def nonnegative_errors(detector, series):
+    """Per-point errors of at least 0 from a fitted detector: what Hundman et al.'s rule reads.
+
+    Every detector's score is already such an error but the bidirectional
+    LSTM's, a robust z-score centred on 0; its :meth:`BidirectionalLSTM.errors`
+    drops the centring.
+    """
+    if hasattr(detector, "errors"):
+        return detector.errors(series)
+    return detector.score(series)
 
 
 def make_detector(
