@@ -130,3 +130,43 @@ def test_notebook_follows_the_template(path):
     for cell in cells:
         if cell.cell_type == "code" and cell.source.startswith("# Solution"):
             assert re.match(r"# Solution \d+: \S", cell.source), cell.source[:60]
+
+
+def run_colab_cell(source, tmp_path, monkeypatch):
+    """Run a notebook's Colab cell as Colab would (its ``!`` lines as shell commands), in a
+    process where ``google.colab`` is importable; return the commands and how the cell ended."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    commands = []
+
+    class Shell:
+        def system(self, command):  # what `!git clone ...` becomes
+            commands.append(command)
+
+    monkeypatch.setitem(sys.modules, "google.colab", type(sys)("google.colab"))
+    monkeypatch.chdir(tmp_path)
+    code = TransformerManager().transform_cell(source)
+    with pytest.raises(SystemExit) as stopped:
+        exec(code, {"get_ipython": Shell})
+    return commands, str(stopped.value)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=notebook_id)
+def test_the_colab_cell_says_what_to_do_instead_of_failing(path, tmp_path, monkeypatch):
+    """Unedited, the cell stops with one instruction and runs nothing; with a URL that cannot
+    be cloned, it says so instead of failing later in os.chdir with a traceback."""
+    source = nbformat.read(path, as_version=4).cells[1].source
+    commands, said = run_colab_cell(source, tmp_path, monkeypatch)
+    assert commands == [] and said.startswith("Colab: set REPO_URL in this cell")
+    with_url = source.replace('REPO_URL = ""', 'REPO_URL = "https://example.org/nowhere.git"', 1)
+    commands, said = run_colab_cell(with_url, tmp_path, monkeypatch)
+    assert len(commands) == 1 and commands[0].startswith("git clone")
+    assert said.startswith("Colab: could not clone https://example.org/nowhere.git")
+
+
+def test_both_readmes_list_every_notebook():
+    """A notebook added, renamed or split shows up in the tables learners read."""
+    for readme in (NOTEBOOK_DIR / "README.md", NOTEBOOK_DIR.parent / "README.md"):
+        text = readme.read_text(encoding="utf-8")
+        listed = set(re.findall(r"^\| \[?`(\d\d\w*)`", text, flags=re.MULTILINE))
+        assert listed == {path.stem for path in NOTEBOOKS}, f"{readme}: {sorted(listed)}"
