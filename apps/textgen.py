@@ -221,7 +221,7 @@ def load_text(config):
             path = download(config.url, config.cache_dir, name=name)
         except ValueError as error:
             raise UserError(
-                f"{error} Use --text with a local file, or no option for the bundled Shakespeare"
+                f"{error}. Use --text with a local file, or no option for the bundled Shakespeare"
             ) from None
         name, source = f"{name}: the download, cached as {path}", config.url
     elif config.text:

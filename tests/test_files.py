@@ -92,3 +92,77 @@ def test_lines_of_standard_input_split_at_newlines_only():
 
     stream = io.TextIOWrapper(io.BytesIO("Hola.\u2028Adiós.\x0cVe.\r\nSí.\n".encode()))
     assert files.read_lines(stream) == ["Hola.\u2028Adiós.\x0cVe.", "Sí."]
+
+
+# What a broken or hostile server on this machine answers to GET /<name> (raw bytes, then it
+# hangs up; None: it never answers), and what the download error then says.
+BROKEN_SERVERS = {
+    "cut-short": (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nTo be, or not",
+        "closed the connection 987 bytes short of the length it announced",
+    ),
+    "not-http": (b"SSH-2.0-OpenSSH_9.6\r\n", "does not answer in HTTP; it said 'SSH-2.0"),
+    "hangs-up": (b"", "closed the connection without answering"),
+    "bad-chunks": (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nTo be\r\n",
+        "broke off or is malformed",
+    ),
+    "cut-chunks": (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n100\r\nTo be",
+        "broke off or is malformed",
+    ),
+    "many-headers": (
+        b"HTTP/1.1 200 OK\r\n" + b"X-A: 1\r\n" * 101 + b"\r\nTo be",
+        "more than 100 headers",
+    ),
+    "not-found": (b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", "HTTP 404 Not Found"),
+    "redirect-loop": (  # urllib's reason runs over three lines
+        b"HTTP/1.1 302 Found\r\nLocation: /redirect-loop\r\nContent-Length: 0\r\n\r\n",
+        "HTTP 302 The HTTP server returned a redirect error that would lead to an infinite loop",
+    ),
+    "silent": (None, "no answer from the server for 0.5 s"),
+}
+
+
+@pytest.fixture
+def broken_server():
+    """An HTTP server on 127.0.0.1, in a thread, that answers as ``BROKEN_SERVERS`` says."""
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    stop, silent = threading.Event(), []
+
+    def serve():
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            request = connection.recv(65536).decode("latin-1")
+            answer = BROKEN_SERVERS[request.split(" ")[1].strip("/")][0]
+            if answer is None:
+                silent.append(connection)  # held open, never answered
+                continue
+            connection.sendall(answer)
+            connection.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    listener.close()
+    for connection in silent:
+        connection.close()
+
+
+@pytest.mark.parametrize("answer", sorted(BROKEN_SERVERS))
+def test_a_broken_server_is_one_line_and_leaves_nothing_in_the_cache(
+    broken_server, answer, tmp_path
+):
+    cache = tmp_path / "cache"
+    with pytest.raises(ValueError, match="^--url x: could not download") as error:
+        files.download(f"{broken_server}/{answer}", cache, name="--url x", timeout=0.5)
+    assert BROKEN_SERVERS[answer][1] in str(error.value) and "\n" not in str(error.value)
+    assert list(cache.iterdir()) == []  # no half-written file

@@ -20,8 +20,13 @@ expected and what was found.
 import csv
 import gzip
 import hashlib
+import http.client
 import io
 import lzma
+import os
+import socket
+import urllib.error
+import urllib.request
 import zlib
 from pathlib import Path
 
@@ -141,33 +146,91 @@ def cache_name(url):
     return f"{safe}-{hashlib.sha256(url.encode()).hexdigest()[:12]}"
 
 
-def download(url, cache_dir, name=None):
+def download(url, cache_dir, name=None, timeout=60.0):
     """The path of ``url``'s content in ``cache_dir``, downloaded the first time only.
 
-    Keras' ``get_file`` does the caching; a download that fails leaves no file behind.
+    The content is written to a hidden file beside the cache entry and renamed into
+    place once whole, so a download that fails or is interrupted leaves nothing behind.
+    A server that sends nothing for ``timeout`` seconds counts as failed.
 
     Raises:
         ValueError: the URL could not be fetched (no network, an unknown host, a server
-            that closed early or does not speak HTTP); the message says why, in one line.
+            that closed early, sent a body shorter than it announced, does not speak
+            HTTP or stopped answering); the message says why, in one line. A cache
+            that cannot be written is an ``OSError`` naming the file.
     """
-    import keras
+    import tempfile
 
     name = name or url
     cache_dir = Path(cache_dir).expanduser()
     target = cache_dir / cache_name(url)
     if target.is_file():
         return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(prefix=f".{target.name[:40]}.partial-", dir=cache_dir)
     try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        return Path(
-            keras.utils.get_file(
-                cache_name(url), origin=url, cache_dir=str(cache_dir), cache_subdir=""
+        with open(handle, "wb") as file:
+            print(f"Downloading {url}", flush=True)
+            for chunk in _fetch(url, name, timeout):
+                file.write(chunk)
+        os.replace(partial, target)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+    return target
+
+
+# What a failed download raises: urllib's errors (HTTPError for a 404), http.client's (a
+# server closing early, bad chunked encoding, a status line that is not HTTP, too many
+# headers), OSError (refused, reset, timed out) and ValueError (a URL urllib cannot open).
+_NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, OSError, ValueError)
+
+
+def _fetch(url, name, timeout):
+    """Yield ``url``'s content in pieces; a network failure is a one-line ``ValueError``."""
+    try:
+        response = urllib.request.urlopen(url, timeout=timeout)
+    except _NETWORK_ERRORS as error:
+        raise ValueError(f"{name}: could not download ({_why(error, timeout)})") from None
+    with response:
+        while True:
+            try:
+                chunk = response.read(1 << 16)
+            except _NETWORK_ERRORS as error:
+                raise ValueError(f"{name}: could not download ({_why(error, timeout)})") from None
+            if not chunk:
+                break
+            yield chunk
+        missing = getattr(response, "length", None)  # http.client counts down what is announced
+        if missing:  # http.client's read returns b"" when the server closes early, no error
+            raise ValueError(
+                f"{name}: could not download (the server closed the connection {missing:,} "
+                "bytes short of the length it announced)"
             )
-        )
-    except Exception as error:  # URL errors, http.client's (a server closing early), get_file's
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        reason = reason or type(error).__name__
-        raise ValueError(f"{name}: could not download ({reason[:200]}); no network?") from None
+
+
+def _why(error, timeout):
+    """A failed download's reason, in words, on one line."""
+    text = _reason(error, timeout).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
+def _reason(error, timeout):
+    if isinstance(error, urllib.error.HTTPError):  # its reason may run over lines (a redirect loop)
+        return f"the server answered HTTP {error.code} {error.reason}"
+    if isinstance(error, urllib.error.URLError):  # the socket's error, or urllib's words
+        error = error.reason
+    if isinstance(error, TimeoutError):
+        return f"no answer from the server for {timeout:g} s"
+    if isinstance(error, socket.gaierror):
+        return f"unknown host, or no network ({error.strerror or error})"
+    if isinstance(error, http.client.RemoteDisconnected):
+        return "the server closed the connection without answering"
+    if isinstance(error, http.client.BadStatusLine):
+        return f"the server does not answer in HTTP; it said {str(error)[:80]!r}"
+    if isinstance(error, http.client.IncompleteRead):  # also a malformed chunked answer
+        return "the server's answer broke off or is malformed"
+    return getattr(error, "strerror", None) or str(error)
 
 
 def read_lines(stream):
