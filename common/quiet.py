@@ -17,9 +17,34 @@ import tempfile
 # TensorFlow's C++ side logs even harmless fallbacks as errors (e.g. "oneDNN supports
 # DT_BOOL only on platforms with AVX-512"); real failures still raise Python exceptions.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# Every model here is built and trained with TensorFlow (tf.data, tf.distribute), so a
-# KERAS_BACKEND exported for other work (jax, torch) must not make the apps fail to start.
-os.environ["KERAS_BACKEND"] = "tensorflow"
+
+
+def use_tensorflow_backend(environ=os.environ):
+    """Set ``KERAS_BACKEND`` to TensorFlow, before Keras is imported; return a one-line note
+    saying so if another backend was chosen (None otherwise).
+
+    Every model here is built and trained with TensorFlow (tf.data, tf.distribute), so a
+    ``KERAS_BACKEND`` exported for other work (jax, torch) must not stop the apps; it is
+    overridden rather than refused, and said, so that nobody believes a run used JAX.
+
+    >>> use_tensorflow_backend({"KERAS_BACKEND": "jax"})
+    "note: KERAS_BACKEND='jax' ignored; these apps and lessons run on Keras' TensorFlow backend"
+    >>> use_tensorflow_backend({"KERAS_BACKEND": "TensorFlow"}) is None
+    True
+    """
+    chosen = environ.get("KERAS_BACKEND", "")
+    environ["KERAS_BACKEND"] = "tensorflow"
+    if chosen.strip().lower() in ("", "tensorflow"):
+        return None
+    return (
+        f"note: KERAS_BACKEND={chosen!r} ignored; these apps and lessons run on Keras' "
+        "TensorFlow backend"
+    )
+
+
+_note = use_tensorflow_backend()
+if _note is not None:
+    print(_note, file=sys.stderr)
 
 if "MPLBACKEND" in os.environ:  # Keras imports matplotlib, which refuses a backend it does not know
     try:

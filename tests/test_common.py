@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -583,6 +584,47 @@ def test_out_refuses_links_and_overwrites_only_runs(tmp_path):
     cli.check_out_folder(tmp_path / "run", overwrite=True)  # a run: replacing it is what it is for
 
 
+def test_overwrite_keeps_a_saved_run_that_holds_the_users_own_files(tmp_path):
+    target = tmp_path / "run"
+    with cli.run_folder(target) as folder:
+        (folder / "config.json").write_text('{"app": "demo"}')
+        (folder / "series").mkdir()
+        (folder / "series" / "a.csv").write_text("1,2")
+    cli.check_out_folder(target, overwrite=True)  # as the app wrote it: replaceable
+    (target / ".DS_Store").write_text("a file browser's")  # litter does not count
+    cli.check_out_folder(target, overwrite=True)
+    for added, text in [("notes.md", "my notes"), ("series/a.csv", "1,2,3 (edited)")]:
+        saved = (target / added).read_text() if (target / added).exists() else None
+
+        def restore():
+            (target / added).unlink() if saved is None else (target / added).write_text(saved)
+
+        (target / added).write_text(text)
+        with pytest.raises(ValueError, match=f"added or changed since it was saved .{added}."):
+            cli.check_out_folder(target, overwrite=True)
+        restore()
+        with pytest.raises(cli.UserError, match="left as it is"):  # and at the swap
+            with cli.run_folder(target, overwrite=True) as folder:
+                (folder / "config.json").write_text('{"app": "demo"}')
+                (target / added).write_text(text)  # while the new run was being saved
+        assert (target / added).read_text() == text  # kept, with the run around it
+        restore()
+    os.mkfifo(target / "pipe")  # not a file the app wrote either, though it has no size
+    with pytest.raises(ValueError, match=r"\(pipe\)"):
+        cli.check_out_folder(target, overwrite=True)
+    (target / "pipe").unlink()
+    with cli.run_folder(target, overwrite=True) as folder:  # as saved again: replaced
+        (folder / "config.json").write_text('{"app": "demo"}')
+    assert sorted(path.name for path in target.iterdir()) == [".rnn-workshop-run", "config.json"]
+    (target / cli.runs.RUN_MARKER).write_text("demo\n")  # a run marked before files were listed
+    cli.check_out_folder(target, overwrite=True)
+    mine = tmp_path / "mine"  # a folder of the user's, with a link to a run's marker
+    mine.mkdir()
+    (mine / "config.json").write_text('{"app": "demo"}')
+    (mine / cli.runs.RUN_MARKER).symlink_to(target / cli.runs.RUN_MARKER)
+    assert cli.saved_by(mine) is None
+
+
 def test_out_folder_checks(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="an existing file"):
@@ -645,40 +687,110 @@ def test_a_model_holding_python_code_is_refused_and_said_so(tmp_path):
         cli.load_model_from_dir(tmp_path)
 
 
-SAVE_SLOWLY = """
-import sys, time
-from common.cli import UserError, run_folder
+# The shared run-folder code alone, in a process of its own: common.cli.runs without the
+# package's __init__, so no TensorFlow to load (50 ms instead of seconds).
+RUNS_ALONE = """
+import sys, time, types
+from pathlib import Path
+common = types.ModuleType("common")
+common.__path__ = [sys.argv[1]]
+sys.modules["common"] = common
+from common.cli import runs
+"""
+
+SAVE_SLOWLY = (
+    RUNS_ALONE
+    + """
 try:
-    with run_folder(sys.argv[1]) as folder:
+    with runs.run_folder(sys.argv[2]) as folder:
         (folder / "config.json").write_text('{"app": "demo"}')
-        (folder / "who").write_text(sys.argv[2])
+        (folder / "who").write_text(sys.argv[3])
         time.sleep(1.5)  # both runs are inside their run_folder at once
-except UserError as error:
+except runs.UserError as error:
     print(error)
     sys.exit(2)
 """
+)
 
 
-@pytest.mark.slow  # two processes of their own
-def test_two_runs_saving_to_one_folder_at_once_keep_one_whole_run(tmp_path):
+def start_alone(script, *args):
+    """Run ``script`` (after ``RUNS_ALONE``) with ``args`` in a Python process of its own."""
     import subprocess
     import sys
+    from pathlib import Path
 
+    package = str(Path(common.__file__).parent)
+    command = [sys.executable, "-c", script, package, *map(str, args)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_two_runs_saving_to_one_folder_at_once_keep_one_whole_run(tmp_path):
     target = tmp_path / "R"
-    runs = [
-        subprocess.Popen(
-            [sys.executable, "-c", SAVE_SLOWLY, str(target), name],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for name in ("first", "second")
-    ]
-    outputs = [run.communicate(timeout=120)[0] for run in runs]
+    runs = [start_alone(SAVE_SLOWLY, target, name) for name in ("first", "second")]
+    outputs = [run.communicate(timeout=60)[0] for run in runs]
     assert sorted(run.returncode for run in runs) == [0, 2], outputs
     loser = outputs[[run.returncode for run in runs].index(2)]
     assert "something was saved there while this run was working" in loser
     assert (target / "who").read_text() in ("first", "second")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["R"]  # no debris
+
+
+# A run replacing R (--overwrite) that dawdles between setting the old run aside and putting
+# its own in place, while a second run saves to R without --overwrite.
+REPLACE_SLOWLY = (
+    RUNS_ALONE
+    + """
+target, who, flags = Path(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
+
+
+def wait_for(flag, seconds):
+    for _ in range(int(seconds * 100)):
+        if (flags / flag).exists():
+            break
+        time.sleep(0.01)
+
+
+if who == "replacing":
+    claim = runs._claim
+
+    def slow_claim(target, temporary):
+        (flags / "set-aside").touch()
+        wait_for("other-saving", 30)  # the other run is past its checks, saving
+        wait_for("other-done", 0.5)  # and, were nothing to stop it, has saved
+        claim(target, temporary)
+
+    runs._claim = slow_claim
+else:
+    wait_for("set-aside", 30)  # starts while the replacing run has R set aside
+try:
+    with runs.run_folder(target, overwrite=who == "replacing") as folder:
+        (folder / "config.json").write_text('{"app": "demo"}')
+        (folder / "who").write_text(who)
+        if who == "other":
+            (flags / "other-saving").touch()
+except runs.UserError as error:
+    print(error)
+    sys.exit(2)
+finally:
+    if who == "other":
+        (flags / "other-done").touch()
+"""
+)
+
+
+def test_a_run_saving_while_another_replaces_the_folder_waits_its_turn(tmp_path):
+    target, flags = tmp_path / "runs" / "R", tmp_path / "flags"
+    flags.mkdir()
+    with cli.run_folder(target) as folder:  # the saved run that --overwrite replaces
+        (folder / "config.json").write_text('{"app": "demo"}')
+        (folder / "who").write_text("earlier")
+    replacing = start_alone(REPLACE_SLOWLY, target, "replacing", flags)
+    other = start_alone(REPLACE_SLOWLY, target, "other", flags)
+    outputs = [run.communicate(timeout=60)[0] for run in (replacing, other)]
+    assert [replacing.returncode, other.returncode] == [0, 2], outputs
+    assert "left as it is" in outputs[1] and len(outputs[1].splitlines()) == 1
+    assert (target / "who").read_text() == "replacing"
+    assert [path.name for path in target.parent.iterdir()] == ["R"]  # no run set aside, lost
 
 
 def test_out_created_while_the_run_works_is_one_line_and_kept(tmp_path):
@@ -690,6 +802,11 @@ def test_out_created_while_the_run_works_is_one_line_and_kept(tmp_path):
             (target / "mine.txt").write_text("the user's")
     assert [path.name for path in target.iterdir()] == ["mine.txt"]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["R"]
+    # Earlier, while the run trained: refused as the run starts saving, saying what was lost.
+    with pytest.raises(cli.UserError, match="holds files; this run was not saved .choose another"):
+        with cli.run_folder(target) as folder:
+            pytest.fail("the run was saved over a folder that appeared while it trained")
+    assert [path.name for path in target.iterdir()] == ["mine.txt"]
 
 
 def test_out_names_too_long_and_loaded_runs_reached_by_another_path_are_refused(tmp_path):
@@ -898,3 +1015,49 @@ def test_exact_float32_turns_tensor_float_32_off_and_says_whether_it_was_on():
         assert exact_float32() is False  # already off
     finally:
         tf.config.experimental.enable_tensor_float_32_execution(before)
+
+
+# --- settings exported in the shell for other work --------------------------------------
+
+
+def test_a_keras_backend_exported_for_other_work_is_overridden_and_said():
+    from common.quiet import use_tensorflow_backend
+
+    for chosen in ("jax", "torch", "numpy", "openvino", "nonsense\nsecond line"):
+        environ = {"KERAS_BACKEND": chosen}
+        note = use_tensorflow_backend(environ)
+        assert environ == {"KERAS_BACKEND": "tensorflow"}
+        assert note.startswith(f"note: KERAS_BACKEND={chosen!r} ignored") and "\n" not in note
+    for chosen in ({}, {"KERAS_BACKEND": "tensorflow"}, {"KERAS_BACKEND": ""}):
+        assert use_tensorflow_backend(dict(chosen)) is None  # nothing to say
+    assert keras.backend.backend() == "tensorflow"
+
+
+PLOT_ONE = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("plots", sys.argv[1])
+plots = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(plots)
+figure = plots.plt.figure()
+figure.add_subplot().plot([1, 2, 3])
+plots.save_figure(figure, sys.argv[2])
+"""
+
+
+@pytest.mark.parametrize("backend", ["module://no_such_package.backend", "TkAgg", "QtAgg"])
+def test_plots_are_saved_whatever_matplotlib_backend_the_shell_exports(tmp_path, backend):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    plots = Path(common.__file__).parent / "report" / "plots.py"  # alone: no TensorFlow to load
+    result = subprocess.run(
+        [sys.executable, "-c", PLOT_ONE, str(plots), str(tmp_path / "plot.png")],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"MPLBACKEND": backend},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-300:]
+    assert (tmp_path / "plot.png").read_bytes().startswith(b"\x89PNG")

@@ -354,9 +354,12 @@ def test_a_save_failing_midway_leaves_the_earlier_run_intact(app, failure, saved
 
 def test_overwrite_replaces_a_run_whole_with_one_permission_mode(saved, tmp_path):
     """--overwrite swaps in the complete new run; the old one's files do not linger."""
+    from common.cli import runs
+
     run = tmp_path / "run"
     shutil.copytree(saved["forecast"], run)
-    (run / "notes.txt").write_text("the user's file, inside the old run")
+    (run / "notes.txt").write_text("a file the old run wrote and the new one does not")
+    runs._write_marker(run, "forecast")  # listed as the run's own (a user's would be refused)
     status, _, err = call("forecast", *SAVE["forecast"], "--seed", "2", "--out", run, "--overwrite")
     assert status == 0, err
     names = sorted(path.name for path in run.iterdir())

@@ -105,18 +105,106 @@ def save_model_atomically(model, path):
     return path
 
 
-RUN_MARKER = ".rnn-workshop-run"  # written by run_folder into every run, holding the app's name
+RUN_MARKER = ".rnn-workshop-run"  # written by run_folder into every run: its app and its files
+MARKER_KIND = "rnn-workshop run"  # the marker's first key, so no other program's file passes for it
+LITTER = {".DS_Store", "Thumbs.db", "desktop.ini"}  # a file browser's own: not the user's work
 
 
 def saved_by(directory):
     """The app that saved the run in ``directory``, or None: a folder counts as a saved run
     only if it holds the marker that :func:`run_folder` writes (a user's own folder with a
     ``config.json`` of its own never does, so ``--overwrite`` never deletes it)."""
+    marker = _marker(directory)
+    return None if marker is None else marker[0]
+
+
+def _marker(directory):
+    """``(app, files)`` from the marker in ``directory``: ``files`` maps each file the run wrote
+    to its size, or is None for a marker written before the list was kept (the app's name
+    alone). None for no marker, or one that is not ours (a link is not: ours is a file)."""
     try:
-        name = (Path(directory) / RUN_MARKER).read_text().strip()
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+        with open(os.open(Path(directory) / RUN_MARKER, flags), "rb") as file:
+            data = file.read(64 << 20)
+        text = data.decode("utf-8")
     except (OSError, ValueError):
         return None
-    return name if name.isidentifier() else None
+    if text.strip().isidentifier():  # the earlier marker: the app's name only
+        return text.strip(), None
+    try:
+        marker = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if not (isinstance(marker, dict) and marker.get("kind") == MARKER_KIND):
+        return None
+    app, files = marker.get("app"), marker.get("files")
+    if not (isinstance(app, str) and app.isidentifier() and isinstance(files, dict)):
+        return None
+    if not all(type(size) is int for size in files.values()):
+        return None
+    return app, files
+
+
+def _files_in(folder):
+    """Every file in ``folder`` and its sub-folders, but the marker, as ``{relative path: size}``.
+
+    Links are listed, never followed; a folder that cannot be read raises ``OSError``.
+    """
+    folder = Path(folder)
+
+    def fail(error):
+        raise error
+
+    found = {}
+    for root, folders, names in os.walk(folder, onerror=fail):
+        for name in folders + names:
+            path = Path(root, name)
+            if name in folders and not path.is_symlink():
+                continue  # a real folder: walked into next
+            relative = path.relative_to(folder).as_posix()
+            if relative != RUN_MARKER:
+                found[relative] = os.lstat(path).st_size
+    return found
+
+
+def _write_marker(folder, app):
+    """Mark ``folder`` as a run of ``app``, listing the files in it now.
+
+    See :func:`changed_since_saved`, which compares the list with what is there later.
+    """
+    marker = {"kind": MARKER_KIND, "app": app, "files": _files_in(folder)}
+    (Path(folder) / RUN_MARKER).write_text(json.dumps(marker, indent=1) + "\n")
+
+
+def changed_since_saved(directory):
+    """The files in the saved run ``directory`` that its app did not write as they are now:
+    added since (a user's notes, a script) or of another size (edited). ``--overwrite``
+    would delete them, so it refuses instead. File browsers' litter (``.DS_Store``) does not
+    count. A run marked before the marker listed its files has no list to compare: none.
+
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / "config.json").write_text('{"app": "demo"}'); _write_marker(folder, "demo")
+    >>> _ = (folder / "notes.md").write_text("mine"); changed_since_saved(folder)
+    ['notes.md']
+    """
+    marker = _marker(directory)
+    if marker is None or marker[1] is None:
+        return []
+    saved = marker[1]
+    try:
+        now = _files_in(directory)
+    except OSError as error:  # a sub-folder that cannot be read could hold anything
+        return [f"{error.filename or directory} (unreadable)"]
+    return sorted(
+        path
+        for path, size in now.items()
+        if saved.get(path) != size and path.rsplit("/", 1)[-1] not in LITTER
+    )
+
+
+def _replaceable(directory):
+    """Whether ``--overwrite`` may replace ``directory``: a run our apps saved, as they saved it."""
+    return saved_by(directory) is not None and not changed_since_saved(directory)
 
 
 def _config_app(directory):
@@ -217,7 +305,8 @@ def check_out_folder(out, overwrite=False, load=None):
     """Check, before any work, that a run can be saved at ``out``; raise ``ValueError`` if not.
 
     A run is never written into an existing non-empty folder (unless
-    ``overwrite`` and the folder is a saved run), into a file, into or around the
+    ``overwrite`` and the folder is a saved run, holding only what its app wrote:
+    see :func:`changed_since_saved`), into a file, into or around the
     folder it was loaded from (compared as files, so another path to the same
     folder counts too), or where the nearest existing parent cannot be written.
     """
@@ -272,6 +361,16 @@ def check_out_folder(out, overwrite=False, load=None):
                 f"{out}, which holds other files (a run saved by an older version, without "
                 f"the {RUN_MARKER} marker, looks like this too: delete it yourself)"
             )
+        changed = changed_since_saved(out)
+        if changed:  # a run with the user's own files added: those would be deleted with it
+            shown = ", ".join(changed[:3]) + (
+                f" and {len(changed) - 3} more" if changed[3:] else ""
+            )
+            raise ValueError(
+                "Expected a saved run as its app wrote it, to replace. Received: "
+                f"{out}, which also holds files added or changed since it was saved ({shown}): "
+                "move them out first, or delete the folder yourself"
+            )
     try:  # a real probe: permissions, read-only mounts and pseudo file systems all show here
         if not parent.is_dir():
             raise NotADirectoryError(parent)
@@ -322,9 +421,10 @@ def run_folder(target, overwrite=False):
     ``target`` is untouched. The rename claims ``target`` atomically: if another
     run was saved there meanwhile, this one fails in one line and deletes nothing.
     With ``overwrite``, a saved run at ``target`` is replaced only once the new
-    run is complete. The run gets a marker file naming its app (from its
-    ``config.json``), by which :func:`saved_by` knows it. Files get the usual
-    permissions (0644 under a default umask), the model too.
+    run is complete, and only while it holds nothing but what its app wrote (see
+    :func:`changed_since_saved`). The run gets a marker file naming its app (from its
+    ``config.json``) and listing its files, by which :func:`saved_by` knows it.
+    Files get the usual permissions (0644 under a default umask), the model too.
 
     >>> target = Path(tempfile.mkdtemp()) / "run"
     >>> with run_folder(target) as folder:
@@ -336,7 +436,9 @@ def run_folder(target, overwrite=False):
     try:  # checked before the work too; here again, for what changed while the run trained
         check_out_folder(target, overwrite)
     except ValueError as error:
-        raise UserError(f"--out {target}: {error}") from None
+        raise UserError(
+            f"--out {target}: {error}; this run was not saved (choose another --out)"
+        ) from None
     target.parent.mkdir(parents=True, exist_ok=True)
     # A short hidden name: a long --out name plus a suffix could pass the file name limit.
     temporary = Path(tempfile.mkdtemp(prefix=f".{target.name[:40]}.partial-", dir=target.parent))
@@ -345,10 +447,12 @@ def run_folder(target, overwrite=False):
         yield temporary
         app = _config_app(temporary)
         if app is not None:
-            (temporary / RUN_MARKER).write_text(app + "\n")
+            _write_marker(temporary, app)
         _share_permissions(temporary)
-        with _signals_held():  # a signal now would cut the swap in two: it waits till the end
-            if overwrite and saved_by(target) is not None:
+        # One swap at a time beside ``target``: another run's replace cannot interleave with
+        # this one's. A signal once it holds the lock would cut the swap in two: it waits.
+        with _folder_locked(target.parent), _signals_held():
+            if overwrite and _replaceable(target):  # else the claim fails on a folder with files
                 _replace(target, temporary)
             else:
                 _claim(target, temporary)
@@ -393,6 +497,29 @@ def _replace(target, temporary):
         shutil.rmtree(old, ignore_errors=True)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _folder_locked(folder):
+    """Hold an exclusive lock on ``folder`` (``flock`` on the folder itself) while runs saving
+    into it swap their folders one at a time. The system releases it when the process ends,
+    however it ends, so no lock is ever left behind. Where there is no ``flock`` (Windows, some
+    network disks) the swap goes on unlocked: the rename alone still never replaces a run."""
+    try:
+        import fcntl
+
+        handle = os.open(folder, os.O_RDONLY)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError:  # ENOLCK on a network disk: unlocked, as above
+            pass
+        yield
+    finally:
+        os.close(handle)
 
 
 @contextlib.contextmanager

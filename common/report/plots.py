@@ -1,16 +1,18 @@
 """Matplotlib plots saved as PNG, with a headless backend.
 
-Apps run in terminals and CI with no display, so we select the non-interactive
-``Agg`` backend unless a backend was chosen already (Jupyter chooses its own
-inline backend, so notebooks still show plots).
+Apps, benches and scripts run in terminals and CI with no display and only save
+PNG files, so outside a Jupyter kernel we select the non-interactive ``Agg``
+backend, whatever ``MPLBACKEND`` says: a backend exported for other work (a GUI
+toolkit that is not installed, a ``module://`` that does not import) would
+otherwise fail at the first figure, after training. A Jupyter kernel keeps its
+own inline backend, so notebooks still show plots.
 """
 
-import os
 import sys
 
 import matplotlib
 
-if "MPLBACKEND" not in os.environ and "ipykernel" not in sys.modules:
+if "ipykernel" not in sys.modules:
     matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402  (backend first)
