@@ -20,19 +20,28 @@ From scores to alarms: the series is averaged down to about 500 points (so a
 --window of 48 spans a tenth of it: days of 5-minute readings), and each point
 gets a score: how badly a bidirectional LSTM predicts it from the window after
 it and the window before it (after AER, the best published pipeline on NAB).
-Scores are smoothed over 1% of the series. An audit takes the stretches above the median score plus
-3 robust standard deviations, merges those closer than 3% of the series, and
-keeps the --max-alarms strongest, each at least half as strong as the top one
-(or, with --alarm-rule hundman, Hundman et al.'s dynamic threshold and pruning
-on the detector's errors); a monitor alarms wherever the score passes 1.5x the
-highest score on held-out normal data. Each alarm is an interval in
-anomalies.csv with its start, end and peak score.
+Scores are smoothed over 1% of the series. An audit sets its threshold for a rate of
+false alarms (--false-alarms, per 1,000 readings, default 0.5): the clusters of scores
+above their median plus two robust standard deviations are counted and their peaks
+fitted with a generalised Pareto law (peaks over threshold); the threshold is where
+that law expects the chosen rate by chance, and never below that line. Runs above it
+closer than 3% of the series merge, and an alarm less than half as strong as the
+strongest is dropped as its shadow. A long series with many incidents gets many
+alarms; one with none gets at most about the rate.
+(--alarm-rule strongest keeps the --max-alarms strongest instead; --alarm-rule
+hundman uses Hundman et al.'s dynamic threshold and pruning on the detector's errors.)
+A monitor alarms wherever the score passes 1.5x the highest score on held-out
+normal data. Each alarm is an interval in anomalies.csv with its start, end and
+peak score.
 
 A monitor's delay: the bidirectional LSTM judges a point from the window after
 it too, so the newest window of points (after averaging) is judged from the
-past alone and rescored as data arrives; a monitor run prints how long a
-reading waits for its final score. --detector forecaster never waits on the
-future.
+past alone and rescored as data arrives: a reading's score is final only after
+(window + 2) x the averaging factor - 1 later readings (--window 48 averaged 4
+to 1: 199 readings, 16.6 hours of 5-minute readings). So a monitor's default
+detector is the LSTM forecaster, which reads only the past: on the NAB
+development folders it found windows about as often, and a median of 4 hours
+sooner (bench/anomaly.py --monitor). A monitor run prints its own delay.
 
 Scoring against labels (a 0/1 is_anomaly column, or --labels with [start, end]
 windows, NAB's combined_windows.json included): a labelled window is found
@@ -64,6 +73,7 @@ from common.cli import (
     UserError,
     load_model_from_dir,
     option,
+    positive_float,
     positive_int,
     positive_int_up_to,
     prepare_out,
@@ -138,22 +148,33 @@ class Config(RunOptions):
     fill: bool = option(
         False, argparse.SUPPRESS, group="data"
     )  # old scripts: repairs are automatic
-    detector: str = option(
-        "bidirectional", "what scores each point", group="detection", choices=list(NAMES)
+    detector: str | None = option(
+        None,
+        "what scores each point (default: bidirectional in an audit; forecaster in a monitor, "
+        "which never waits for later readings)",
+        group="detection",
+        choices=list(NAMES),
+    )
+    alarm_rule: str = option(
+        "rate",
+        "audit: alarms from the scores by a threshold set for a rate of false alarms, by the "
+        "strongest few above median + 3 MADs, or by Hundman et al.'s dynamic threshold and pruning",
+        group="detection",
+        choices=anomaly.ALARM_RULES,
+    )
+    false_alarms: float = option(
+        anomaly.FALSE_ALARMS_PER_1000,
+        "audit, rate rule: alarms allowed by chance per 1,000 readings",
+        group="detection",
+        type=positive_float,
+        metavar="R",
     )
     max_alarms: int = option(
         2,
-        "audit: keep the K strongest alarms per series",
+        "audit, strongest rule: keep the K strongest alarms per series",
         group="detection",
         type=positive_int,
         metavar="K",
-    )
-    alarm_rule: str = option(
-        "strongest",
-        "audit: alarms from the scores by the strongest few above median + 3 MADs, or by "
-        "Hundman et al.'s dynamic threshold and pruning",
-        group="detection",
-        choices=anomaly.ALARM_RULES,
     )
     train_fraction: float | None = option(
         None,
@@ -194,6 +215,10 @@ def read_config(argv):
         raise UserError("--load already holds a fitted detector; drop --train-fraction")
     if args.load is not None:
         args.detector = check_saved_run(args.load)["detector"]
+    elif args.detector is None:  # a monitor alarms live: it must not wait for later readings
+        bundled_monitor = not args.csv and anomaly.BUNDLED[args.series or "machine-temperature"][1]
+        monitoring = args.train_fraction is not None or bool(bundled_monitor)
+        args.detector = "forecaster" if monitoring else "bidirectional"
     args.out = prepare_out(args.out, "anomaly", args.overwrite, args.load)
     if args.quick:  # a smoke test: a short window, a small model, a few epochs
         shrink_for_quick(args, argv, **Config.quick_values())
@@ -274,8 +299,9 @@ def detect(found, config, distribution, baselines=True):
         print(f"Fitting the {NAMES[config.detector]} on {window}-point windows ...")
         names += [name for name in anomaly.BASELINES if name != config.detector]
     settings = dict(
-        max_alarms=config.max_alarms,
         rule=config.alarm_rule,
+        false_alarms=config.false_alarms,
+        max_alarms=config.max_alarms,
         seed=config.seed,
         units=config.units,
         epochs=config.epochs,
@@ -308,6 +334,8 @@ def score_with_saved_run(found, config):
 def monitor_delay(found, detection):
     """One line: how long a monitored reading may wait for its final score."""
     readings = anomaly.score_delay(detection)
+    if readings == 0:
+        return f"{found.name}: monitor delay: none, a reading's score is final as it arrives"
     waited = f"{readings} later reading(s)"
     if hasattr(found.step, "total_seconds"):
         waited += f", {readings * found.step.total_seconds() / 3600:.1f} hours"

@@ -234,3 +234,67 @@ def test_an_audit_alarms_on_the_strongest_candidates_only():
     found, threshold = alarms.find_alarms(scores, gap=5)
     assert found == [(100, 100), (500, 500)]  # 8 is less than half of 20
     assert 2 < threshold < 5
+
+
+# ---------------------------------------------------------------- alarms at a rate a person chose
+
+
+def test_rate_threshold_by_hand_with_a_generalised_pareto_tail():
+    from scipy.stats import genpareto
+
+    # 40 peaks of different heights on a flat floor of 0, 2,000 points: u = 0 (base_z = 0),
+    # 40 clusters = 20 per 1,000; at 2 per 1,000 a tenth of them may pass.
+    rng = np.random.default_rng(0)
+    heights = rng.pareto(3.0, 40) + 0.1
+    scores = np.zeros(2000)
+    scores[np.arange(40) * 50 + 25] = heights
+    shape, _, scale = genpareto.fit(heights, floc=0)
+    expected = scale / shape * (0.1**-shape - 1)
+    assert alarms.rate_threshold(scores, rate=2.0, base_z=0) == pytest.approx(expected)
+    # Averaged 4 to 1, the same scores stand for 8,000 readings: 5 clusters per 1,000.
+    by_hand = scale / shape * (0.4**-shape - 1)
+    assert alarms.rate_threshold(scores, 2.0, points_per_score=4, base_z=0) == pytest.approx(
+        by_hand
+    )
+
+
+def test_rate_threshold_keeps_its_rate_on_noise_with_no_anomaly():
+    # White noise holds no anomaly: every alarm is false, and there should be about `rate`.
+    # One draw of 200,000 points varies by up to a third at base_z = 1; the mean of five, less.
+    rng = np.random.default_rng(1)
+    for rate in (0.2, 1.0, 5.0):
+        per_1000 = []
+        for _ in range(5):
+            noise = rng.standard_normal(200_000)
+            threshold = alarms.rate_threshold(noise, rate)
+            per_1000.append(1000 * len(alarms.intervals_above(noise, threshold)) / len(noise))
+        assert rate / 1.25 < np.mean(per_1000) < rate * 1.25, (rate, per_1000)
+
+
+def test_rate_threshold_with_clusters_rarer_than_the_rate_is_the_base():
+    scores = [0.0] * 98 + [5.0, 0.0]  # one cluster in 100 points: 10 per 1,000
+    assert alarms.rate_threshold(scores, rate=20.0, base_z=0) == 0.0
+
+
+def test_rate_threshold_refuses_no_scores_and_a_rate_of_zero():
+    with pytest.raises(ValueError, match="Received: none"):
+        alarms.rate_threshold([np.nan, np.nan], rate=1.0)
+    with pytest.raises(ValueError, match="rate of alarms above 0. Received: 0"):
+        alarms.rate_threshold([1.0, 2.0], rate=0)
+
+
+def test_rate_alarms_find_many_where_there_are_many():
+    # 20 equal bumps on noise, far apart: every one alarms, at any reasonable rate; "the two
+    # strongest per file" would find 2.
+    rng = np.random.default_rng(4)
+    scores = 0.1 * rng.standard_normal(20_000)
+    starts = np.arange(20) * 1000 + 500
+    for start in starts:
+        scores[start : start + 20] += 3.0
+    found, threshold = alarms.rate_alarms(scores, rate=0.5, gap=10)
+    assert found == [(s, s + 19) for s in starts]
+    assert 0.5 < threshold < 3.0
+    # A shadow: one bump four times higher drops every other under min_ratio = 0.5.
+    scores[starts[0] : starts[0] + 20] += 9.0
+    assert alarms.rate_alarms(scores, rate=0.5, gap=10)[0] == [(starts[0], starts[0] + 19)]
+    assert len(alarms.rate_alarms(scores, rate=0.5, gap=10, min_ratio=0)[0]) == 20

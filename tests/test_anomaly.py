@@ -293,6 +293,22 @@ def test_an_audit_by_hundmans_rule_scores_errors_and_finds_the_spike():
         anomaly.Settings(rule="hundmann")
 
 
+def test_an_audit_finds_the_twenty_anomalies_of_a_long_series_and_few_on_it_clean():
+    values, windows = anomaly.injected_series(anomalies=20, seed=3)
+    _, window, _ = anomaly.plan_window(values, 48)
+    found = anomaly.audit(values, "holt-winters", window)  # the default rule: a rate
+    scores = alarms.overlap_scores(found.alarms, windows)
+    assert scores["tp"] >= 18 and scores["fp"] <= 3, scores
+    # The old budget, "the two strongest per series", cannot report twenty incidents.
+    strongest = anomaly.audit(values, "holt-winters", window, rule="strongest")
+    assert len(strongest.alarms) <= 2
+    clean, _ = anomaly.injected_series(anomalies=0, seed=3)
+    quiet = anomaly.audit(clean, "holt-winters", window)
+    assert 1000 * len(quiet.alarms) / len(clean) <= anomaly.FALSE_ALARMS_PER_1000
+    rarer = anomaly.audit(clean, "holt-winters", window, false_alarms=0.1)
+    assert len(rarer.alarms) < len(quiet.alarms) and len(rarer.alarms) <= 4
+
+
 # ---------------------------------------------------------------- the app
 
 
@@ -344,8 +360,11 @@ def test_quick_default_run_on_the_bundled_nab_series(run_app, tmp_path):
         "MP discord",
         "Holt-Winters",
     }
-    assert metrics["table"]["bidirectional LSTM"]["alarms"] == len(intervals) <= 2
-    assert strict_json(tmp_path / "config.json")["app"] == "anomaly"
+    assert metrics["table"]["bidirectional LSTM"]["alarms"] == len(intervals) >= 1
+    config = strict_json(tmp_path / "config.json")
+    assert config["app"] == "anomaly"
+    assert (config["settings"]["rule"], config["settings"]["false_alarms"]) == ("rate", 0.5)
+    assert "set for 0.5 false alarms per 1,000 readings" in out
     model = keras.models.load_model(tmp_path / "model.keras")  # plain Keras, no custom objects
     assert [tuple(output.shape[1:]) for output in model.outputs] == [(1,), (1,), (32, 1)]
 
@@ -360,8 +379,9 @@ def test_monitor_then_reload_gives_identical_scores_and_alarms(run_app, tmp_path
     )
     assert status == 0, err
     assert "monitor (fit on the first 600" in out
-    # The bidirectional LSTM reads 32 + 1 points after each one (--quick's window), 5 minutes apart.
-    delay = "cpu.csv: monitor delay: a reading's score is final after up to 33 later reading(s), 2.8 hours"
+    # A monitor's default reads only the past: a score is final as its reading arrives.
+    assert strict_json(run / "config.json")["detector"] == "forecaster"
+    delay = "cpu.csv: monitor delay: none, a reading's score is final as it arrives"
     assert delay in out
     first = pd.read_csv(run / "scores.csv")
     assert not first["flagged"][:600].any()
@@ -374,6 +394,24 @@ def test_monitor_then_reload_gives_identical_scores_and_alarms(run_app, tmp_path
     before = (run / "scores.csv").read_bytes()
     status, _, err = run_app("anomaly", "--load", run, "--csv", csv, "--out", run)
     assert status == 2 and "overwritten" in err and (run / "scores.csv").read_bytes() == before
+    # A detector that reads ahead says how long its scores wait: the discord's 47 points after.
+    status, out, err = run_app(
+        "anomaly",
+        "--csv",
+        csv,
+        "--detector",
+        "discord",
+        "--train-fraction",
+        0.5,
+        "--out",
+        tmp_path / "discord",
+    )
+    assert status == 0, err
+    assert (
+        "monitor delay: a reading's score is final after up to 47 later reading(s), 3.9 hours"
+        in out
+    )
+    assert "(--detector forecaster never waits on later readings)" in out
 
 
 def test_folder_mode_with_nab_layout_labels(run_app, tmp_path):
@@ -434,6 +472,27 @@ def test_the_alarm_rule_is_an_option_saved_with_the_run(run_app, tmp_path):
     assert strict_json(run / "metrics.json")["table"]["rolling z-score"]["alarms"] == 1
     status, _, err = run_app("anomaly", "--load", run, "--csv", csv, "--alarm-rule", "strongest")
     assert status == 2 and "--alarm-rule: not used with --load" in err
+
+
+def test_the_false_alarm_rate_is_an_option_saved_with_the_run(run_app, tmp_path):
+    clean, _ = anomaly.injected_series(length=8000, anomalies=0, seed=5)
+    csv = write_series(tmp_path / "clean.csv", clean[:, 0])
+    run = tmp_path / "run"
+    status, out, err = run_app(
+        "anomaly",
+        "--csv",
+        csv,
+        "--detector",
+        "holt-winters",
+        "--false-alarms",
+        "0.1",
+        "--out",
+        run,
+    )
+    assert status == 0, err
+    settings = strict_json(run / "config.json")["settings"]
+    assert (settings["rule"], settings["false_alarms"]) == ("rate", 0.1)
+    assert strict_json(run / "metrics.json")["table"]["Holt-Winters"]["alarms"] <= 2
 
 
 def test_messy_timestamps_are_repaired_and_reported(run_app, tmp_path):

@@ -96,18 +96,32 @@ def test_anomaly_bench_scores_a_nab_layout_folder(tmp_path):
     }
     (tmp_path / "combined_windows.json").write_text(json.dumps(labels))
     out = run_bench(
-        "anomaly", "--nab", str(tmp_path), "--quick", "--detectors", "zscore", "holt-winters"
+        "anomaly",
+        "--nab",
+        str(tmp_path),
+        "--quick",
+        "--lofo",
+        "--detectors",
+        "holt-winters",
+        "zscore",
     )
     assert "2 files from" in out
     for row in (
         "rolling z-score (ours)",
-        "rolling z-score, Hundman threshold",
+        "Holt-Winters, Hundman threshold",
         "Holt-Winters (ours)",
     ):
         assert f"| {row}" in out, row
     assert re.search(
         r"rolling z-score +artificialWithAnomaly/spike.csv: 1 alarm\(s\), TP 1 FP 0 FN 0", out
     )
+    # The honest figure: rules chosen on the other folders, and the synthetic check.
+    lofo = re.search(r"\| Holt-Winters, seed 42 +\|(.+)", out).group(1).split("|")
+    assert len(lofo) > 10 and "held out artificialWithAnomaly: {'rule'" in out
+    monitor = run_bench(
+        "anomaly", "--nab", str(tmp_path), "--quick", "--monitor", "--detectors", "holt-winters"
+    )
+    assert re.search(r"\| Holt-Winters +\| 1 +\| 1 +\| 1 ", monitor), monitor
 
 
 def test_scale_bench_prints_throughput_at_one_and_two_replicas():

@@ -145,6 +145,7 @@ VALID = {  # option -> which values the app accepts; the fuzzer draws the others
         "--window": positive,
         "--units": positive,
         "--max-alarms": positive,
+        "--false-alarms": lambda text: is_float(text, 0, math.inf) and float(text) > 0,
         "--seed": seed,
         "--train-fraction": lambda text: is_float(text, 0, 1) and float(text) > 0,
     },

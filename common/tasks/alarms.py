@@ -40,7 +40,7 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy.stats import median_abs_deviation
+from scipy.stats import genpareto, median_abs_deviation
 from sklearn.metrics import roc_auc_score
 
 from common.data.windows import runs_of_true
@@ -326,6 +326,90 @@ def find_alarms(scores, threshold=None, gap=0, z=3.0, max_alarms=2, min_ratio=0.
     intervals = merge_intervals(intervals_above(scores, threshold), gap)
     if max_alarms is not None:
         intervals = keep_strongest(intervals, scores, max_alarms, min_ratio)
+    return intervals, threshold
+
+
+def rate_threshold(scores, rate, points_per_score=1, gap=0, base_z=2.0):
+    """The threshold at which about ``rate`` alarms per 1,000 points are expected by chance.
+
+    Peaks over threshold (Siffer et al., KDD 2017; Coles, 2001, chapter 4),
+    on the scores themselves, so no labels and no normal stretch are needed:
+
+    1. A low base threshold ``u``: the median plus ``base_z`` robust standard
+       deviations. The runs above it (merged within ``gap``) are *clusters*;
+       one cluster is one would-be alarm, so they are counted, not points.
+    2. How far each cluster's peak rises above ``u`` is fitted with a
+       generalised Pareto distribution (the law of excesses over a high
+       threshold, whatever the scores' own distribution); with fewer than 5
+       peaks, an exponential (its special case) with their mean excess.
+    3. Clusters occur at ``c`` per 1,000 points; a fraction ``P(excess > t - u)``
+       of them rise above ``t``. The threshold is the ``t`` at which
+       ``c * P(excess > t - u) = rate``.
+
+    Where anomalies are rare, the fit is the scores' normal tail: a series
+    with no anomaly raises about ``rate`` alarms per 1,000 points or fewer, and
+    a few anomalies rise above that tail. Where anomalies are many, they are
+    the tail that is fitted, and only about ``rate`` per 1,000 points alarm.
+
+    Five peaks of 2 in 100 points are 50 clusters per 1,000 above ``u = 0``; at 10 per
+    1,000, a fifth of them may pass; excesses of mean 2, exponential: ``t = 2 ln 5``.
+
+    >>> scores = [0.0] * 90 + [2.0, 0.0] * 5
+    >>> round(rate_threshold(scores, rate=10.0, base_z=0), 4), round(2 * math.log(5), 4)
+    (3.2189, 3.2189)
+
+    Args:
+        scores: (timesteps,) smoothed scores; NaN is ignored.
+        rate: alarms per 1,000 points the threshold allows by chance.
+        points_per_score: raw points each score stands for (the averaging factor):
+            the rate counts raw points.
+        gap: runs at most this many scores apart are one cluster.
+        base_z: where clusters start, in robust standard deviations above the median.
+
+    Returns:
+        The threshold, a float; ``u`` itself when clusters are already rarer than ``rate``.
+    """
+    values = np.asarray(scores, dtype="float64")
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        raise ValueError("Expected some scored points to set a threshold on. Received: none")
+    if not rate > 0:
+        raise ValueError(f"Expected a rate of alarms above 0. Received: {rate}")
+    median, spread = robust_center_and_scale(finite)
+    base = float(median + base_z * (spread if spread > 0 else finite.std()))
+    clusters = merge_intervals(intervals_above(values, base), gap)
+    per_1000 = 1000 * len(clusters) / (finite.size * points_per_score)
+    if per_1000 <= rate:
+        return base
+    excess = np.array([np.nanmax(values[start : end + 1]) - base for start, end in clusters])
+    shape, scale = 0.0, float(excess.mean())
+    if len(excess) >= 5 and np.ptp(excess) > 0:
+        with np.errstate(all="ignore"):
+            shape, _, scale = genpareto.fit(excess, floc=0)
+        # Few peaks: keep the shape where the fit is stable (heavy tails up to a finite mean).
+        shape = float(np.clip(shape, -0.5, 0.9))
+    chance = rate / per_1000  # the share of clusters allowed above the threshold
+    if abs(shape) < 1e-6:
+        return base + scale * math.log(1 / chance)
+    return float(base + scale / shape * (chance**-shape - 1))
+
+
+def rate_alarms(scores, rate, points_per_score=1, gap=0, base_z=2.0, min_ratio=0.5, floor=0.0):
+    """Alarm intervals at about ``rate`` false alarms per 1,000 points: the audit's default rule.
+
+    The runs above :func:`rate_threshold` (never below ``floor``) merge when at
+    most ``gap`` points apart; of those, the ones whose peak reaches
+    ``min_ratio`` of the strongest stay (a shadow of a big event is not
+    another event). The count of alarms follows the data: as many as rise
+    above the normal tail, whatever the series' length.
+
+    Returns:
+        ``(intervals, threshold)``, as :func:`find_alarms` returns them.
+    """
+    threshold = max(rate_threshold(scores, rate, points_per_score, gap, base_z), floor)
+    intervals = merge_intervals(intervals_above(scores, threshold), gap)
+    if min_ratio:
+        intervals = keep_strongest(intervals, scores, len(intervals), min_ratio)
     return intervals, threshold
 
 

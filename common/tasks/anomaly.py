@@ -39,6 +39,7 @@ from common.tasks.alarms import (
     intervals_to_mask,
     overlap_scores,
     pooled_scores,
+    rate_alarms,
     roc_auc,
     smooth,
     threshold_from_normal,
@@ -62,9 +63,13 @@ BUNDLED = {
     "daphnet-s06r02e0": ("anomaly_daphnet_s06r02e0.csv.gz", 3520),
 }
 BASELINES = ("zscore", "discord", "holt-winters")  # shown beside the chosen detector
-# How an audit chooses alarms from the scores (Settings.rule): the strongest few above
+# How an audit chooses alarms from the scores (Settings.rule): a threshold set for a rate of
+# false alarms per 1,000 points (alarms.rate_alarms, the default), the strongest few above
 # median + 3 MADs (alarms.find_alarms), or Hundman et al.'s rule (alarms.hundman_alarms).
-ALARM_RULES = ("strongest", "hundman")
+ALARM_RULES = ("rate", "strongest", "hundman")
+# The default rate, one alarm by chance per 2,000 readings, and Settings.base_z below were
+# measured by leave-one-folder-out on NAB's development folders (bench/anomaly.py --lofo).
+FALSE_ALARMS_PER_1000 = 0.5
 
 # ---------------------------------------------------------------- the series of a run
 
@@ -99,6 +104,30 @@ def read_labelled(path, name, labels=None, **reading):
             "divide the series by a power of ten first"
         )
     return found
+
+
+def injected_series(length=20_000, anomalies=20, period=250, seed=0):
+    """A seasonal series with ``anomalies`` level shifts injected: ``(values, windows)``.
+
+    A daily-like sine of ``period`` points plus noise; each anomaly raises
+    ``length // 200`` points by 3 standard deviations of the noise-free wave,
+    at non-overlapping places. ``anomalies=0`` gives the clean series. Long
+    on purpose: an alarm rule must find many anomalies where there are many,
+    and a budget of "the few strongest per file" cannot.
+
+    >>> values, windows = injected_series(4000, anomalies=3, seed=1)
+    >>> values.shape, len(windows), windows[0][1] - windows[0][0] + 1
+    ((4000, 1), 3, 20)
+    """
+    rng = np.random.default_rng(seed)
+    steps = np.arange(length)
+    values = np.sin(2 * np.pi * steps / period) + 0.2 * rng.standard_normal(length)
+    width = length // 200
+    slots = rng.choice(np.arange(2, length // (2 * width) - 1), anomalies, replace=False)
+    windows = sorted((int(slot * 2 * width), int(slot * 2 * width + width - 1)) for slot in slots)
+    for start, end in windows:
+        values[start : end + 1] += 3 * np.sqrt(0.5)  # the sine's standard deviation is sqrt(1/2)
+    return values[:, None], windows
 
 
 def plan_window(values, window=48, normal_end=None):
@@ -197,14 +226,19 @@ class Settings:
         factor: raw points averaged into one before detecting (see :func:`aggregate`).
         span: points in the exponentially weighted mean that smooths the scores.
         gap: alarms at most this many points apart merge into one.
-        z: an audit's candidates lie this many robust standard deviations above the median score.
-        max_alarms: an audit keeps at most this many alarms, the strongest ...
-        min_ratio: ... and only those whose peak reaches this share of the strongest peak.
+        z: the ``"strongest"`` rule's candidates lie this many robust standard deviations
+            above the median score; the ``"rate"`` rule's clusters start at ``base_z``.
+        max_alarms: the ``"strongest"`` rule keeps at most this many alarms, the strongest ...
+        min_ratio: ... and both it and ``"rate"`` only those whose peak reaches this share of
+            the strongest peak.
         floor: no threshold below this score.
-        rule: how an audit chooses its alarms, one of :data:`ALARM_RULES`: ``"strongest"``
-            (z, max_alarms and min_ratio above) or ``"hundman"`` (Hundman et al.'s dynamic
-            threshold and pruning on the detector's errors, which become its scores; each
-            interval padded by ``gap // 2`` points on both sides instead of merging).
+        false_alarms: the ``"rate"`` rule's threshold allows about this many alarms by chance
+            per 1,000 raw points (:func:`common.tasks.alarms.rate_alarms`).
+        rule: how an audit chooses its alarms, one of :data:`ALARM_RULES`: ``"rate"``
+            (false_alarms, base_z, min_ratio), ``"strongest"`` (z, max_alarms, min_ratio) or
+            ``"hundman"`` (Hundman et al.'s dynamic threshold and pruning on the detector's
+            errors, which become its scores; each interval padded by ``gap // 2`` points on
+            both sides instead of merging).
     """
 
     factor: int = 1
@@ -214,7 +248,9 @@ class Settings:
     max_alarms: int = 2
     min_ratio: float = 0.5
     floor: float = 0.0
-    rule: str = "strongest"
+    rule: str = "rate"
+    false_alarms: float = FALSE_ALARMS_PER_1000
+    base_z: float = 2.0  # lower lines score higher on overlap F1 by flagging far more points
 
     def __post_init__(self):
         if self.rule not in ALARM_RULES:
@@ -284,8 +320,9 @@ def audit(
     window=48,
     settings=None,
     seed=42,
+    rule="rate",
+    false_alarms=FALSE_ALARMS_PER_1000,
     max_alarms=2,
-    rule="strongest",
     **training,
 ):
     """Audit a recorded series: fit on all of it, unsupervised, and mark what stands out.
@@ -293,23 +330,28 @@ def audit(
     This is how the published pipelines (Hundman et al. 2018; sintel-dev/Orion)
     score a recorded series: the detector learns the series' usual behaviour
     from the whole of it (anomalies are rare, so they barely shape it), and the
-    threshold comes from the scores themselves: by default candidates above a
-    robust threshold, of which at most ``settings.max_alarms`` of the strongest
-    are kept (:func:`common.tasks.alarms.find_alarms`).
+    threshold comes from the scores themselves: by default the one at which
+    about ``false_alarms`` per 1,000 points would pass by chance
+    (:func:`common.tasks.alarms.rate_alarms`).
 
     Args:
         values: (timesteps, channels) raw values.
         name: a key of :data:`DETECTORS`.
         window: aggregated points per window.
         settings: a :class:`Settings`; default scaled to the series' length.
-        max_alarms, rule: with the default settings, keep at most this many alarms, and
-            choose them by this rule (:data:`ALARM_RULES`).
+        rule, false_alarms, max_alarms: with the default settings, choose alarms by this
+            rule (:data:`ALARM_RULES`): at this many false alarms per 1,000 points
+            (``"rate"``), or at most this many alarms (``"strongest"``).
         training: ``units``, ``epochs``, ``batch_size``, ``verbose`` for the recurrent detectors.
     """
     values = as_2d(values, "float64")  # float32 would lose a spike on a level of 1e10
     detector = make_detector(name, window, **training)
     settings = settings or Settings.for_length(
-        len(values), floor=detector.quiet_below, max_alarms=max_alarms, rule=rule
+        len(values),
+        floor=detector.quiet_below,
+        rule=rule,
+        false_alarms=false_alarms,
+        max_alarms=max_alarms,
     )
     coarse = aggregate(values, settings.factor)
     scaler = _fit_scaler(coarse)
@@ -383,27 +425,14 @@ def rescore(values, name, detector, scaler, settings, threshold, scored_from=0):
     """
     values = as_2d(values, "float64")
     coarse = scaler.transform(aggregate(values, settings.factor)).astype("float32")
-    hundman = threshold is None and settings.rule == "hundman"
+    hundman = threshold is None and settings.rule == "hundman"  # it reads errors, not scores
     started = time.perf_counter()
     scores = nonnegative_errors(detector, coarse) if hundman else detector.score(coarse)
     score_seconds = time.perf_counter() - started
     smoothed = smooth(scores, settings.span)
     counted = smoothed.copy()
     counted[: -(-scored_from // settings.factor)] = np.nan
-    if hundman:  # padded by half the gap: events then join at about the same distance
-        alarms, threshold = hundman_alarms(counted, padding=settings.gap // 2)
-    elif threshold is None:
-        alarms, threshold = find_alarms(
-            counted,
-            None,
-            settings.gap,
-            settings.z,
-            settings.max_alarms,
-            settings.min_ratio,
-            settings.floor,
-        )
-    else:  # a fixed threshold, set on normal data: every interval above it alarms
-        alarms, threshold = find_alarms(counted, threshold, settings.gap, max_alarms=None)
+    alarms, threshold = choose_alarms(counted, settings, threshold)
     length, factor = len(values), settings.factor
     return Detection(
         name,
@@ -419,22 +448,62 @@ def rescore(values, name, detector, scaler, settings, threshold, scored_from=0):
     )
 
 
+def choose_alarms(smoothed, settings, threshold=None):
+    """``(intervals, threshold)`` on aggregated, smoothed scores: every run above a fixed
+    ``threshold`` (a monitor's), or, with None, the audit's ``settings.rule``.
+
+    NaN scores never alarm. Intervals are aggregated indices (:func:`expand_intervals`).
+    """
+    if threshold is not None:  # set on normal data: every interval above it alarms
+        return find_alarms(smoothed, threshold, settings.gap, max_alarms=None)
+    if settings.rule == "hundman":  # padded by half the gap: events then join at that distance
+        return hundman_alarms(smoothed, padding=settings.gap // 2)
+    if settings.rule == "rate":
+        return rate_alarms(
+            smoothed,
+            settings.false_alarms,
+            settings.factor,
+            settings.gap,
+            settings.base_z,
+            settings.min_ratio,
+            settings.floor,
+        )
+    return find_alarms(
+        smoothed,
+        None,
+        settings.gap,
+        settings.z,
+        settings.max_alarms,
+        settings.min_ratio,
+        settings.floor,
+    )
+
+
 def detect(
     values,
     name="bidirectional",
     window=48,
     normal_end=None,
+    rule="rate",
+    false_alarms=FALSE_ALARMS_PER_1000,
     max_alarms=2,
-    rule="strongest",
     **options,
 ):
     """An :func:`audit` of ``values``, or with a ``normal_end`` a :func:`monitor` of what follows it.
 
-    ``max_alarms`` and ``rule`` are the audit's; ``options``: ``seed`` and the
-    training settings (``units``, ``epochs``, ...).
+    ``rule``, ``false_alarms`` and ``max_alarms`` are the audit's; ``options``:
+    ``seed`` and the training settings (``units``, ``epochs``, ...).
     """
     if normal_end is None:
-        return audit(values, name, window, max_alarms=max_alarms, rule=rule, **options)
+        return audit(
+            values,
+            name,
+            window,
+            rule=rule,
+            false_alarms=false_alarms,
+            max_alarms=max_alarms,
+            **options,
+        )
     return monitor(values, normal_end, name, window, **options)
 
 
@@ -520,7 +589,14 @@ def compare_detectors(series, detections, chosen):
     print()
     print_table(rows, digits=3, title=f"{series.name}: alarm intervals{how}")
     mine = detections[chosen]
-    origin = "chosen from the scores" if mine.scored_from == 0 else "from held-out normal data"
+    origin = "from held-out normal data"
+    if mine.scored_from == 0:
+        origin = {
+            "rate": f"set for {mine.settings.false_alarms:g} false alarms per 1,000 readings",
+            "strongest": f"the {mine.settings.max_alarms} strongest above median + "
+            f"{mine.settings.z:g} robust std",
+            "hundman": "Hundman et al.'s dynamic threshold",
+        }[mine.settings.rule]
     print(
         f"\n{len(mine.alarms)} alarm interval(s); threshold {mine.threshold:.4g} on the "
         f"smoothed score ({origin})"
