@@ -81,6 +81,7 @@ from common.cli import (
     save_run,
     shrink_for_quick,
     start_distribution,
+    was_typed,
     write_json,
 )
 from common.data import csv_series as series_io
@@ -213,6 +214,15 @@ def read_config(argv):
         raise UserError("--labels needs --csv (bundled series carry their own labels)")
     if args.load is not None and args.train_fraction is not None:
         raise UserError("--load already holds a fitted detector; drop --train-fraction")
+    if args.train_fraction is not None:  # a monitor's threshold comes from held-out normal data
+        audit_only = [
+            f for f in ("--alarm-rule", "--false-alarms", "--max-alarms") if was_typed(f, argv)
+        ]
+        if audit_only:
+            raise UserError(
+                f"{', '.join(audit_only)}: only an audit uses it; a monitor (--train-fraction) "
+                "sets its threshold on held-out normal data"
+            )
     if args.load is not None:
         args.detector = check_saved_run(args.load)["detector"]
     elif args.detector is None:  # a monitor alarms live: it must not wait for later readings

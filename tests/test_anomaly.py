@@ -492,6 +492,19 @@ def test_the_false_alarm_rate_is_an_option_saved_with_the_run(run_app, tmp_path)
     assert status == 0, err
     settings = strict_json(run / "config.json")["settings"]
     assert (settings["rule"], settings["false_alarms"]) == ("rate", 0.1)
+    # A monitor sets its threshold on normal data: the audit's rule is refused, not ignored.
+    status, _, err = run_app(
+        "anomaly",
+        "--csv",
+        csv,
+        "--train-fraction",
+        0.5,
+        "--false-alarms",
+        "0.1",
+        "--out",
+        tmp_path / "monitor",
+    )
+    assert status == 2 and err.startswith("anomaly: error: --false-alarms: only an audit")
     assert strict_json(run / "metrics.json")["table"]["Holt-Winters"]["alarms"] <= 2
 
 
