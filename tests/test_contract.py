@@ -333,16 +333,16 @@ def test_a_saved_model_reads_any_text_or_says_why_not(app, option, saved, texts)
 )
 def test_a_save_failing_midway_leaves_the_earlier_run_intact(app, failure, saved, monkeypatch):
     """The disk fills up (or Ctrl-C arrives) after the model is written: nothing changes."""
+    run = saved[app]  # first: the shared run is made, if no test made it yet, before the patch
     module = load_app(app)
     original = module.write_json
 
     def write_json_then_fail(path, *args, **kwargs):
         original(path, *args, **kwargs)  # one more file is half the run: then the failure
-        assert Path(path).parent != saved[app]  # never written into the earlier run
+        assert Path(path).parent != run  # never written into the earlier run
         raise failure
 
     monkeypatch.setattr(module, "write_json", write_json_then_fail)
-    run = saved[app]
     before = snapshot(run)
     status, _, err = call(app, *SAVE[app], "--seed", "2", "--out", run, "--overwrite")
     if isinstance(failure, KeyboardInterrupt):
