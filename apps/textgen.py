@@ -16,9 +16,12 @@ puts the model beside two predictors that only count characters of the
 training text: character frequencies (unigram) and "which character follows
 this one" (bigram).
 
-Why it is fast: training runs as one XLA-compiled step on batches streamed by
-tf.data, and small batches (32 x 50 characters) make more weight updates per
-minute on a CPU. The learning rate halves whenever validation stalls
+Why it is fast: small batches (32 x 50 characters, streamed by tf.data) make
+more weight updates per minute on a CPU, and each training step runs the way
+that is fastest on this CPU for this model (--train-step auto times three
+ways once and remembers: one XLA-compiled program, Keras' default graph, or
+bfloat16 arithmetic with float32 weights; the winner depends on the processor
+and the model, README). The learning rate halves whenever validation stalls
 (--schedule plateau: a seed repeats exactly for the same number of epochs) or
 falls along a cosine to a tenth by the end of --minutes (--schedule cosine,
 by the clock). --dropout is locked dropout (one mask per sequence), so the
@@ -53,6 +56,8 @@ from common.cli import refuse_unused_with_load
 from common.cli import load_model_from_dir, save_run, shrink_for_quick
 from common.cli import save_model_atomically, start_distribution, write_json
 from common.data.files import download, read_text
+from common.models import steps
+from common.models.steps import STEPS
 
 import keras
 
@@ -83,7 +88,9 @@ class Config(RunOptions):
     url: str | None = option(
         None, "download a UTF-8 text and train on it (cached)", group="data", exclusive="source"
     )
-    cache_dir: Path = option(CACHE, "where --url downloads are kept", group="data", type=Path)
+    cache_dir: Path = option(
+        CACHE, "where --url downloads and training-step timings are kept", group="data", type=Path
+    )
     cell: str = option(
         "gru", "recurrent cell (gru is the better one for 2 minutes)", choices=["gru", "lstm"]
     )
@@ -110,6 +117,15 @@ class Config(RunOptions):
     )
     learning_rate: float = option(
         5e-3, "Adam learning rate at the start", group="training", type=positive_float, quick=1e-2
+    )
+    train_step: str = option(
+        "auto",
+        "how each training step runs: xla (one compiled program), plain (Keras' default "
+        "graph), bf16 (bfloat16 arithmetic, on CPUs that have it); auto: time each for a "
+        "few seconds on this CPU, once, and take the fastest",
+        group="training",
+        choices=["auto", *STEPS],
+        quick="xla",
     )
     schedule: str = option(
         "plateau",
@@ -148,6 +164,10 @@ def read_config(argv):
         refuse_unused_with_load(parser, argv, Config.WITH_LOAD)
     if args.top_k < 0:
         raise UserError(f"--top-k must be 0 (no limit) or more, got {args.top_k}")
+    if args.train_step == "xla" and args.distribute != "none":
+        raise UserError("--train-step xla cannot reach the other replicas' weights; drop it")
+    if args.train_step == "bf16" and args.mixed_precision:
+        raise UserError("--train-step bf16 and --mixed-precision (float16) exclude each other")
     if args.schedule == "cosine" and args.distribute == "multiworker":
         raise UserError(
             "--schedule cosine follows each machine's own clock, so the workers' learning rates "
@@ -176,6 +196,7 @@ def main(argv=None):
     distribution = start_distribution(config)  # before TensorFlow runs anything
     corpus = load_data(config)
     config = prompt_for(corpus, config)
+    config = choose_training_step(corpus.vocabulary, config)  # timed before the seed is set
     common.set_seed(config.seed)
     with distribution.scope():  # the weights are mirrored on every replica
         model = build_model(corpus.vocabulary, config)
@@ -257,17 +278,39 @@ def prompt_for(corpus, config):
 # ---------------------------------------------------------------- 2. the model
 
 
-def build_model(vocabulary, config):
-    """Embedding, GRU or LSTM layers and a dense head of next-character logits, compiled."""
-    model = generation.build_char_model(
-        vocabulary,
+def model_options(config):
+    return dict(
         cell=config.cell,
         units=config.units,
         embedding_dim=config.embedding_dim,
         dropout=config.dropout,
     )
-    # Adam with clipped gradients on the cross-entropy of the next character; XLA on a CPU.
-    return generation.compile_char_model(model, config.learning_rate)
+
+
+def choose_training_step(vocabulary, config):
+    """XLA, Keras' default graph or bfloat16: the fastest on this CPU, unless --train-step says."""
+    step, line = generation.choose_training_step(
+        config.train_step,
+        vocabulary,
+        batch_size=config.batch_size,
+        seq_length=config.seq_length,
+        learning_rate=config.learning_rate,
+        cache_file=config.cache_dir / "train_steps.json",
+        **model_options(config),
+    )
+    print(line)
+    return dataclasses.replace(config, train_step=step)
+
+
+def build_model(vocabulary, config):
+    """Embedding, GRU or LSTM layers and a dense head of next-character logits, compiled."""
+    with steps.dtype_policy(config.train_step):
+        model = generation.build_char_model(vocabulary, **model_options(config))
+    # Adam with clipped gradients on the cross-entropy of the next character.
+    jit_compile = (
+        generation.use_xla() if config.train_step == "auto" else config.train_step == "xla"
+    )
+    return generation.compile_char_model(model, config.learning_rate, jit_compile)
 
 
 # ---------------------------------------------------------------- 3. training
@@ -341,6 +384,9 @@ def train(model, corpus, config, distribution):
     if distribution.kind != "none":  # sample and save from a copy on one device
         model = distribution.local_copy(model)
         epochs.sampler = generation.CharSampler(model)
+    if config.train_step == "bf16":  # sample and save in float32: the same weights, any machine
+        model = steps.in_float32(model)
+        epochs.sampler = generation.CharSampler(model)
     return Trained(model, epochs, batch_size, seconds, interrupted)
 
 
@@ -383,7 +429,7 @@ def save(out, corpus, trained, baselines, texts, config, distribution):
     save_model_atomically(trained.model, out / "model.keras")
     model = {key: getattr(config, key) for key in ("cell", "units", "embedding_dim", "dropout")}
     model["weights"] = trained.model.count_params()
-    options = ("seq_length", "steps_per_epoch", "learning_rate", "schedule")
+    options = ("seq_length", "steps_per_epoch", "learning_rate", "schedule", "train_step")
     training = {
         "batch_size": trained.batch_size,
         **{key: getattr(config, key) for key in options},

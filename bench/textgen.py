@@ -4,6 +4,8 @@
     python bench/textgen.py --no-before         # the regularised run alone (10 minutes)
     python bench/textgen.py --minutes 2 --cell gru --units 256 --dropout 0 --before-units 256   # the 2-minute default: cosine vs plateau
     python bench/textgen.py --load runs/textgen/<run>/   # speed table only, for a trained model
+    python bench/textgen.py --steps                 # which training step is fastest on this CPU (3 minutes)
+    python bench/textgen.py --no-before --train-step bf16 xla   # the same 10-minute run, two training steps
 
 Quality: trains on the bundled Shakespeare for a fixed wall-clock budget and
 prints validation loss (nats per character on the held-out last 10%, best
@@ -28,6 +30,14 @@ characters, the fair figure to set beside nanoGPT's, and a table splits that
 score by position in the block (common.tasks.charlm.loss_by_position): the first
 character, the next nine, the rest of a training slice, and beyond it.
 
+Training steps (--steps): the same training step run three ways, for the
+app's two models (the 2-minute GRU-256 and the 10-minute LSTM-512): XLA,
+Keras' default graph (oneDNN kernels), and bfloat16 arithmetic with float32
+weights (with and without XLA, on CPUs with bfloat16 instructions); wall and
+process CPU time per character, median of --repeats timings of --timed-steps
+steps each, after a step that compiles (common.models.steps.time_step). The
+app's --train-step auto makes the same measurement, shorter, and takes the fastest.
+
 Speed: characters per second when generating 1,000 characters, with
   - the stateful sampler (common.tasks.charlm.CharSampler, XLA), one sample;
   - the same, --batch-samples samples at once (characters of all samples count);
@@ -47,11 +57,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 import common  # first: quiet TensorFlow start-up
 import common.tasks.charlm as generation
 from apps import textgen as textgen_app
 from common.cli import load_model_from_dir
 from common.data.files import read_text
+from common.models import steps
+from common.models.steps import STEPS
 from common.report.metrics import format_value
 
 
@@ -151,6 +165,31 @@ def parse_args(argv):
         default=20,
         help="characters for the model.predict loop (default: %(default)s)",
     )
+    parser.add_argument(
+        "--train-step",
+        nargs="+",
+        default=["auto"],
+        choices=["auto", *STEPS],
+        help="how the app runs each training step; several: one regularised run each "
+        "(default: auto, the fastest on this CPU)",
+    )
+    parser.add_argument(
+        "--steps",
+        action="store_true",
+        help="no training: time the training steps of the app's two models on this CPU",
+    )
+    parser.add_argument(
+        "--timed-steps",
+        type=int,
+        default=40,
+        help="with --steps: training steps per timing (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="with --steps: timings per way, the median is shown (default: %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=42, help="random seed (default: %(default)s)")
     return parser.parse_args(argv)
 
@@ -182,7 +221,11 @@ def train(args, out, settings):
 def describe(metrics):
     model, training = metrics["model"], metrics["training"]
     name = textgen_app.Config(cell=model["cell"], units=tuple(model["units"])).model_name
-    return f"{name}, dropout {model['dropout']:g}, {training.get('schedule', 'plateau')} schedule"
+    step = training.get("train_step", "xla")  # runs saved before the choice trained with XLA
+    return (
+        f"{name}, dropout {model['dropout']:g}, {training.get('schedule', 'plateau')} schedule, "
+        f"{step} step"
+    )
 
 
 def curves_table(runs, minutes, blocks):
@@ -303,9 +346,55 @@ def speed_table(model, args):
     return rows
 
 
+STEP_MODELS = {  # the app's default, and the bigger model for 10 minutes
+    "GRU-256": dict(cell="gru", units=(256,), embedding_dim=64, dropout=0.0),
+    "LSTM-512": dict(cell="lstm", units=(512,), embedding_dim=64, dropout=0.1),
+}
+
+
+def training_steps_table(args):
+    """Wall and CPU time per character of each way to run a training step, per model."""
+    vocabulary = generation.CharacterVocabulary.from_text(read_text(textgen_app.BUNDLED_TEXT))
+    batch, length = textgen_app.Config.batch_size, textgen_app.Config.seq_length
+    ids = np.random.default_rng(args.seed).integers(2, vocabulary.size, size=(batch, length + 1))
+    ways = {step: (step, step == "xla") for step in steps.available_steps()}
+    if "bf16" in ways:  # the fourth combination, not offered by the app (slowest where measured)
+        ways["bf16 + XLA"] = ("bf16", True)
+    print(f"\nTraining steps on this CPU ({steps.cpu_name()}), batches of {batch} x {length}:")
+    for name, options in STEP_MODELS.items():
+        rows = {}
+        for way, (step, jit_compile) in ways.items():
+            with steps.dtype_policy(step):
+                model = generation.build_char_model(vocabulary, **options)
+            generation.compile_char_model(model, 5e-3, jit_compile=jit_compile)
+            timings = [
+                steps.time_step(model, ids[:, :-1], ids[:, 1:], args.timed_steps)
+                for _ in range(args.repeats)
+            ]
+            wall = float(np.median([t["wall_seconds"] for t in timings])) / (batch * length)
+            cpu = float(np.median([t["cpu_seconds"] for t in timings])) / (batch * length)
+            rows[way] = {
+                "compile s": timings[0]["compile_seconds"],
+                "wall us/char": 1e6 * wall,
+                "CPU us/char": 1e6 * cpu,
+                "chars/s": 1 / wall,
+                "spread %": 100
+                * np.ptp([t["wall_seconds"] for t in timings])
+                / np.median([t["wall_seconds"] for t in timings]),
+            }
+        for row in rows.values():
+            row["x XLA's speed"] = row["chars/s"] / rows["xla"]["chars/s"]
+        fastest = max(rows, key=lambda way: rows[way]["chars/s"])
+        print(f"\n{name} ({model.count_params():,} weights); fastest: {fastest}")
+        common.print_table(rows, digits=4)
+    return 0
+
+
 def main(argv=None):
     args = parse_args(argv)
     common.set_seed(args.seed)
+    if args.steps:
+        return training_steps_table(args)
     if args.load:
         speed_table(load_model_from_dir(args.load), args)
         return 0
@@ -314,22 +403,25 @@ def main(argv=None):
         "--batch-size": args.batch_size,
         "--steps-per-epoch": args.steps_per_epoch,
     }
-    configurations = {
-        "regularised": {
+    configurations = {  # one regularised run per training step asked for
+        f"regularised-{step}" if len(args.train_step) > 1 else "regularised": {
             "--units": args.units,
             "--dropout": args.dropout,
             "--schedule": args.schedule,
+            "--train-step": step,
             **shared,
         }
+        for step in args.train_step
     }
     if args.before:
         configurations["before"] = {
             "--units": args.before_units,
             "--dropout": 0.0,
             "--schedule": "plateau",
+            "--train-step": args.train_step[0],
             **shared,
         }
-    runs, blocks, by_position = {}, {}, {}
+    runs, blocks, by_position, model = {}, {}, {}, None
     with contextlib.ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         for label, settings in configurations.items():
@@ -340,7 +432,7 @@ def main(argv=None):
             trained = load_model_from_dir(out)  # the best epoch's weights
             by_position[name] = generation.loss_by_position(trained, held_out_ids(trained), 256, 16)
             blocks[name] = float(by_position[name].mean())
-            if label == "regularised":
+            if label.startswith("regularised") and model is None:
                 model = trained
         curves_table(runs, args.minutes, blocks)
         position_table(by_position, args.seq_length or textgen_app.Config.seq_length)

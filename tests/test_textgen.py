@@ -15,6 +15,7 @@ import common
 import common.tasks.charlm as generation
 from apps import textgen
 from common.cli import UserError
+from common.models import steps
 
 # A short text with a clear structure, so a tiny model learns it in seconds.
 VERSE = (
@@ -274,6 +275,114 @@ def test_reloaded_model_gives_identical_logits_and_keeps_its_vocabulary(lstm_mod
     ) == generation.CharSampler(lstm_model).generate(prompt, 80, temperature=0.0)
 
 
+# ---------------------------------------------------------------- how a training step runs
+
+
+def tiny_build(vocabulary, built=None):
+    """``build(step)`` for fastest_step: a GRU-8 compiled as ``step`` says; records each step built."""
+
+    def build(step):
+        if built is not None:
+            built.append(step)
+        with steps.dtype_policy(step):
+            model = generation.build_char_model(vocabulary, cell="gru", units=(8,), embedding_dim=4)
+        return generation.compile_char_model(model, 1e-2, jit_compile=step == "xla")
+
+    return build
+
+
+def test_fastest_step_takes_the_least_wall_time_and_remembers_it(tmp_path, monkeypatch):
+    vocabulary = generation.CharacterVocabulary.from_text(VERSE)
+    ids = vocabulary.encode(VERSE)[: 4 * 11].reshape(4, 11)
+    seconds = {"xla": 0.03, "plain": 0.01, "bf16": 0.02}  # per step, as if measured
+    built = []
+
+    def fake_time_step(model, inputs, targets, steps=10):
+        step = built[-1]
+        return {"compile_seconds": 1.0, "wall_seconds": seconds[step], "cpu_seconds": 0.05}
+
+    monkeypatch.setattr(steps, "time_step", fake_time_step)
+    cache = tmp_path / "cache" / "train_steps.json"
+    args = (tiny_build(vocabulary, built), ids[:, :-1], ids[:, 1:])
+    best, timings = steps.fastest_step(*args, candidates=steps.STEPS, cache_file=cache, key="k")
+    assert best == "plain" and built == list(steps.STEPS)
+    assert timings["xla"]["wall_seconds"] == 0.03 and "cached" not in timings["xla"]
+    # A second run on the same processor and model reads the answer: nothing built or timed.
+    again, cached = steps.fastest_step(*args, candidates=steps.STEPS, cache_file=cache, key="k")
+    assert again == "plain" and len(built) == 3 and all(t["cached"] for t in cached.values())
+    # Another model (key), or other candidates, are timed afresh.
+    steps.fastest_step(*args, candidates=("xla", "plain"), cache_file=cache, key="k")
+    steps.fastest_step(*args, candidates=steps.STEPS, cache_file=cache, key="other")
+    assert len(built) == 3 + 2 + 3
+    # A damaged or hostile cache is ignored and rewritten, never trusted.
+    steps.fastest_step(*args, candidates=steps.STEPS, cache_file=cache, key="k")
+    entries = json.loads(cache.read_text())
+    zero = {key: {**entry, "plain": {"wall_seconds": 0}} for key, entry in entries.items()}
+    text = {key: {**entry, "plain": {"wall_seconds": "fast"}} for key, entry in entries.items()}
+    for content in ("not json", "[1, 2]", json.dumps(zero), json.dumps(text)):
+        cache.write_text(content)
+        count = len(built)
+        best = steps.fastest_step(*args, candidates=steps.STEPS, cache_file=cache, key="k")[0]
+        assert best == "plain" and len(built) == count + 3
+    # A cache that cannot be written costs the timing next time, not the run.
+    (tmp_path / "a file").write_text("")
+    unwritable = tmp_path / "a file" / "train_steps.json"
+    assert steps.fastest_step(*args, candidates=steps.STEPS, cache_file=unwritable)[0] == "plain"
+
+
+def test_a_real_timing_gives_seconds_per_step_and_the_compile_apart():
+    vocabulary = generation.CharacterVocabulary.from_text(VERSE)
+    ids = vocabulary.encode(VERSE)[: 4 * 11].reshape(4, 11)
+    timing = steps.time_step(tiny_build(vocabulary)("plain"), ids[:, :-1], ids[:, 1:], steps=3)
+    assert 0 < timing["wall_seconds"] < timing["compile_seconds"]
+    assert timing["cpu_seconds"] > 0
+    with pytest.raises(ValueError, match="Expected a training step in"):
+        steps.fastest_step(tiny_build(vocabulary), ids, ids, candidates=("fp8",))
+
+
+def test_a_bfloat16_model_samples_and_copies_to_float32_with_the_same_weights(tmp_path):
+    vocabulary = generation.CharacterVocabulary.from_text(VERSE)
+    before = keras.config.dtype_policy().name
+    model = tiny_build(vocabulary)("bf16")
+    assert keras.config.dtype_policy().name == before  # the policy was set for the build only
+    assert model.get_layer("rnn_1").dtype_policy.name == "mixed_bfloat16"
+    assert all(weight.dtype == "float32" for weight in model.weights)  # float32 weights
+    ids = vocabulary.encode(VERSE)[None, :40]
+    model.train_on_batch(ids[:, :-1], ids[:, 1:])
+    copy = steps.in_float32(model)
+    assert {layer.dtype_policy.name for layer in copy.layers} == {"float32"}
+    for mine, theirs in zip(copy.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+    # The same weights, computed in float32 instead of bfloat16 (8 bits of mantissa): close.
+    np.testing.assert_allclose(copy(ids).numpy(), model(ids).numpy(), atol=0.05)
+    # The sampler runs on the bfloat16 model itself (as during training) and on the copy.
+    assert len(generation.CharSampler(model).generate("To be", 30, temperature=0.0)[0]) == 30
+    path = tmp_path / "model.keras"
+    copy.save(path)
+    reloaded = keras.models.load_model(path)
+    np.testing.assert_array_equal(reloaded(ids).numpy(), copy(ids).numpy())
+    assert generation.CharSampler(reloaded).generate("To be", 60, temperature=0.0) == (
+        generation.CharSampler(copy).generate("To be", 60, temperature=0.0)
+    )
+
+
+@pytest.mark.slow  # times three compiled steps
+def test_auto_times_the_steps_once_then_reads_them(tmp_path):
+    vocabulary = generation.CharacterVocabulary.from_text(VERSE)
+    options = dict(batch_size=4, seq_length=8, learning_rate=1e-2, cell="gru", units=(8,))
+    options.update(embedding_dim=4, dropout=0.0, cache_file=tmp_path / "steps.json")
+    step, line = generation.choose_training_step("auto", vocabulary, **options)
+    assert step in steps.available_steps() and "just timed on this CPU" in line
+    assert line.startswith(f"Training step: {step} (")
+    assert "xla" in line and "plain" in line  # every speed is shown
+    again, line = generation.choose_training_step("auto", vocabulary, **options)
+    assert again == step and "timed on this CPU before" in line
+    assert generation.choose_training_step("plain", vocabulary, **options) == (
+        "plain",
+        "Training step: plain (Keras' default TensorFlow graph), as asked",
+    )
+
+
 # ---------------------------------------------------------------- the app
 
 
@@ -296,6 +405,8 @@ def test_quick_run_trains_reports_and_saves(quick_run):
     samples = (folder / "samples.txt").read_text()
     assert samples.count("after epoch") == len(epochs)
     assert "bits/char" in out and "bigram" in out
+    assert "Training step: xla (one XLA-compiled program), as asked" in out  # --quick's step
+    assert metrics["training"]["train_step"] == "xla"
 
 
 @pytest.mark.slow  # a training run of its own
@@ -399,6 +510,11 @@ def bad_inputs(tmp_path):
             ["--val-chars", "10", "--seq-length", "20"],
             "--val-chars 10 is shorter than one sequence of --seq-length 20",
         ),
+        "XLA across replicas": (
+            ["--train-step", "xla", "--distribute", "mirrored"],
+            "--train-step xla cannot reach the other replicas' weights",
+        ),
+        "unknown training step": (["--train-step", "fp8"], "--train-step: invalid choice"),
         "cosine across machines": (
             ["--schedule", "cosine", "--distribute", "multiworker"],
             "use --schedule plateau with --distribute multiworker",
@@ -421,6 +537,8 @@ BAD_INPUT_CASES = [
     "offline url",
     "validation shorter than a sequence",
     "cosine across machines",
+    "XLA across replicas",
+    "unknown training step",
 ]
 
 
@@ -434,6 +552,23 @@ def test_bad_input_is_one_line_and_exit_status_2(case, run_app, tmp_path):
     assert err.startswith("textgen: error:") and message in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "run").exists()  # nothing written
+
+
+def test_bfloat16_steps_and_float16_exclude_each_other(run_app, tmp_path, monkeypatch):
+    # --mixed-precision needs a GPU (refused on a CPU first): pretend there is one.
+    devices = tf.config.list_physical_devices
+    monkeypatch.setattr(
+        tf.config,
+        "list_physical_devices",
+        lambda kind=None: ["GPU"] if kind == "GPU" else devices(),
+    )
+    argv = ["--train-step", "bf16", "--mixed-precision", "--quick", "--out", tmp_path / "run"]
+    status, out, err = run_app("textgen", *argv)
+    assert status == 2 and not (tmp_path / "run").exists()
+    assert (
+        err
+        == "textgen: error: --train-step bf16 and --mixed-precision (float16) exclude each other\n"
+    )
 
 
 def test_unknown_prompt_characters_are_named(quick_run, run_app):

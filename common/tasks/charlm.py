@@ -37,6 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from common.data.windows import window_starts
+from common.models import steps as training_steps
 from common.models.recurrent import as_units_tuple, check_fraction, recurrent_layer
 from common.models.training import CosineDecayInTime
 from common.report.metrics import print_table
@@ -344,6 +345,63 @@ def compile_char_model(model, learning_rate, jit_compile=None):
     return model
 
 
+def choose_training_step(
+    requested,
+    vocabulary,
+    *,
+    batch_size,
+    seq_length,
+    learning_rate,
+    cache_file=None,
+    **model_options,
+):
+    """How to run the training step, and one line saying why: ``(step, line)``.
+
+    ``requested`` is one of :data:`common.models.steps.STEPS` (used as asked) or
+    ``"auto"``: on a GPU or under a distribution strategy Keras decides (the
+    step returned is ``"auto"``); on a CPU each way is timed for a few steps on
+    a model built with ``model_options`` (as :func:`build_char_model` takes
+    them) and the fastest is taken, remembered in ``cache_file`` for the next run.
+    """
+    if requested != "auto":
+        training_steps.check_step(requested)
+        return requested, f"Training step: {requested} ({TRAINING_STEP_NAMES[requested]}), as asked"
+    if tf.distribute.has_strategy() or tf.config.list_physical_devices("GPU"):
+        return "auto", "Training step: Keras' choice for this device"
+
+    def build(step):
+        with training_steps.dtype_policy(step):
+            model = build_char_model(vocabulary, **model_options)
+        return compile_char_model(model, learning_rate, jit_compile=step == "xla")
+
+    ids = np.random.default_rng(0).integers(
+        FIRST_CHARACTER_ID, vocabulary.size, size=(batch_size, seq_length + 1)
+    )
+    # What the speed depends on besides the processor; the vocabulary only by its order of size.
+    options = ", ".join(f"{name} {value}" for name, value in sorted(model_options.items()))
+    key = f"char model: {options}, vocabulary < {2 ** math.ceil(math.log2(vocabulary.size))}, "
+    key += f"batch {batch_size} x {seq_length}"
+    step, timings = training_steps.fastest_step(
+        build, ids[:, :-1], ids[:, 1:], cache_file=cache_file, key=key
+    )
+    chars = batch_size * seq_length
+    speeds = ", ".join(
+        f"{name} {chars / timing['wall_seconds']:,.0f}" for name, timing in timings.items()
+    )
+    when = "timed on this CPU before" if timings[step].get("cached") else "just timed on this CPU"
+    return step, (
+        f"Training step: {step} ({TRAINING_STEP_NAMES[step]}), the fastest {when}; characters "
+        f"per second: {speeds}"
+    )
+
+
+TRAINING_STEP_NAMES = {
+    "xla": "one XLA-compiled program",
+    "plain": "Keras' default TensorFlow graph",
+    "bf16": "bfloat16 arithmetic, float32 weights",
+}
+
+
 def use_xla():
     """XLA compiles each training step into one fused program: faster on a CPU.
 
@@ -593,8 +651,10 @@ class CharSampler:
         new_states = []
         for layer, state in zip(self.recurrent_layers, states):
             x, state = layer.cell(x, state, training=False)
-            new_states.append(list(state) if isinstance(state, (list, tuple)) else [state])
-        return self.head(x), new_states
+            state = state if isinstance(state, (list, tuple)) else [state]
+            # float32 between steps: a model trained in bfloat16 computes in it, the loop keeps one type
+            new_states.append([tf.cast(part, "float32") for part in state])
+        return tf.cast(self.head(x), "float32"), new_states
 
     def _read_prompt(self, prompt_ids, samples):
         """Run the prompt through the network once; return the last logits and the states."""
