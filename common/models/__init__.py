@@ -1,6 +1,7 @@
 """Layer 1, models and training: recurrent builders for every topology, encoder-decoders with
-attention, a small transformer to compare them with, the training loop, and the small NumPy
-models the notebooks check Keras against.
+attention, a small transformer to compare them with, the training loop, CTC's labels and
+decoding (:mod:`ctc`), the fastest way to run a training step on this CPU (:mod:`steps`), and
+the small NumPy models the notebooks check Keras against.
 
 Imports only :mod:`common.scale` (the training loop runs under a distribution strategy).
 """
@@ -17,4 +18,4 @@ from common.models.recurrent import (
     recurrent_layer,
     recurrent_stack,
 )
-from common.models import lessons, seq2seq, training, transformer  # noqa: E402, F401
+from common.models import ctc, lessons, seq2seq, steps, training, transformer  # noqa: E402, F401

@@ -29,19 +29,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import editdistance
 import keras
 import numpy as np
 from keras import layers
 
 from common.data.audio import read_digit_clips
 from common.models.audio import LogMelSpectrogram, UtteranceNormalization
+from common.models.ctc import ctc_decode, ctc_labels, symbol_error_rate
 from common.models.training import CosineDecayInTime, cosine_factor, fit
 
 SAMPLE_RATE = 8000
 BUNDLED = Path(__file__).resolve().parents[2] / "data" / "fsdd_digits.mulaw.xz"
 DIGIT_WINDOW = SAMPLE_RATE  # 1 s holds all but 3 of the 2,500 trimmed digits (median 0.3 s)
-BLANK = 0  # CTC's "no digit here"; digit d is class d + 1
 VALIDATION_TAKES = range(5)  # FSDD's own test takes, of the training voices: for early stopping
 STRING_LENGTHS = (3, 10)  # digits in a scored string, both included
 TRAINING_LENGTHS = (1, 10)  # training strings may be shorter: single digits teach CTC fastest
@@ -272,15 +271,8 @@ def pad_batch(waves, multiple=BUCKET):
 
 
 def label_batch(digit_lists):
-    """(batch, longest) CTC labels: digit d as d + 1, padded with 0 (the blank).
-
-    ``keras.losses.CTC`` counts each row's length as its non-zero labels, so
-    padding with the blank is right here, at any batch size (tested).
-    """
-    labels = np.zeros((len(digit_lists), max(map(len, digit_lists))), dtype="int32")
-    for row, digits in enumerate(digit_lists):
-        labels[row, : len(digits)] = np.asarray(digits) + 1
-    return labels
+    """(batch, longest) CTC labels: digit d as d + 1, padded with 0 (the blank): :func:`ctc_labels`."""
+    return ctc_labels(digit_lists)
 
 
 class StringBatches:
@@ -506,18 +498,9 @@ def frame_logits(model, waves):
 
 
 def decode(logits, lengths, beam_width=1):
-    """CTC decoding of per-frame logits: digit strings like ``"0412"``.
-
-    Beam width 1 is greedy: the likeliest symbol per frame, repeats merged,
-    blanks dropped. Wider beams keep the ``beam_width`` likeliest prefixes,
-    summing over the frame paths that spell each one.
-    """
-    strategy = "greedy" if beam_width == 1 else "beam_search"
-    decoded, _ = keras.ops.ctc_decode(
-        logits, lengths, strategy=strategy, beam_width=beam_width, mask_index=BLANK
-    )
-    best = keras.ops.convert_to_numpy(decoded)[0]
-    return ["".join(str(label - 1) for label in row if label > 0) for row in best]
+    """CTC decoding of per-frame logits (:func:`common.models.ctc.ctc_decode`): digit strings
+    like ``"0412"``. Beam width 1 is greedy; wider beams keep that many prefixes."""
+    return ["".join(map(str, digits)) for digits in ctc_decode(logits, lengths, beam_width)]
 
 
 def recognise(model, waves, beam_width=1, batch_size=32):
@@ -548,8 +531,7 @@ def split_and_classify(classifier, waves):
 
 def digit_error_rate(references, hypotheses):
     """Edits (substituted, dropped or extra digits) per reference digit, over all strings."""
-    edits = sum(editdistance.eval(ref, hyp) for ref, hyp in zip(references, hypotheses))
-    return edits / max(sum(len(ref) for ref in references), 1)
+    return symbol_error_rate(references, hypotheses)
 
 
 def string_scores(references, hypotheses, seconds):
