@@ -196,7 +196,7 @@ def main(argv=None):
     distribution = start_distribution(config)  # before TensorFlow runs anything
     corpus = load_data(config)
     config = prompt_for(corpus, config)
-    config = choose_training_step(corpus.vocabulary, config)  # timed before the seed is set
+    config = choose_training_step(corpus.vocabulary, config, distribution)  # before the seed
     common.set_seed(config.seed)
     with distribution.scope():  # the weights are mirrored on every replica
         model = build_model(corpus.vocabulary, config)
@@ -287,8 +287,13 @@ def model_options(config):
     )
 
 
-def choose_training_step(vocabulary, config):
+def choose_training_step(vocabulary, config, distribution):
     """XLA, Keras' default graph or bfloat16: the fastest on this CPU, unless --train-step says."""
+    if distribution.kind != "none" and config.train_step in ("auto", "xla"):
+        # XLA cannot reach the other replicas' weights (typed, it was refused; this xla is
+        # --quick's): Keras' own step under the strategy, no timing on one device.
+        print("Training step: Keras' choice under a distribution strategy")
+        return dataclasses.replace(config, train_step="auto")
     step, line = generation.choose_training_step(
         config.train_step,
         vocabulary,

@@ -44,6 +44,8 @@ def test_textgen_bench_prints_the_curve_the_block_score_and_the_speed_table(tmp_
         "--units",
         "16",
         "--no-before",
+        "--train-step",  # auto is tested in test_textgen.py; timing three ways costs seconds here
+        "xla",
         "--steps-per-epoch",
         "5",
         "--chars",
@@ -56,7 +58,10 @@ def test_textgen_bench_prints_the_curve_the_block_score_and_the_speed_table(tmp_
         str(tmp_path),
     )
     assert "Validation loss, best so far" in out
-    assert "regularised: LSTM-16, dropout 0.1, cosine schedule" in out and "before:" not in out
+    assert (
+        "regularised: LSTM-16, dropout 0.1, cosine schedule, xla step" in out
+        and "before:" not in out
+    )
     assert len(re.findall(r"256-character blocks \(as nanoGPT scores\): \d\.\d{4}", out)) == 1
     assert "Validation loss by position in 256-character blocks" in out
     assert re.search(r"^\| characters 51-256 \(beyond the training slices\)\s*\| \d\.\d", out, re.M)

@@ -366,6 +366,17 @@ def test_a_bfloat16_model_samples_and_copies_to_float32_with_the_same_weights(tm
     )
 
 
+def test_under_a_strategy_keras_chooses_the_step(capsys, tmp_path):
+    mirrored = types.SimpleNamespace(kind="mirrored")
+    quick = textgen.Config(train_step="xla", cache_dir=tmp_path)  # --quick's step
+    assert textgen.choose_training_step(None, quick, mirrored).train_step == "auto"
+    assert capsys.readouterr().out == "Training step: Keras' choice under a distribution strategy\n"
+    asked = textgen.Config(train_step="bf16", cache_dir=tmp_path)  # works under a strategy too
+    assert textgen.choose_training_step(None, asked, mirrored).train_step == "bf16"
+    with steps.dtype_policy("auto"):  # Keras' choice: the policy is left as it is
+        assert keras.config.dtype_policy().name == "float32"
+
+
 @pytest.mark.slow  # times three compiled steps
 def test_auto_times_the_steps_once_then_reads_them(tmp_path):
     vocabulary = generation.CharacterVocabulary.from_text(VERSE)

@@ -79,13 +79,15 @@ def check_step(step):
 
 @contextlib.contextmanager
 def dtype_policy(step):
-    """Layers built inside this block compute in bfloat16 for ``"bf16"``; other steps change nothing.
+    """Layers built inside this block compute in bfloat16 for ``"bf16"``; other steps (and
+    ``"auto"``, Keras' own choice on a GPU or under a strategy) change nothing.
 
     Keras reads the global policy when a layer is created, so the policy is set
     for the block only and restored after it (a policy set before, such as
     ``"mixed_float16"`` on a GPU, stays for the other steps).
     """
-    check_step(step)
+    if step != "auto":
+        check_step(step)
     previous = keras.config.dtype_policy()
     if step == "bf16":
         keras.config.set_dtype_policy("mixed_bfloat16")

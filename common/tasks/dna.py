@@ -180,11 +180,11 @@ def occlusion(predict, x, labels, baseline=0.25):
         x: one-hot sequences ``(batch, timesteps, 4)``.
         labels: ``(batch,)`` class indices.
     """
-    rows = np.arange(len(x))
+    rows, timesteps = np.arange(len(x)), x.shape[1]
     reference = predict(x)[rows, labels]
-    drops = np.zeros(x.shape[:2], dtype="float32")
-    for position in range(x.shape[1]):
-        hidden = x.copy()
-        hidden[:, position, :] = baseline
-        drops[:, position] = reference - predict(hidden)[rows, labels]
-    return drops
+    # Every hidden position of every sequence in one call: (timesteps, batch, timesteps, 4).
+    hidden = np.repeat(np.asarray(x)[None], timesteps, axis=0)
+    positions = np.arange(timesteps)
+    hidden[positions, :, positions, :] = baseline  # copy t has position t hidden
+    found = predict(hidden.reshape(-1, *x.shape[1:])).reshape(timesteps, len(x), -1)
+    return (reference[None, :] - found[:, rows, labels]).T.astype("float32")
