@@ -432,7 +432,7 @@ def generate_and_print(sampler, config):
 def save(out, corpus, trained, baselines, texts, config, distribution):
     """Write the model, the metrics, the loss plot and every sample into ``out``."""
     save_model_atomically(trained.model, out / "model.keras")
-    model = {key: getattr(config, key) for key in ("cell", "units", "embedding_dim", "dropout")}
+    model = model_options(config)
     model["weights"] = trained.model.count_params()
     options = ("seq_length", "steps_per_epoch", "learning_rate", "schedule", "train_step")
     training = {

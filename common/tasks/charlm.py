@@ -403,7 +403,8 @@ TRAINING_STEP_NAMES = {
 
 
 def use_xla():
-    """XLA compiles each training step into one fused program: faster on a CPU.
+    """``jit_compile`` when no training step was chosen: XLA on a CPU (the faster way on the
+    AMD CPU it was measured on; :func:`choose_training_step` times the ways on yours).
 
     On a GPU, "auto" lets Keras pick the cuDNN kernels instead, which XLA cannot
     compile; under a distribution strategy XLA cannot reach the other replicas' weights.
