@@ -116,7 +116,13 @@ class Config(RunOptions):
 
     epochs: int = option(10, quick=3)  # this app's own defaults for the shared options
     csv: tuple = option(
-        (), "CSV files or folders", group="data", type=Path, nargs="+", metavar="PATH"
+        (),
+        "CSV files or folders; repeat to add more",
+        group="data",
+        type=Path,
+        nargs="+",
+        action="extend",  # --csv a.csv --csv b.csv reads both, as --value-col does
+        metavar="PATH",
     )
     series: str | None = option(
         None, "a bundled series instead of --csv", group="data", choices=sorted(anomaly.BUNDLED)
@@ -262,6 +268,10 @@ def load_series(config):
     )
     try:
         return [anomaly.read_labelled(path, key, config.labels, **reading) for path, key in files]
+    except series_io.MissingColumnError as error:  # the library names no option; say which
+        flags = {config.time_col: "--time-col", config.label_col: "--label-col"}
+        flag = flags.get(error.column, "--value-col")
+        raise UserError(f"{error} (choose with {flag})") from None
     except (ValueError, OSError) as error:
         raise UserError(str(error)) from None
 
@@ -332,6 +342,8 @@ def detect(found, config, distribution, baselines=True):
 
 def score_with_saved_run(found, config):
     saved = check_saved_run(config.load)
+    if warning := anomaly.step_warning(found, saved):
+        print(f"anomaly: warning: {warning}", file=sys.stderr)
     model = None
     if saved["detector"] in RECURRENT:
         model = load_model_from_dir(config.load, app="anomaly")
@@ -373,6 +385,7 @@ def save_one(out, found, detection, rows, config, started, distribution):
             app="anomaly",
             value_cols=found.columns,
             series=found.name,
+            sampling_step=anomaly.describe_step(found.step),  # new data is checked against it
             seed=config.seed,
         )
     else:  # scores of new data, not a detector: say which run made them

@@ -154,6 +154,8 @@ def read_config(argv):
         if not 0 < getattr(args, name) < 1:
             option_name = "--" + name.replace("_", "-")
             raise UserError(f"{option_name} must be between 0 and 1, got {getattr(args, name)}")
+    if args.start and args.end and args.start > args.end:
+        raise UserError(f"--start {args.start} is after --end {args.end}; no day lies between")
     if args.val_fraction + args.test_fraction >= 1:
         raise UserError(
             f"--val-fraction {args.val_fraction} and --test-fraction {args.test_fraction} "
@@ -187,10 +189,21 @@ def load_prices(config):
         raise UserError(f"{error} (choose with {flag})") from None
     except ValueError as error:
         raise UserError(str(error)) from None
+    for note in prices.attrs.get("notes", []):
+        print(f"{source}: {note}")
+    first, last = prices.index[0], prices.index[-1]
     if config.start:
         prices = prices[prices.index >= pd.Timestamp(config.start)]
     if config.end:
         prices = prices[prices.index <= pd.Timestamp(config.end)]
+    if prices.empty:  # only --start and --end can leave nothing: the reader refuses empty files
+        chosen = " ".join(
+            f"--{flag} {day}" for flag, day in (("start", config.start), ("end", config.end)) if day
+        )
+        raise UserError(
+            f"{chosen}: no prices in that range; {source} runs from {first:%Y-%m-%d} to "
+            f"{last:%Y-%m-%d}"
+        )
     return prices, source
 
 
@@ -208,11 +221,11 @@ def load_data(config):
     prices, source = load_prices(config)
     if config.quick:
         prices = prices.iloc[-1200:]
-    if len(prices) < config.window + config.horizon + 2:
-        raise UserError(
-            f"too little data: {len(prices)} days, but --window {config.window} and "
-            f"--horizon {config.horizon} need far more"
-        )
+    counts = forecast.example_counts(
+        len(prices), config.window, config.horizon, config.val_fraction, config.test_fraction
+    )
+    if not forecast.enough_examples(counts):
+        raise UserError(too_little_data(len(prices), counts, config))
     try:
         data = forecast.prepare(
             prices, source, config.window, config.horizon, config.val_fraction, config.test_fraction
@@ -220,21 +233,31 @@ def load_data(config):
     except ValueError as error:
         raise UserError(str(error)) from None
     counts = {part: data.count(part) for part in data.masks}
-    if min(counts.values()) < 10 or counts["train"] < 100:
-        need = config.window + config.horizon + 100
-        days = int(need / (1 - config.val_fraction - config.test_fraction)) + 20
-        raise UserError(
-            f"too little data: {len(prices)} days give {counts['train']} training, "
-            f"{counts['validation']} validation and {counts['test']} test examples for --window "
-            f"{config.window} --horizon {config.horizon}; need about {days} days or a smaller "
-            "--window"
-        )
     print(
         f"Data: {source}, {len(prices)} days {prices.index[0]:%Y-%m-%d} to "
         f"{prices.index[-1]:%Y-%m-%d}; examples: {counts['train']} train, "
         f"{counts['validation']} validation, {counts['test']} test"
     )
     return data
+
+
+def too_little_data(days, counts, config):
+    """Why the examples are too few, and the option to change: --horizon when the validation
+    and test parts cannot hold one horizon, --window when the training part is short."""
+    sizes = (config.window, config.horizon, config.val_fraction, config.test_fraction)
+    needed = forecast.days_needed(*sizes)
+    smaller = []
+    if min(counts["validation"], counts["test"]) < forecast.MIN_EXAMPLES["test"]:
+        smaller.append("--horizon")  # each of those parts must hold horizon + 9 days
+    if counts["train"] < forecast.MIN_EXAMPLES["train"]:
+        smaller.append("--window")
+    return (
+        f"too little data: {days} days give {counts['train']} training, {counts['validation']} "
+        f"validation and {counts['test']} test examples for --window {config.window} --horizon "
+        f"{config.horizon} (need at least {forecast.MIN_EXAMPLES['train']}, "
+        f"{forecast.MIN_EXAMPLES['validation']} and {forecast.MIN_EXAMPLES['test']}); use about "
+        f"{needed} days (see --start, --end), or a smaller {' or '.join(smaller)}"
+    )
 
 
 def build_model(config):

@@ -81,8 +81,8 @@ class Config(RunOptions):
     data: Path | None = option(
         None,
         "CSV/TSV with a text column and a binary label column (0/1, pos/neg, "
-        "positive/negative, fresh/rotten); a 'split' column (train/validation/test) is used if "
-        "present, else a fixed 80/10/10 split",
+        "positive/negative, fresh/rotten); a 'split' column (train, validation or dev, test) is "
+        "used if present, else a fixed 80/10/10 split",
         group="data",
         type=Path,
         metavar="PATH",
@@ -234,6 +234,11 @@ def train(corpus, config, distribution):
         raise UserError(
             f"the training texts hold only {words} distinct words, fewer than --embedding-dim "
             f"{config.embedding_dim}; use a smaller --embedding-dim, --pretrain none, or more text"
+        )
+    if cut := text.count_cut(vectorizer, train_texts, config.max_length):
+        print(
+            f"{cut} of {len(train_texts)} training texts are longer than --max-length "
+            f"{config.max_length} tokens; the RNN reads the first {config.max_length} of each"
         )
     val_texts, val_labels = corpus.splits["validation"]
     try:  # seconds, and before the networks: a file it cannot use is refused before they train

@@ -83,10 +83,19 @@ class Config(RunOptions):
     epochs: int = option(100, quick=2)  # this app's own defaults for the shared options
     batch_size: int = option(32, quick=32)
     text: Path | None = option(
-        None, "UTF-8 text to train on", group="data", type=Path, metavar="PATH", exclusive="source"
+        None,
+        f"UTF-8 text to train on, at most {generation.MAX_TEXT_BYTES // 10**6} MB",
+        group="data",
+        type=Path,
+        metavar="PATH",
+        exclusive="source",
     )
     url: str | None = option(
-        None, "download a UTF-8 text and train on it (cached)", group="data", exclusive="source"
+        None,
+        f"download a UTF-8 text (at most {generation.MAX_TEXT_BYTES // 10**6} MB) and train on "
+        "it (cached)",
+        group="data",
+        exclusive="source",
     )
     cache_dir: Path = option(
         CACHE, "where --url downloads and training-step timings are kept", group="data", type=Path
@@ -251,7 +260,8 @@ def load_text(config):
     else:
         path, name = BUNDLED_TEXT, str(BUNDLED_TEXT)
         source = "Shakespeare's plays (data/shakespeare.txt.gz)"
-    try:
+    try:  # the size first: a 300 MB file would fill memory before training starts
+        generation.check_text_size(path, name)
         text = read_text(path, name=name)
     except ValueError as error:
         raise UserError(str(error)) from None

@@ -1,6 +1,7 @@
 """apps/anomaly.py, common/tasks/anomaly.py and detectors.py: scoring by hand, detectors, audit and
 monitor, the app end to end, bad input."""
 
+import errno
 import json
 import math
 
@@ -205,8 +206,13 @@ def test_each_detector_says_how_far_ahead_it_looks_and_older_scores_are_final():
     assert detectors.make_detector("autoencoder", window=24).looks_ahead == 23
     for name, detector in fitted.items():
         final = len(values) - 100 - detector.looks_ahead  # scored with 100 points still to come
+        # atol: a repeat's distance is the square root of round-off (about 1e-7), which may
+        # change with the number of windows in the matrix product.
         np.testing.assert_allclose(
-            detector.score(values[:-100])[:final], detector.score(values)[:final], err_msg=name
+            detector.score(values[:-100])[:final],
+            detector.score(values)[:final],
+            atol=1e-6,
+            err_msg=name,
         )
 
 
@@ -607,6 +613,42 @@ def test_refusals(run_app, tmp_path, guarded_out):
     )
 
 
+def test_csv_repeated_reads_every_file(run_app, tmp_path):
+    first = write_series(tmp_path / "a.csv", seasonal_series(400))
+    second = write_series(tmp_path / "b.csv", seasonal_series(400, seed=1))
+    run = tmp_path / "run"
+    status, out, err = run_app(
+        "anomaly", "--csv", first, "--csv", second, "--detector", "zscore", "--out", run
+    )
+    assert status == 0, err
+    files = strict_json(run / "metrics.json")["files"]  # keyed by path
+    assert {str(first), str(second)} <= set(files)
+
+
+def test_load_warns_of_another_sampling_step_and_names_the_run_behind_saved_scores(
+    run_app, tmp_path
+):
+    five_minutes = write_series(tmp_path / "cpu.csv", seasonal_series(400))
+    hourly = write_series(tmp_path / "hourly.csv", seasonal_series(400), freq="h")
+    run_a, run_b = tmp_path / "runA", tmp_path / "runB"
+    status, _, err = run_app(
+        "anomaly", "--csv", five_minutes, "--detector", "zscore", "--out", run_a
+    )
+    assert status == 0, err
+    assert strict_json(run_a / "config.json")["sampling_step"] == "5 minutes"
+    status, _, err = run_app("anomaly", "--load", run_a, "--csv", five_minutes, "--out", run_b)
+    assert status == 0 and err == ""
+    status, _, err = run_app("anomaly", "--load", run_a, "--csv", hourly, "--out", tmp_path / "c")
+    assert status == 0 and err.count("\n") == 1
+    assert "readings 1 hour apart, but the saved detector was fitted on readings 5 minutes" in err
+    # runB holds scores made with runA, not a detector: say so, and which run to load.
+    status, _, err = run_app(
+        "anomaly", "--load", run_b, "--csv", five_minutes, "--out", tmp_path / "d"
+    )
+    assert status == 2 and err.count("\n") == 1
+    assert f"received scores made with the run in {run_a} (load that run instead)" in err
+
+
 def test_a_run_is_saved_whole_and_never_over_an_earlier_one(run_app, tmp_path, monkeypatch):
     csv = write_series(tmp_path / "cpu.csv", seasonal_series(600))
     run = tmp_path / "run"
@@ -628,6 +670,21 @@ def test_a_run_is_saved_whole_and_never_over_an_earlier_one(run_app, tmp_path, m
     assert status == 2 and "disk full" in err and err.count("\n") == 1
     assert {path.name: path.read_bytes() for path in run.iterdir()} == before
     assert sorted(path.name for path in tmp_path.iterdir()) == ["cpu.csv", "run"]
+    monkeypatch.undo()
+
+    # A full disk names the run it could not write, in one line.
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", "scores.csv")
+
+    monkeypatch.setattr(anomaly, "save_series", disk_full)
+    status, _, err = run_app(
+        "anomaly", "--csv", csv, "--detector", "zscore", "--out", tmp_path / "new"
+    )
+    assert status == 2 and err.count("\n") == 1
+    expected = (
+        f"could not write the run to {tmp_path / 'new'} (No space left on device); nothing was"
+    )
+    assert expected in err and not (tmp_path / "new").exists()
     monkeypatch.undo()
 
     # --overwrite replaces the run whole once the new one is complete.
@@ -694,3 +751,17 @@ def test_a_saved_run_is_never_inside_or_around_the_output_and_damage_is_one_line
             "anomaly", "--load", damaged, "--csv", csv, "--out", tmp_path / "x"
         )
         assert status == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+
+
+def test_a_labels_file_for_other_series_leaves_this_one_unlabelled_and_says_so(tmp_path):
+    times = pd.date_range("2020-01-01", periods=300, freq="5min")
+    for name in ("a.csv", "b.csv"):
+        values = np.sin(np.arange(300) / 10.0)
+        pd.DataFrame({"timestamp": times, "value": values}).to_csv(tmp_path / name, index=False)
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({"a.csv": [[str(times[100]), str(times[110])]]}))
+    a = anomaly.read_labelled(tmp_path / "a.csv", "a.csv", labels)
+    b = anomaly.read_labelled(tmp_path / "b.csv", "b.csv", labels)
+    assert a.label_windows == [(100, 110)] and a.is_anomaly.sum() == 11
+    assert b.is_anomaly is None and not b.label_windows
+    assert "labels.json names no windows for this series" in b.notes[-1]

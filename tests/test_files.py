@@ -29,7 +29,11 @@ def test_an_xz_file_is_unpacked_too_and_a_cut_one_is_refused(tmp_path):
 @pytest.mark.parametrize(
     "content, expected",
     [
-        (b"PK\x03\x04rest of a workbook", "received a zip archive (an Excel .xlsx"),
+        (b"PK\x03\x04rest of an archive", "received a zip archive; unpack it"),
+        (
+            b"PK\x03\x04\x14\x00xl/workbook.xml",
+            "received an Excel workbook (xlsx); export it as CSV",
+        ),
         (b"PAR1\x00\x00", "received a Parquet file"),
         ("Date,Close\n".encode("utf-16"), "received UTF-16 text"),
         (b"Date,Close\n2024-01-02,caf\xe9\n", "byte 0xe9 on line 2, which is not UTF-8"),
@@ -62,6 +66,38 @@ def test_a_folder_or_a_missing_path_is_said_as_such(tmp_path):
 )
 def test_the_separator_is_sniffed(text, separator):
     assert files.sniff_separator(text) == separator
+
+
+def test_a_device_or_a_symbolic_link_loop_is_not_called_missing(tmp_path):
+    loop = tmp_path / "loop.csv"
+    loop.symlink_to(loop)
+    with pytest.raises(
+        ValueError, match="loop.csv: expected a file; received a symbolic link loop"
+    ):
+        files.read_text(loop)
+    with pytest.raises(ValueError, match="/dev/zero: expected a file; received something that"):
+        files.read_text("/dev/zero")
+
+
+def test_an_echoed_value_is_cut_to_one_short_line():
+    assert files.show("x" * 5_000_000) == f"'{'x' * 39}…' (5000000 characters)"
+    assert files.show("21.28") == "'21.28'" and files.show(" ") == "an empty value"
+
+
+@pytest.mark.parametrize(
+    "cells, decimal_comma, expected",
+    [
+        (["$21.28", "2,537.00", "-1e3", "£5"], False, [21.28, 2537.0, -1000.0, 5.0]),
+        (["2.537,00", "100,95", "7 €"], True, [2537.0, 100.95, 7.0]),
+        (["1,234.5", "2.5"], True, [1234.5, 2.5]),  # no cell fits a decimal comma: read as usual
+        (["50.346 ms", "1,2", "12,34,5"], False, [None, None, None]),  # never guessed at
+    ],
+)
+def test_numbers_as_spreadsheets_write_them(cells, decimal_comma, expected):
+    import numpy as np
+
+    found = files.numbers_from_text(cells, decimal_comma)
+    assert [None if np.isnan(x) else x for x in found] == expected
 
 
 def test_an_empty_file_is_not_a_table(tmp_path):

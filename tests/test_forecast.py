@@ -261,6 +261,95 @@ def test_price_readers_raise_value_errors_that_start_with_the_name(tmp_path):
         price_files.read_price_csv(tmp_path / "x.csv", "Date", "Close", name="x.csv")
 
 
+def dated(text, closes):
+    """CSV text of ``closes`` on consecutive business days from 4 January 2016."""
+    days = pd.bdate_range("2016-01-04", periods=len(closes))
+    return "".join(text.format(day=day, close=close) for day, close in zip(days, closes))
+
+
+def test_day_first_dates_are_read_day_first(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("Date,Close\n" + dated("{day:%d.%m.%Y},{close}\n", range(10, 50)))
+    prices = price_files.read_price_csv(path, "Date", "Close")
+    assert prices.index[0] == pd.Timestamp("2016-01-04") and prices.is_monotonic_increasing
+    assert prices.tolist() == list(range(10, 50))  # in the file's order: no row moved
+    assert prices.attrs["notes"] == [
+        "read dates with the day first ('04.01.2016' is 2016-01-04 00:00:00)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "header, row, first",
+    [
+        ("Date;Close", '{day:%Y-%m-%d};"2.5{close},00"', 2510.0),  # European Excel
+        ("Date;Close", "{day:%Y-%m-%d};1{close},95", 110.95),
+        ("Date,Close", '{day:%Y-%m-%d},"2,5{close}.00"', 2510.0),
+        ("Date,Close", "{day:%Y-%m-%d},${close}.28", 10.28),
+        ("Date\tClose", "{day:%Y-%m-%d}\t{close}.5", 10.5),
+    ],
+)
+def test_separators_decimal_marks_and_currency_signs(tmp_path, header, row, first):
+    path = tmp_path / "p.csv"
+    path.write_text(f"{header}\n" + dated(row + "\n", range(10, 50)))
+    assert price_files.read_price_csv(path, "Date", "Close").iloc[0] == first
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        (
+            "{day:%s},{close}\n",
+            "expected dates in column 'Date' such as 2024-01-31, 31/01/2024 or 01/31/2024; "
+            "40 of 40 rows have none (first: '1451865600' in row 1); numbers there look like "
+            "Unix times: convert them to dates",
+        ),
+        (
+            "{day:%Y-%m-%d},{close} ms\n",
+            "40 of 40 rows in 'Close' are empty, NaN or not numbers (first: '10 ms' in row 1, "
+            "dated 2016-01-04)",
+        ),
+        (
+            "{day:%Y-%m-%d} 09:{close},1{close}\n{day:%Y-%m-%d} 10:{close},2{close}\n",
+            "expected one price per day in column 'Date'; received times of day, 80 rows sharing "
+            "a date with another (first: '2016-01-04 09:10' in row 1); forecast works on daily "
+            "prices",
+        ),
+    ],
+)
+def test_unreadable_rows_show_the_first_value_and_its_row(tmp_path, rows, message):
+    path = tmp_path / "p.csv"
+    path.write_text("Date,Close\n" + dated(rows, range(10, 50)))
+    with pytest.raises(ValueError) as error:
+        price_files.read_price_csv(path, "Date", "Close")
+    assert message in str(error.value)
+
+
+def test_an_empty_row_and_a_total_row_are_skipped_with_a_note(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text(
+        "Date,Close\n" + dated("{day:%Y-%m-%d},{close}\n", range(10, 50)) + ",\nTotal,1180\n"
+    )
+    prices = price_files.read_price_csv(path, "Date", "Close")
+    assert len(prices) == 40
+    assert prices.attrs["notes"] == [
+        "skipped 1 empty row(s)",
+        "skipped the last row ('Total' holds no date)",
+    ]
+
+
+def test_a_workbook_given_as_csv_is_named(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_bytes(b"PK\x03\x04\x14\x00[Content_Types].xml")
+    with pytest.raises(ValueError, match="received an Excel workbook \\(xlsx\\); export it as CSV"):
+        price_files.read_price_csv(path, "Date", "Close")
+
+
+def test_the_days_needed_give_enough_examples_and_one_fewer_does_not():
+    needed = task.days_needed(30, 300, 0.15, 0.15)
+    assert task.enough_examples(task.example_counts(needed, 30, 300, 0.15, 0.15))
+    assert not task.enough_examples(task.example_counts(needed - 1, 30, 300, 0.15, 0.15))
+
+
 # --- the task: examples, split, scores --------------------------------------------------------
 
 
@@ -340,7 +429,7 @@ def write_prices(path, closes):
                 "--csv",
                 write_prices(tmp / "p.csv", [10.0, np.nan, 11.0, "n/a", 12.0] * 200),
             ],
-            "400 of 1000 rows in 'Close' are empty, NaN or not numbers",
+            "400 of 1000 rows in 'Close' are empty, NaN or not numbers (first: an empty value in row 2",
         ),
         (
             lambda tmp: ["--csv", write_prices(tmp / "p.csv", np.linspace(10, 20, 60))],
@@ -359,11 +448,33 @@ def write_prices(path, closes):
                 "--csv",
                 write_prices(tmp / "p.csv", ["1e400"] + [5.0 + i / 100 for i in range(399)]),
             ],
-            "1 prices in 'Close' are infinite or too large for a float (first on 2000-01-03)",
+            "1 prices in 'Close' are infinite or too large for a float (first: '1e400' in row 1",
         ),
         (
             lambda tmp: ["--csv", gzip_half(write_prices(tmp / "p.csv", np.linspace(10, 20, 400)))],
-            "not a readable CSV",
+            "expected a gzip file; this one is damaged or cut short",
+        ),
+        (lambda tmp: ["--csv", tmp], "expected a file; received a folder"),
+        (lambda tmp: ["--csv", "/dev/zero"], "received something that is not a regular file"),
+        (
+            lambda tmp: (
+                ["--csv", write_prices(tmp / "p.csv", np.linspace(10, 20, 1500))]
+                + ["--horizon", "300"]
+            ),
+            "1500 days give 720 training, 0 validation and 0 test examples for --window 30 "
+            "--horizon 300 (need at least 100, 10 and 10); use about 2057 days (see --start, "
+            "--end), or a smaller --horizon",
+        ),
+        (
+            lambda tmp: (
+                ["--csv", write_prices(tmp / "p.csv", np.linspace(10, 20, 400))]
+                + ["--start", "2030-01-01"]
+            ),
+            "p.csv runs from 2000-01-03 to 2001-07-13",
+        ),
+        (
+            lambda tmp: ["--start", "2010-01-01", "--end", "2009-01-01"],
+            "--start 2010-01-01 is after --end 2009-01-01",
         ),
         (lambda tmp: ["--load", tmp / "no_run"], "no such folder"),
         (lambda tmp: ["--load", tmp], "no model.keras"),
@@ -387,7 +498,7 @@ def test_a_bad_date_option_is_one_line_before_any_work(run_app, capsys):
 def test_empty_csv_is_reported(run_app, tmp_path):
     (tmp_path / "empty.csv").write_text("")
     status, _, err = run_app("forecast", "--csv", tmp_path / "empty.csv")
-    assert status == 2 and "not a readable CSV" in err
+    assert status == 2 and "the file is empty" in err
 
 
 def test_corrupt_model_is_reported_and_left_alone(quick_run, run_app, tmp_path):

@@ -42,6 +42,18 @@ def test_parse_labels_rejects_non_binary_and_single_class():
     assert text.parse_labels(["pos", "positive"], need_both=False).tolist() == [1, 1]
 
 
+def test_tokenize_keeps_letters_of_every_script_but_latin_beyond_a_to_z_as_before():
+    assert text.tokenize("Фильм ХОРОШИЙ! Ταινία 映画") == [
+        "фильм",
+        "хороший",
+        "!",
+        "ταινία",
+        "映画",
+    ]
+    # Latin letters beyond a-z were always dropped: the bundled data's vocabulary stays the same.
+    assert text.tokenize("Café naïve") == ["caf", "na", "ve"]
+
+
 def test_tokenize_keeps_sentiment_punctuation_and_negation():
     assert text.tokenize("Isn't it GREAT?! It's a 'film'<br />") == [
         "is",
@@ -63,6 +75,32 @@ def test_truncate_tokens_layer():
         [5, 0, 0]
     ]  # a masked step
     assert text.TruncateTokens(3)(np.zeros((1, 0), dtype="int64")).shape == (1, 1)  # never empty
+
+
+def test_one_enormous_text_is_cut_without_padding_the_others_to_its_length():
+    vectorizer = text.make_vectorizer(np.array(["good film", "bad film"], dtype=object), 10)
+    good, bad, film = (vectorizer.get_vocabulary().index(word) for word in ("good", "bad", "film"))
+    # 3 million tokens: padding the 2,048 texts read together to its length needs 49 GB.
+    texts = np.array(["good " * 3_000_000] + ["bad film"] * 2047, dtype=object)
+    ids = text.vectorize(vectorizer, texts, max_length=5)
+    assert len(ids) == 2048 and ids[0].tolist() == [good] * 5 and ids[1].tolist() == [bad, film]
+    assert (
+        text.count_cut(vectorizer, texts, 5) == 1 and text.count_cut(vectorizer, texts[1:], 2) == 0
+    )
+
+
+def test_predict_texts_reads_an_enormous_text_in_a_batch_of_its_own():
+    class Lengths:  # a stand-in model: each text's length, and the batches it was given
+        batches = []
+
+        def predict_on_batch(self, strings):
+            self.batches.append(len(strings))
+            return np.array([[len(one)] for one in strings.numpy()], dtype="float32")
+
+    texts = np.array(["fine"] * 300 + ["x" * 3_000_000] + ["ok"] * 10, dtype=object)
+    model = Lengths()
+    assert text.predict_texts(model, texts).tolist() == [len(one) for one in texts]
+    assert model.batches == [256, 54, 1]
 
 
 def test_bucketed_batches_pad_less_and_keep_every_text():
@@ -126,6 +164,23 @@ def test_load_table_splits_a_file_and_refuses_too_little_data(tmp_path):
     pd.DataFrame({"text": ["good", "bad"] * 10, "label": [1, 0] * 10}).to_csv(few, index=False)
     with pytest.raises(ValueError, match=r"^few: too little data \(16 train, 2 validation"):
         text.load_table(few, name="few")
+
+
+def test_load_table_reads_dev_and_val_as_validation_and_refuses_unknown_splits(tmp_path):
+    path = tmp_path / "reviews.csv"
+    split = ["train"] * 80 + ["dev"] * 5 + ["VAL "] * 5 + ["test"] * 10
+    rows = {"text": [f"text {i}" for i in range(100)], "label": [1, 0] * 50, "split": split}
+    pd.DataFrame(rows).to_csv(path, index=False)
+    corpus = text.load_table(path)
+    assert [corpus.count(part) for part in ("train", "validation", "test")] == [80, 10, 10]
+    rows["split"] = ["train"] * 80 + ["holdout"] * 10 + ["test"] * 10
+    pd.DataFrame(rows).to_csv(path, index=False)
+    with pytest.raises(
+        ValueError,
+        match=r"^data: expected the split values train, validation .*"
+        r"received 'holdout'",
+    ):
+        text.load_table(path, name="data")
 
 
 def test_shrink_for_quick_run_samples_each_split_with_its_seed():
@@ -529,6 +584,27 @@ def test_texts_without_a_word_for_the_tfidf_baseline_are_refused_before_training
     )
     assert_one_line_error(status, stderr, "at least one word of two or more letters or digits")
     assert "Training" not in stdout and not (tmp_path / "run").exists()
+
+
+def test_training_texts_longer_than_max_length_are_said_to_be_cut(run_app, labelled_csv, tmp_path):
+    texts = ["a b !", "i ? x", "1 2 3", "o k"] * 10 + [
+        "a ! " * 500
+    ]  # no word for TF-IDF: ends early
+    split = ["train"] * 30 + ["validation"] * 5 + ["test"] * 5 + ["train"]
+    path = labelled_csv({"text": texts, "label": [0, 1] * 20 + [1], "split": split})
+    status, stdout, stderr = run_app(
+        "sentiment",
+        "--data",
+        path,
+        "--max-length",
+        50,
+        "--pretrain",
+        "none",
+        "--out",
+        tmp_path / "run",
+    )
+    assert "1 of 31 training texts are longer than --max-length 50 tokens" in stdout
+    assert_one_line_error(status, stderr, "at least one word of two or more letters or digits")
 
 
 def test_empty_text_to_predict(quick_run, run_app):

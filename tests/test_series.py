@@ -339,7 +339,9 @@ def test_truncated_or_fake_gzip(tmp_path):
     (tmp_path / "cut.csv.gz").write_bytes(data[: len(data) // 2])
     (tmp_path / "fake.csv.gz").write_bytes(b"timestamp,value\n0,1\n")
     for name in ("cut.csv.gz", "fake.csv.gz"):
-        with pytest.raises(ValueError, match=rf"^{name}: not a readable CSV \(.+\)$"):
+        with pytest.raises(
+            ValueError, match=rf"^{name}: expected a gzip file; this one is damaged"
+        ):
             series.read_series_csv(tmp_path / name)
 
 
@@ -349,7 +351,7 @@ def test_non_utf8_bytes(tmp_path):
     with pytest.raises(ValueError) as error:
         series.read_series_csv(tmp_path / "latin.csv")
     assert str(error.value) == (
-        "latin.csv: expected UTF-8 text; line 1 holds byte 0xe9, which is not UTF-8 "
+        "latin.csv: expected UTF-8 text; received byte 0xe9 on line 1, which is not UTF-8 "
         "(re-save the file as UTF-8)"
     )
 
@@ -369,8 +371,94 @@ def test_empty_files(tmp_path, text, expected):
 
 
 def test_no_such_file(tmp_path):
-    with pytest.raises(ValueError, match="expected a CSV file; there is no such file"):
+    with pytest.raises(ValueError, match="^missing.csv: no such file$"):
         series.read_series_csv(tmp_path / "missing.csv")
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"PK\x03\x04\x14\x00[Content_Types].xml xl/workbook.xml", "an Excel workbook (xlsx)"),
+        (b"PAR1\x00\x00", "a Parquet file"),
+    ],
+)
+def test_a_workbook_or_parquet_file_is_named(tmp_path, content, expected):
+    (tmp_path / "sensors.csv").write_bytes(content)
+    with pytest.raises(ValueError) as error:
+        series.read_series_csv(tmp_path / "sensors.csv")
+    assert str(error.value).startswith(f"sensors.csv: expected a text file; received {expected}")
+
+
+def test_a_folder_named_like_a_csv_is_searched_not_read(tmp_path):
+    (tmp_path / "data.csv").mkdir()
+    write(tmp_path / "data.csv", csv_text(stamps(20), range(20)), name="inner.csv")
+    assert series.find_csv_files([tmp_path]) == [
+        (tmp_path / "data.csv" / "inner.csv", "data.csv/inner.csv")
+    ]
+    with pytest.raises(ValueError, match="^data.csv: expected a file; received a folder$"):
+        series.read_series_csv(tmp_path / "data.csv")
+
+
+def test_a_file_given_directly_is_keyed_by_the_path_as_typed(tmp_path):
+    path = write(tmp_path, csv_text(stamps(20), range(20)))
+    assert series.find_csv_files([path]) == [(path, str(path))]
+
+
+def test_a_device_or_a_symlink_loop_is_said_as_such(tmp_path):
+    loop = tmp_path / "loop.csv"
+    loop.symlink_to(loop)
+    with pytest.raises(ValueError, match="expected a file; received a symbolic link loop"):
+        series.find_csv_files([loop])
+    with pytest.raises(
+        ValueError, match="expected a file; received something that is not a regular"
+    ):
+        series.read_series_csv("/dev/zero")
+
+
+@pytest.mark.parametrize(
+    "option, expected",
+    [
+        (
+            "--value-col",
+            "expected a column 'nosuch'; columns are: timestamp, value (choose with --value-col)",
+        ),
+        (
+            "--time-col",
+            "expected a column 'nosuch'; columns are: timestamp, value (choose with --time-col)",
+        ),
+    ],
+)
+def test_the_anomaly_app_names_the_option_of_a_missing_column(tmp_path, option, expected):
+    from conftest import call_app
+
+    path = write(tmp_path, csv_text(stamps(20), range(20)))
+    status, _, err = call_app("anomaly", "--csv", path, option, "nosuch", "--out", tmp_path / "run")
+    assert status == 2 and err == f"anomaly: error: {path}: {expected}\n"
+
+
+def test_a_semicolon_separated_file_is_read(tmp_path):
+    text = csv_text(stamps(20), range(20)).replace(",", ";")
+    assert series.read_series_csv(write(tmp_path, text)).values[:, 0].tolist() == list(range(20))
+
+
+def test_a_huge_bad_value_is_cut_in_the_message(tmp_path):
+    values = list(range(20))
+    values[3] = "x" * 5_000_000
+    with pytest.raises(ValueError) as error:
+        series.read_series_csv(write(tmp_path, csv_text(stamps(20), values)))
+    assert len(str(error.value)) < 200
+    assert f"(first: '{'x' * 39}…' (5000000 characters) in row 4)" in str(error.value)
+
+
+def test_dates_that_read_as_well_both_ways_are_refused(tmp_path):
+    # 1 Feb, 2 Mar, 3 Apr or 2 Jan, 3 Feb, 4 Mar ...: neither reading is more regular.
+    times = [f"{day:02d}/{day + 1:02d}/2016" for day in range(1, 11)] * 2
+    with pytest.raises(ValueError) as error:
+        series.read_series_csv(write(tmp_path, csv_text(times, range(20))))
+    assert str(error.value) == (
+        "sensors.csv: expected dates whose order can be told in 'timestamp'; '01/02/2016' "
+        "reads as well day first as month first and no date decides (write them as YYYY-MM-DD)"
+    )
 
 
 def test_too_few_points(tmp_path):
@@ -452,18 +540,26 @@ def test_nab_windows_by_key_and_by_file_name(tmp_path):
     assert series.read_label_windows(path, "realKnownCause/nyc_taxi.csv", times) == expected
     assert series.read_label_windows(path, "nyc_taxi.csv", times) == expected
     assert series.read_label_windows(path, "realKnownCause/other.csv", times) == []
-    with pytest.raises(ValueError) as error:
-        series.read_label_windows(path, "realKnownCause/missing.csv", times)
-    assert str(error.value) == (
-        "combined_windows.json: no windows for 'realKnownCause/missing.csv' in labels file "
-        "(it has 2 series)"
-    )
+    # A series the file does not name: no windows at all (None), not an empty list.
+    assert series.read_label_windows(path, "realKnownCause/missing.csv", times) is None
 
 
-def test_a_single_series_dict_is_used_whatever_the_key(tmp_path):
+def test_a_series_the_labels_file_does_not_name_gets_no_other_series_windows(tmp_path):
     path = tmp_path / "windows.json"
-    path.write_text(json.dumps({"a/b.csv": [["2014-04-01 00:05", "2014-04-01 00:10"]]}))
-    assert series.read_label_windows(path, "c.csv", five_minute_times()) == [(1, 2)]
+    path.write_text(json.dumps({"a.csv": [["2014-04-01 00:05", "2014-04-01 00:10"]]}))
+    assert series.read_label_windows(path, "/data/a.csv", five_minute_times()) == [(1, 2)]
+    assert series.read_label_windows(path, "b.csv", five_minute_times()) is None
+
+
+def test_windows_that_all_miss_the_series_are_refused(tmp_path):
+    path = tmp_path / "windows.json"
+    path.write_text(json.dumps([["2013-01-01", "2013-01-02"], ["2015-01-01", "2015-01-02"]]))
+    with pytest.raises(ValueError) as error:
+        series.read_label_windows(path, None, five_minute_times())
+    assert str(error.value) == (
+        "windows.json: expected windows within the series' times (2014-04-01 00:00:00 to "
+        "2014-04-01 01:35:00); received 2 windows, none inside (first: [2013-01-01, 2013-01-02])"
+    )
 
 
 @pytest.mark.parametrize("header", ["start,end\n", ""])

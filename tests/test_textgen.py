@@ -1,6 +1,7 @@
 """apps/textgen.py and common/tasks/charlm.py: data, training run, sampler, bad input."""
 
 import contextlib
+import gzip
 import io
 import json
 import math
@@ -563,6 +564,26 @@ def test_bad_input_is_one_line_and_exit_status_2(case, run_app, tmp_path):
     assert err.startswith("textgen: error:") and message in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "run").exists()  # nothing written
+
+
+def test_a_text_over_the_size_limit_is_refused_before_it_is_read(run_app, tmp_path, monkeypatch):
+    def read_whole(*args, **kwargs):
+        raise AssertionError("the whole file was read")
+
+    monkeypatch.setattr(textgen, "read_text", read_whole)
+    limit = generation.MAX_TEXT_BYTES
+    huge = tmp_path / "huge.txt"
+    with open(huge, "wb") as handle:
+        handle.truncate(300_000_000)  # sparse: 300 MB that take no disk
+    packed = tmp_path / "packed.txt.gz"
+    packed.write_bytes(gzip.compress(b"To be. " * (limit // 7 + 1), compresslevel=1))
+    for path, received in ((huge, "received 300 MB"), (packed, "received more once unpacked")):
+        status, _, err = run_app("textgen", "--text", path, "--out", tmp_path / "run")
+        assert status == 2 and err.count("\n") == 1, err
+        assert f"--text {path}: expected at most 40 MB of text" in err and received in err
+    assert not (tmp_path / "run").exists()
+    status, out, _ = run_app("textgen", "--help")
+    assert status == 0 and "UTF-8 text to train on, at most 40 MB" in " ".join(out.split())
 
 
 def test_bfloat16_steps_and_float16_exclude_each_other(run_app, tmp_path, monkeypatch):

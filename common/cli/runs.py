@@ -457,6 +457,13 @@ def run_folder(target, overwrite=False):
             else:
                 _claim(target, temporary)
             temporary = None
+    except OSError as error:
+        if error.errno is None:  # a message of our own (an earlier run set aside): keep it whole
+            raise
+        # A full or read-only disk: name the run being written, not a file deep inside it.
+        raise UserError(
+            f"could not write the run to {target} ({error.strerror or error}); nothing was saved"
+        ) from None
     finally:
         if temporary is not None:
             shutil.rmtree(temporary, ignore_errors=True)

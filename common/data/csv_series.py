@@ -23,7 +23,6 @@ separate file of ``[start, end]`` windows (:func:`read_label_windows`), such as 
 """
 
 import csv
-import gzip
 import json
 import re
 import warnings
@@ -34,6 +33,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
+from common.data import files
+from common.data.files import MissingColumnError  # noqa: F401  for the apps to catch
 from common.data.windows import runs_of_true
 
 MIN_POINTS = 16  # a detector needs at least 8 windows of 2 points to learn what is usual
@@ -145,50 +146,10 @@ def read_series_csv(
     """
     path = Path(path)
     name = path.name if name is None else str(name)
-    if not path.is_file():
-        raise ValueError(f"{path}: expected a CSV file; there is no such file")
-    frame = _read_text_frame(path, name)
+    # The one reader of users' files: gzip by content, separators sniffed, an Excel workbook
+    # or a folder named as such; every cell stays text so a bad value is shown as written.
+    frame = files.read_table(path, name)
     return series_from_frame(frame, time_col, value_cols, label_col, duplicates, name)
-
-
-def _read_text_frame(path, name):
-    """Every cell as text, so that bad values can be reported as they were written."""
-    with open(path, "rb") as file:
-        magic = file.read(2)
-    # Compressed files are recognised by content too: a downloaded .gz is often renamed.
-    compressed = magic == b"\x1f\x8b" or path.suffix.lower() == ".gz"
-    try:
-        return pd.read_csv(
-            path,
-            dtype=str,
-            keep_default_na=False,
-            compression="gzip" if compressed else None,
-            encoding="utf-8-sig",  # a byte-order mark (Excel) is not part of the first name
-        )
-    except UnicodeDecodeError:
-        raise ValueError(_encoding_problem(path, name, compressed)) from None
-    except pd.errors.EmptyDataError:
-        raise ValueError(
-            f"{name}: expected a header line and data rows; the file is empty"
-        ) from None
-    except CSV_READ_ERRORS as error:
-        raise ValueError(f"{name}: not a readable CSV ({error_reason(error)})") from None
-
-
-def _encoding_problem(path, name, compressed):
-    """Where the first byte that is not UTF-8 sits (pandas only knows its place in a chunk)."""
-    try:
-        raw = gzip.decompress(path.read_bytes()) if compressed else path.read_bytes()
-        raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = raw.count(b"\n", 0, error.start) + 1
-        return (
-            f"{name}: expected UTF-8 text; line {line} holds byte 0x{raw[error.start]:02x}, "
-            "which is not UTF-8 (re-save the file as UTF-8)"
-        )
-    except (OSError, EOFError, zlib.error):
-        pass
-    return f"{name}: expected UTF-8 text; the file holds bytes that are not UTF-8"
 
 
 def series_from_frame(
@@ -285,8 +246,9 @@ def _drop_empty_rows(frame, notes):
 def _choose_columns(frame, time_col, value_cols, label_col, name):
     def require(column):
         if column not in frame.columns:
-            raise ValueError(
-                f"{name}: expected a column '{column}'; columns are: {', '.join(frame.columns)}"
+            raise files.MissingColumnError(
+                f"{name}: expected a column '{column}'; columns are: {', '.join(frame.columns)}",
+                column,
             )
 
     require(time_col)
@@ -329,7 +291,7 @@ def _looks_numeric(column):
 
 
 def _describe(value):
-    return "an empty value" if str(value).strip() == "" else f"'{value}'"
+    return files.show(value)
 
 
 def _parse_numbers(column, name, column_name):
@@ -356,7 +318,7 @@ def _parse_numbers(column, name, column_name):
         raise ValueError(
             f"{name}: expected finite numbers in column '{column_name}'; received "
             f"{_count(int(infinite.sum()), 'row')} with infinite or overflowing values "
-            f"(first: '{shown[first]}' in row {first + 1})"
+            f"(first: {files.show(shown[first])} in row {first + 1})"
         )
     return numbers
 
@@ -403,12 +365,8 @@ def _parse_times(column, name, time_col, notes):
     if numbers.notna().all():
         return _steps_from_numbers(numbers, text, name, time_col), None
 
-    # Fast ISO 8601 parse first (milliseconds for 20k rows); other formats only see what is left.
-    parsed = _to_utc(text, format="ISO8601")
-    left = parsed.isna() & (text != "") & numbers.isna()
-    if left.any():
-        parsed = parsed.where(~left, _parse_other_formats(text[left], notes).reindex(text.index))
-    bad = (parsed.isna() | numbers.notna()).to_numpy()  # a bare number is not a datetime
+    parsed = parse_datetimes(text, name, time_col, notes)
+    bad = parsed.isna().to_numpy()
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
         raise ValueError(
@@ -421,13 +379,32 @@ def _parse_times(column, name, time_col, notes):
     return naive.to_numpy().view("int64").copy(), naive.dt.unit
 
 
+def parse_datetimes(text, name, column, notes):
+    """Datetimes in UTC from text cells; NaT where a cell holds none (a bare number never does).
+
+    ISO 8601 first (milliseconds for 20k rows); other layouts, day first or month first,
+    only for what is left (:func:`_parse_other_formats`). The apps' readers share this.
+
+    Raises:
+        ValueError: dates such as "01/02/2016" that read as well day first as month first.
+    """
+    text = pd.Series(text, dtype="string").fillna("").str.strip()
+    numbers = pd.to_numeric(text.mask(text == ""), errors="coerce")
+    parsed = _to_utc(text, format="ISO8601")
+    left = parsed.isna() & (text != "") & numbers.isna()
+    if left.any():
+        other = _parse_other_formats(text[left], name, column, notes)
+        parsed = parsed.where(~left, other.reindex(text.index))
+    return parsed.where(numbers.isna())
+
+
 def _to_utc(text, format, dayfirst=False):
     with warnings.catch_warnings():  # pandas warns when it guesses a format; we never print
         warnings.simplefilter("ignore")
         return pd.to_datetime(text, utc=True, format=format, dayfirst=dayfirst, errors="coerce")
 
 
-def _parse_other_formats(text, notes):
+def _parse_other_formats(text, name, column, notes):
     """Stamps that are not ISO 8601, read day first or month first, whichever fits better.
 
     "02/12/2013" is 2 December in Europe and February 12 in the USA. The reading under
@@ -435,13 +412,19 @@ def _parse_other_formats(text, notes):
     if both parse all, the one giving the more regular series. Stamps in yet another format
     are then parsed one by one (slow, so only for those).
     """
-    best = None
+    readings = []
     for dayfirst in (False, True):
         guess = _to_utc(text, format=None, dayfirst=dayfirst)
-        score = (int(guess.notna().sum()), _regularity(guess))
-        if best is None or score > best[0]:
-            best = (score, dayfirst, guess)
-    _, dayfirst, parsed = best
+        readings.append(((int(guess.notna().sum()), _regularity(guess)), dayfirst, guess))
+    (month_score, _, month_first), (day_score, _, day_first) = readings
+    if month_score == day_score and month_score[0] and not month_first.equals(day_first):
+        # Neither reading parses more stamps nor gives a more regular series: any choice is a guess.
+        example = text[month_first.ne(day_first)].iloc[0]
+        raise ValueError(
+            f"{name}: expected dates whose order can be told in '{column}'; {files.show(example)} "
+            "reads as well day first as month first and no date decides (write them as YYYY-MM-DD)"
+        )
+    _, dayfirst, parsed = readings[1] if day_score > month_score else readings[0]
     left = parsed.isna()
     if left.any():
         parsed = parsed.where(~left, _to_utc(text[left], format="mixed", dayfirst=dayfirst))
@@ -473,7 +456,7 @@ def _steps_from_numbers(numbers, text, name, time_col):
         raise ValueError(
             f"{name}: expected datetimes or integer steps in '{time_col}'; received "
             f"{_count(int(bad.sum()), 'fractional or out-of-range number')} "
-            f"(first: '{text.iloc[first]}' in row {first + 1})"
+            f"(first: {files.show(text.iloc[first])} in row {first + 1})"
         )
     return steps.astype("int64")
 
@@ -703,18 +686,23 @@ def find_csv_files(paths):
 
     The key is the file's path below the folder it was found in, such as
     ``"realKnownCause/nyc_taxi.csv"``, the way NAB's labels file names it; a
-    file given directly is keyed by its own folder and name.
+    file given directly is keyed by its path as given, so messages show what was typed.
+    A folder whose name ends in ``.csv`` is searched like any other, not read.
     """
     found = []
     for path in map(Path, paths):
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.name.endswith((".csv", ".csv.gz")))
-            if not files:
+            csvs = sorted(
+                p
+                for p in path.rglob("*")
+                if p.name.endswith((".csv", ".csv.gz")) and not p.is_dir()
+            )
+            if not csvs:
                 raise ValueError(f"{path}: expected .csv files in that folder; received none")
-            found += [(file, file.relative_to(path).as_posix()) for file in files]
-        elif path.is_file():
-            key = f"{path.parent.name}/{path.name}" if path.parent.name else path.name
-            found.append((path, key))
+            found += [(file, file.relative_to(path).as_posix()) for file in csvs]
+        elif path.exists() or path.is_symlink():
+            files.check_file(path)  # a device, a socket or a symbolic link loop is said as such
+            found.append((path, str(path)))
         else:
             raise ValueError(f"{path}: no such file or folder")
     return found
@@ -748,19 +736,17 @@ def read_label_windows(path, series_key, times):
         times: the series' times (``Series.times``), sorted.
 
     Returns:
-        Sorted inclusive ``(start, end)`` index pairs into ``times``, overlapping ones merged.
+        Sorted inclusive ``(start, end)`` index pairs into ``times``, overlapping ones merged;
+        None when the file is a dict of series that does not name this one.
     """
     path = Path(path)
     name = path.name
-    if not path.is_file():
-        raise ValueError(f"{path}: expected a labels file; there is no such file")
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ValueError(_encoding_problem(path, name, compressed=False)) from None
+    text = files.read_text(path, str(path))
     times = pd.Index(times)
     if path.suffix.lower() == ".json" or text.lstrip().startswith(("[", "{")):
         pairs = _json_windows(text, name, series_key)
+        if pairs is None:
+            return None
     else:
         pairs = _csv_windows(text, name, times)
 
@@ -781,6 +767,13 @@ def read_label_windows(path, series_key, times):
         last = int(times.searchsorted(end, side="right")) - 1
         if first <= last:  # otherwise no time of the series falls inside it
             windows.append((first, last))
+    if pairs and not windows and len(times):
+        # Scoring against windows that all miss the series would report F1 0 for no reason.
+        start, end = pairs[0]
+        raise ValueError(
+            f"{name}: expected windows within the series' times ({times[0]} to {times[-1]}); "
+            f"received {_count(len(pairs), 'window')}, none inside (first: [{start}, {end}])"
+        )
     return _merge_windows(windows)
 
 
@@ -798,6 +791,8 @@ def _json_windows(text, name, series_key):
         ) from None
     if isinstance(windows, dict):
         windows = _lookup_series(windows, name, series_key)
+        if windows is None:
+            return None
     if not isinstance(windows, list):  # the file's content is wrong, not an argument's type
         raise ValueError(  # noqa: TRY004
             f"{name}: expected a list of [start, end] pairs; received {type(windows).__name__}"
@@ -815,11 +810,12 @@ def _json_windows(text, name, series_key):
 
 
 def _lookup_series(windows, name, series_key):
-    """NAB's dict: by exact key, then by file name if unique; a single entry is used as is."""
+    """NAB's dict: by exact key, then by file name if unique.
+
+    A series the file does not name is never given another series' windows: None.
+    """
     if series_key is not None and str(series_key) in windows:
         return windows[str(series_key)]
-    if len(windows) == 1:
-        return next(iter(windows.values()))
     base = PurePosixPath(str(series_key).replace("\\", "/")).name if series_key else None
     matches = [key for key in windows if PurePosixPath(str(key)).name == base]
     if len(matches) == 1:
@@ -829,9 +825,7 @@ def _lookup_series(windows, name, series_key):
             f"{name}: expected one series named '{base}' in labels file; "
             f"received {len(matches)}: {', '.join(matches)}"
         )
-    raise ValueError(
-        f"{name}: no windows for '{series_key}' in labels file (it has {len(windows)} series)"
-    )
+    return None
 
 
 def _csv_windows(text, name, times):

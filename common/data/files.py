@@ -18,6 +18,7 @@ expected and what was found.
 """
 
 import csv
+import errno
 import gzip
 import hashlib
 import http.client
@@ -25,6 +26,7 @@ import io
 import lzma
 import os
 import socket
+import stat
 import urllib.error
 import urllib.request
 import zlib
@@ -32,13 +34,77 @@ from pathlib import Path
 
 # What a file is, by its first bytes, for the kinds users most often give where text is expected.
 MAGIC = (
-    (b"PK\x03\x04", "a zip archive (an Excel .xlsx workbook is one); export it as CSV"),
+    (b"PK\x03\x04", "a zip archive; unpack it (or export it as CSV, if it is a workbook)"),
     (b"\xd0\xcf\x11\xe0", "an old Excel .xls (or other Office) file; export it as CSV"),
     (b"PAR1", "a Parquet file; write it with DataFrame.to_csv"),
     (b"%PDF", "a PDF document"),
     (b"\x89HDF", "an HDF5 file"),
     (b"\x93NUMPY", "a NumPy .npy array"),
 )
+# An xlsx workbook is a zip whose first entries live under xl/ or name [Content_Types].xml.
+XLSX = "an Excel workbook (xlsx); export it as CSV"
+
+SHOWN_LENGTH = 40  # an echoed value longer than this is cut: one line, never megabytes
+
+
+def show(value, limit=SHOWN_LENGTH):
+    """A value from a user's file as an error message quotes it: in quotes, cut to ``limit``.
+
+    >>> show("2.537,00")
+    "'2.537,00'"
+    >>> show("x" * 100)
+    "'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…' (100 characters)"
+    >>> show("  ")
+    'an empty value'
+    """
+    text = str(value)
+    if not text.strip():
+        return "an empty value"
+    if len(text) > limit:
+        return f"'{text[: limit - 1]}…' ({len(text)} characters)"
+    return f"'{text}'"
+
+
+def what_it_is(raw):
+    """What ``raw`` bytes are, by their first bytes, when that says they are not text; or None."""
+    if raw.startswith(b"PK\x03\x04") and (b"xl/" in raw[:4096] or b"[Content_Types]" in raw[:4096]):
+        return XLSX
+    for magic, what in MAGIC:
+        if raw.startswith(magic):
+            return what
+    return None
+
+
+class MissingColumnError(ValueError):
+    """A column asked for is not in the table; ``column`` says which, so a caller can say
+    which of its settings names it."""
+
+    def __init__(self, message, column):
+        super().__init__(message)
+        self.column = column
+
+
+def check_file(path, name=None):
+    """Refuse, in words, a path that is not a file to read: missing, a folder, a device, a loop.
+
+    A pipe is a file to read (``--csv <(zcat prices.csv.gz)``).
+
+    Raises:
+        ValueError: the path is missing, a folder, a symbolic link loop, or not a regular file.
+    """
+    name = name or str(path)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise ValueError(f"{name}: expected a file; received a symbolic link loop") from None
+        if error.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise ValueError(f"{name}: no such file") from None
+        raise ValueError(f"{name}: cannot be read ({error.strerror})") from None
+    if stat.S_ISDIR(mode):
+        raise ValueError(f"{name}: expected a file; received a folder")
+    if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+        raise ValueError(f"{name}: expected a file; received something that is not a regular file")
 
 
 def read_bytes(path, name=None):
@@ -46,14 +112,11 @@ def read_bytes(path, name=None):
     name).
 
     Raises:
-        ValueError: no such file, a folder, an unreadable or damaged gzip or xz file.
+        ValueError: as :func:`check_file`, or a damaged gzip or xz file.
     """
     path = Path(path)
     name = name or str(path)
-    if path.is_dir():
-        raise ValueError(f"{name}: expected a file; received a folder")
-    if not path.is_file():
-        raise ValueError(f"{name}: no such file")
+    check_file(path, name)
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b" or path.suffix.lower() == ".gz":
         try:
@@ -77,9 +140,8 @@ def read_text(path, name=None):
     """
     name = name or str(path)
     raw = read_bytes(path, name)
-    for magic, what in MAGIC:
-        if raw.startswith(magic):
-            raise ValueError(f"{name}: expected a text file; received {what}")
+    if what := what_it_is(raw):
+        raise ValueError(f"{name}: expected a text file; received {what}")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -114,25 +176,69 @@ def sniff_separator(text):
         return best if counts[best] else ","
 
 
-def read_table(path, name=None, separator=None):
+def read_table(path, name=None, separator=None, header=0):
     """A CSV-like file as a ``DataFrame`` of strings (nothing converted, so a bad value can be
     shown as it was written); the separator is sniffed unless given.
 
     Raises:
         ValueError: as :func:`read_text`, or text that is not a table.
     """
+    name = name or str(path)
+    return table_from_text(read_text(path, name), name, separator, header)
+
+
+def table_from_text(text, name, separator=None, header=0):
+    """:func:`read_table` for text already read; ``header=None`` keeps the first line as a row."""
     import pandas as pd
 
-    name = name or str(path)
-    text = read_text(path, name)
     if not text.strip():
         raise ValueError(f"{name}: expected a header line and data rows; the file is empty")
     separator = separator or sniff_separator(text)
     try:
-        return pd.read_csv(io.StringIO(text), sep=separator, dtype=str, keep_default_na=False)
+        return pd.read_csv(
+            io.StringIO(text), sep=separator, dtype=str, keep_default_na=False, header=header
+        )
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else "no columns"
         raise ValueError(f"{name}: expected a table of {separator!r}-separated columns; {reason}")
+
+
+# How numbers are written in spreadsheet exports: an optional currency sign before or after,
+# thousands grouped by "," (or by "." where the decimal mark is ","). Grouping must be exact
+# (1,234,567.5) so that a list such as "1,2" is never read as a thousands-separated number.
+CURRENCY = "$€£¥"
+_SIGNED = r"^(?P<sign>[+-]?)\s*[{c}]?\s*(?P<number>.*?)\s*[{c}]?$".format(c=CURRENCY)
+_GROUPED_POINT = r"^\d{1,3}(,\d{3})+(\.\d*)?$"  # 2,537.00
+_COMMA_DECIMAL = r"^(\d{1,3}(\.\d{3})+|\d+)(,\d+)?$"  # 2.537,00 or 100,95
+
+
+def numbers_from_text(cells, decimal_comma=False):
+    """Floats from text cells as spreadsheets write them; NaN where a cell is not a number.
+
+    A currency sign and thousands separators are dropped. With ``decimal_comma``
+    (files separated by ";", as European Excel writes them) "2.537,00" is 2537.0;
+    a comma is then only read as a decimal mark if every number of the column fits
+    that reading, so a column written "1,234.5" is still read the usual way.
+
+    >>> import pandas as pd
+    >>> numbers_from_text(pd.Series(["$21.28", "2,537.00", "-1e3", "50 ms"])).tolist()
+    [21.28, 2537.0, -1000.0, nan]
+    >>> numbers_from_text(pd.Series(["2.537,00", "100,95 €"]), decimal_comma=True).tolist()
+    [2537.0, 100.95]
+    """
+    import pandas as pd
+
+    text = pd.Series(cells, dtype="string").fillna("").str.strip()
+    parts = text.str.extract(_SIGNED)
+    sign, number = parts["sign"].fillna(""), parts["number"].fillna("")
+    if decimal_comma:
+        comma = number.str.match(_COMMA_DECIMAL)
+        filled = number != ""
+        if comma[filled].all() and number.str.contains(",").any():
+            number = number.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+    grouped = number.str.match(_GROUPED_POINT)
+    number = number.where(~grouped, number.str.replace(",", "", regex=False))
+    return pd.to_numeric(sign + number, errors="coerce").to_numpy("float64")
 
 
 def cache_name(url):

@@ -12,22 +12,14 @@ and says what was expected and what was found.
 [10.0, 11.5]
 """
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from common.data.csv_series import CSV_READ_ERRORS, error_reason
-
-
-class MissingColumnError(ValueError):
-    """A column asked for is not in the table; ``column`` says which, so a caller can say
-    which of its settings names it."""
-
-    def __init__(self, message, column):
-        super().__init__(message)
-        self.column = column
+from common.data import files
+from common.data.files import MissingColumnError
+from common.data.csv_series import error_reason, parse_datetimes
 
 
 def read_price_csv(path, date_col, target_col, name=None):
@@ -35,23 +27,24 @@ def read_price_csv(path, date_col, target_col, name=None):
 
     Accepts plain CSVs and yfinance's exports: the single-header layout of
     ``Ticker.history()`` and the three-row header (Price / Ticker / Date) that
-    ``yfinance.download(...).to_csv()`` writes.
+    ``yfinance.download(...).to_csv()`` writes. The file is read by the apps' shared
+    reader (:mod:`common.data.files`): gzip by content, the separator sniffed, a
+    workbook or a folder named as such; with ";" between columns, "2.537,00" is 2537.
+    Repairs made (empty rows skipped, dates read day first) are sentences in
+    ``series.attrs["notes"]``.
     """
     path = Path(path)
     name = name or str(path)
-    if not path.is_file():
-        raise ValueError(f"{name}: no such file")
-    try:
-        raw = pd.read_csv(path, header=None, dtype=str, skip_blank_lines=True)
-    except CSV_READ_ERRORS as error:  # also a truncated or fake .gz
-        raise ValueError(f"{name}: not a readable CSV ({error_reason(error)})") from None
+    text = files.read_text(path, name)
+    separator = files.sniff_separator(text)
+    raw = files.table_from_text(text, name, separator, header=None)
     if len(raw) < 2:
         raise ValueError(f"{name}: no data rows")
     header = [str(column).strip() for column in raw.iloc[0]]
     rows = raw.iloc[1:]
     if header[0] == "Price" and str(raw.iloc[1, 0]).strip() == "Ticker":
         # yfinance.download(...).to_csv(): row 2 names the ticker of each column, row 3 says "Date".
-        tickers = sorted({str(t) for t in raw.iloc[1, 1:] if isinstance(t, str)})
+        tickers = sorted({str(t).strip() for t in raw.iloc[1, 1:] if str(t).strip()})
         if len(tickers) > 1:
             raise ValueError(
                 f"{name}: holds several tickers ({', '.join(tickers)}); save one ticker per file"
@@ -60,31 +53,46 @@ def read_price_csv(path, date_col, target_col, name=None):
         has_date_row = len(raw) > 2 and str(raw.iloc[2, 0]).strip() == "Date"
         rows = raw.iloc[3:] if has_date_row else raw.iloc[2:]
     frame = pd.DataFrame(rows.values, columns=header)
-    return price_series(frame, date_col, target_col, name)
+    # A decimal comma is only possible where the comma does not separate the columns.
+    return price_series(frame, date_col, target_col, name, decimal_comma=separator != ",")
 
 
-def price_series(frame, date_col, target_col, name):
-    """Check a frame's date and price columns; return the prices as a sorted, dated Series."""
+def price_series(frame, date_col, target_col, name, decimal_comma=False):
+    """Check a frame's date and price columns; return the prices as a sorted, dated Series.
+
+    Every refusal shows the first offending value and its row (rows count from 1, the
+    first line after the header).
+    """
     for column in (date_col, target_col):
         if column not in frame.columns:
             columns = ", ".join(map(str, frame.columns))
             raise MissingColumnError(f"{name}: no column '{column}'; columns are {columns}", column)
         if list(frame.columns).count(column) > 1:
             raise ValueError(f"{name}: the column '{column}' appears more than once; rename one")
+    notes = []
+    frame = _drop_rows_without_prices(frame.reset_index(drop=True), date_col, target_col, notes)
     if len(frame) == 0:
         raise ValueError(f"{name}: no data rows")
-    dates = parse_dates(frame[date_col])
+    dates = parse_dates(frame[date_col], name, date_col, notes)
     if bad_dates := int(dates.isna().sum()):
+        first = dates.index[dates.isna()][0]
+        value = str(frame.loc[first, date_col]).strip()
+        hint = ""
+        if pd.to_numeric(pd.Series([value]), errors="coerce").notna().all():
+            hint = "; numbers there look like Unix times: convert them to dates"
         raise ValueError(
-            f"{name}: {bad_dates} rows have a date that cannot be read in column '{date_col}'"
+            f"{name}: expected dates in column '{date_col}' such as 2024-01-31, 31/01/2024 or "
+            f"01/31/2024; {bad_dates} of {len(dates)} rows have none (first: {files.show(value)} "
+            f"in row {first + 1}){hint}"
         )
-    prices = pd.to_numeric(frame[target_col], errors="coerce")
+    prices = pd.Series(files.numbers_from_text(frame[target_col], decimal_comma), frame.index)
     bad = prices.isna()
     if bad.any():
-        first = frame.index[bad.values][0]
+        first = prices.index[bad][0]
         raise ValueError(
             f"{name}: {int(bad.sum())} of {len(prices)} rows in '{target_col}' are empty, NaN or "
-            f"not numbers (first on {dates[first]:%Y-%m-%d}); clean or drop those rows"
+            f"not numbers (first: {files.show(frame.loc[first, target_col])} in row {first + 1}, "
+            f"dated {dates[first]:%Y-%m-%d}); expected prices such as 21.28; clean or drop those rows"
         )
     if prices.min() == prices.max():
         raise ValueError(
@@ -93,41 +101,83 @@ def price_series(frame, date_col, target_col, name):
         )
     infinite = ~np.isfinite(prices.to_numpy(dtype="float64"))
     if infinite.any():
+        first = frame.index[infinite][0]
         raise ValueError(
             f"{name}: {int(infinite.sum())} prices in '{target_col}' are infinite or too large "
-            f"for a float (first on {dates[frame.index[infinite][0]]:%Y-%m-%d})"
+            f"for a float (first: {files.show(frame.loc[first, target_col])} in row {first + 1}, "
+            f"on {dates[first]:%Y-%m-%d})"
         )
     if (prices <= 0).any():
+        first = prices.index[prices <= 0][0]
         raise ValueError(
-            f"{name}: {int((prices <= 0).sum())} prices in '{target_col}' are zero or negative; "
+            f"{name}: {int((prices <= 0).sum())} prices in '{target_col}' are zero or negative "
+            f"(first: {files.show(frame.loc[first, target_col])} in row {first + 1}); "
             "returns need positive prices"
         )
+    days = dates.dt.normalize()
+    _check_one_row_per_day(frame, dates, days, name, date_col)
     series = pd.Series(
         prices.to_numpy(dtype="float64"),
-        index=pd.DatetimeIndex(dates.to_numpy(), name="Date"),
+        index=pd.DatetimeIndex(days.to_numpy(), name="Date"),
         name=target_col,
     ).sort_index()
-    if duplicated := int(series.index.duplicated().sum()):
-        raise ValueError(f"{name}: {duplicated} dates appear more than once")
+    series.attrs["notes"] = notes
     return series
 
 
-def parse_dates(column):
-    """Dates from text: ISO first, then any layout pandas reads; NaT where none fits.
+def _drop_rows_without_prices(frame, date_col, target_col, notes):
+    """Rows that are empty (a spreadsheet's trailing ``,,``) and a last row whose date is a
+    word ("Total", "Average") carry no price of a day: they are skipped, with a note."""
+    cells = frame[[date_col, target_col]].astype("string").fillna("")
+    empty = (cells[date_col].str.strip() == "") & (cells[target_col].str.strip() == "")
+    if empty.any():
+        notes.append(f"skipped {int(empty.sum())} empty row(s)")
+    kept = frame[~empty.to_numpy()]
+    if len(kept) > 1:
+        last = str(kept[date_col].iloc[-1]).strip()
+        if last and not any(character.isdigit() for character in last):
+            notes.append(f"skipped the last row ({files.show(last)} holds no date)")
+            kept = kept.iloc[:-1]
+    return kept
 
-    A trailing UTC offset ("+01:00", "Z") is dropped: a daily price belongs to
-    the exchange's own calendar day, whatever offset the export wrote.
 
-    >>> parse_dates(pd.Series(["2015-01-02 00:00+01:00", "01/05/2015", "soon"])).tolist()
-    [Timestamp('2015-01-02 00:00:00'), Timestamp('2015-01-05 00:00:00'), NaT]
+def _check_one_row_per_day(frame, dates, days, name, date_col):
+    repeated = days.duplicated(keep=False)
+    if not repeated.any():
+        return
+    first = days.index[repeated][0]
+    shown = files.show(str(frame.loc[first, date_col]).strip())
+    if (dates != days).any():  # times of day: intraday prices
+        raise ValueError(
+            f"{name}: expected one price per day in column '{date_col}'; received times of day, "
+            f"{int(repeated.sum())} rows sharing a date with another (first: {shown} in row "
+            f"{first + 1}); forecast works on daily prices: keep one row per day, such as "
+            "each day's last price"
+        )
+    later = days.index[repeated & (days == days[first])][1]
+    raise ValueError(
+        f"{name}: {int(days.duplicated().sum())} dates appear more than once (first: {shown} "
+        f"in rows {first + 1} and {later + 1}); keep one row per date"
+    )
+
+
+def parse_dates(column, name="dates", column_name="Date", notes=None):
+    """Dates from text, by the apps' shared date reader; NaT where none fits.
+
+    ISO first, then other layouts, day first ("25.02.2016") where that reading fits
+    better (:func:`common.data.csv_series.parse_datetimes`). A trailing UTC offset
+    ("+01:00", "Z") is dropped: a daily price belongs to the exchange's own calendar
+    day, whatever offset the export wrote.
+
+    >>> parse_dates(pd.Series(["2015-01-02 00:00+01:00", "01/15/2015", "soon"])).tolist()
+    [Timestamp('2015-01-02 00:00:00'), Timestamp('2015-01-15 00:00:00'), NaT]
+    >>> parse_dates(pd.Series(["29.01.2016", "01.02.2016"])).dt.strftime("%d %B").tolist()
+    ['29 January', '01 February']
     """
     text = column.astype(str).str.strip().str.replace(r"\s*(Z|[+-]\d\d:?\d\d)$", "", regex=True)
-    dates = pd.to_datetime(text.str[:10], errors="coerce", format="%Y-%m-%d")
-    if dates.isna().any():
-        with warnings.catch_warnings():  # "could not infer format": unreadable rows are counted
-            warnings.simplefilter("ignore")
-            dates = pd.to_datetime(text, errors="coerce", format="mixed")
-    return dates
+    notes = [] if notes is None else notes
+    dates = parse_datetimes(text, name, column_name, notes)
+    return dates.dt.tz_localize(None)
 
 
 def download_prices(symbol, start, end, cache_dir, name=None):

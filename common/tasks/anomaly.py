@@ -93,9 +93,12 @@ def read_labelled(path, name, labels=None, **reading):
     ``label_windows`` and ``is_anomaly``. Raises ValueError naming the file.
     """
     found = read_series_csv(path, **reading, name=name)
-    if labels is not None:
-        found.label_windows = read_label_windows(labels, name, found.times)
-        found.is_anomaly = intervals_to_mask(found.label_windows, len(found))
+    windows = None if labels is None else read_label_windows(labels, name, found.times)
+    if windows is not None:
+        found.label_windows = windows
+        found.is_anomaly = intervals_to_mask(windows, len(found))
+    elif labels is not None:  # a labels file for other series: this one is scored unlabelled
+        found.notes.append(f"{Path(labels).name} names no windows for this series: no labels")
     with np.errstate(all="ignore"):  # values near 1e308: their spread overflows
         spread = np.std(found.values, axis=0)
     if not np.isfinite(spread).all():
@@ -697,16 +700,57 @@ def load_detector(folder, saved, model=None):
 
 def read_saved_run(folder):
     """A saved run's ``config.json`` contents; ValueError when ``folder`` holds no anomaly run."""
+    saved, app = {}, None
     try:
         saved = json.loads((Path(folder) / "config.json").read_text())
         app = saved["app"]
         if app == "anomaly" and saved["detector"] in DETECTORS:
             return saved
     except (OSError, ValueError, KeyError, TypeError, RecursionError):
-        app = None
+        pass
     if isinstance(app, str) and app.isidentifier() and app != "anomaly":
         raise ValueError(f"a run of {app}.py, not of anomaly.py")
+    scored_with = saved.get("scored_with") if app == "anomaly" else None
+    if isinstance(scored_with, str):  # a run that scored new data holds no detector of its own
+        raise ValueError(
+            f"expected a run that fitted a detector; received scores made with the run in "
+            f"{scored_with} (load that run instead)"
+        )
     raise ValueError("no anomaly run there (config.json missing or damaged)")
+
+
+def describe_step(step):
+    """A series' sampling step in words, as saved with a run and compared when it scores new data.
+
+    >>> describe_step(pd.Timedelta(minutes=5)), describe_step(pd.Timedelta(hours=1)), describe_step(1)
+    ('5 minutes', '1 hour', '1 step')
+    """
+    if not hasattr(step, "total_seconds"):  # a series indexed by integer steps
+        return f"{step} step{'s' if step != 1 else ''}"
+    seconds = step.total_seconds()
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        if seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds:g} seconds"
+
+
+def step_warning(series, saved):
+    """One line when ``series`` is sampled at another step than the saved run was fitted on, else None.
+
+    A window of 48 readings is 4 hours of 5-minute data and 2 days of hourly
+    data: the detector still scores, but what it learnt as normal no longer applies.
+    """
+    fitted = saved.get("sampling_step")
+    if not isinstance(fitted, str):  # saved before runs kept their step
+        return None
+    now = describe_step(series.step)
+    if now == fitted:
+        return None
+    return (
+        f"{series.name}: readings {now} apart, but the saved detector was fitted on readings "
+        f"{fitted} apart; its scores may mislead (resample the series to one reading every {fitted})"
+    )
 
 
 def rescore_saved(series, folder, saved, model=None):

@@ -28,9 +28,13 @@ module is imported (it registers the layer with Keras, package
 ``rnn_workshop``).
 """
 
+import gzip
+import lzma
 import math
 import time
+import zlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -180,6 +184,46 @@ def vocabulary_of(model):
 
 
 # ---------------------------------------------------------------- the text
+
+# Training holds about 27 bytes per character of text (ids, slices, batches): 40 MB keeps a
+# run under about 2 GB of memory, and is eight times the bundled plays.
+MAX_TEXT_BYTES = 40_000_000
+
+
+def check_text_size(path, name=None, limit=MAX_TEXT_BYTES):
+    """Refuse a text of more than ``limit`` bytes before it is read whole into memory.
+
+    A plain file is judged by its size; a gzip or xz file is unpacked only as far
+    as the limit. A missing or damaged file passes: reading it says what is wrong.
+
+    Raises:
+        ValueError: the text is longer than ``limit``; the message states the limit.
+    """
+    path, name = Path(path), name or str(path)
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(6)
+        opener = None
+        if magic[:2] == b"\x1f\x8b" or path.suffix.lower() == ".gz":
+            opener = gzip.open
+        elif magic == b"\xfd7zXZ\x00" or path.suffix.lower() == ".xz":
+            opener = lzma.open
+        if opener is None:
+            size = path.stat().st_size
+        else:
+            with opener(path, "rb") as handle:
+                size = 0
+                while size <= limit and (chunk := handle.read(1 << 20)):
+                    size += len(chunk)
+    except (OSError, EOFError, lzma.LZMAError, zlib.error):
+        return
+    if size > limit:
+        received = f"{size / 1e6:,.0f} MB" if opener is None else "more once unpacked"
+        raise ValueError(
+            f"{name}: expected at most {limit / 1e6:g} MB of text (training needs about 27 "
+            f"times that in memory); received {received}. Train on a part of it, e.g. "
+            f"head -c {limit} FILE > part.txt"
+        )
 
 
 def split_text(text, seq_length, validation_fraction=VALIDATION_FRACTION):

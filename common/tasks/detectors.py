@@ -167,11 +167,14 @@ class MatrixProfileDiscord:
         reference was cut from (e.g. 0: it *is* the reference), windows overlapping
         a reference window by more than half are not its neighbours (a trivial match).
         """
-        series = as_2d(series)
+        # float64: near a repeat, 1 - correlation is below float32's resolution, and the square
+        # root turns its round-off (which differs with the number of rows) into visible scores.
+        series = as_2d(series, "float64")
+        reference = self.reference.astype("float64")
         distances = np.zeros(len(series) - self.window + 1)
         for channel in range(series.shape[1]):
             references = self._znormalise(
-                sliding_windows(self.reference[:, channel], self.window)[..., 0]
+                sliding_windows(reference[:, channel], self.window)[..., 0]
             )
             queries = self._znormalise(sliding_windows(series[:, channel], self.window)[..., 0])
             nearest = np.empty(len(queries))

@@ -83,6 +83,48 @@ def split_examples(num_prices, origins, horizon, val_fraction, test_fraction):
     return split, assign_windows(origins, 1, horizon, split)
 
 
+MIN_EXAMPLES = {"train": 100, "validation": 10, "test": 10}  # fewer teach or score nothing
+
+
+def example_counts(days, window, horizon, val_fraction, test_fraction):
+    """How many examples of each part ``days`` prices give, as :func:`prepare` would cut them.
+
+    >>> example_counts(1500, 30, 300, 0.15, 0.15)
+    {'train': 720, 'validation': 0, 'test': 0}
+    """
+    origins = np.arange(
+        window, days - horizon
+    )  # as make_examples: a window behind, a horizon ahead
+    try:
+        _, masks = split_examples(days, origins, horizon, val_fraction, test_fraction)
+    except ValueError:  # too few days to split three ways
+        return dict.fromkeys(MIN_EXAMPLES, 0)
+    return {part: int(mask.sum()) for part, mask in zip(MIN_EXAMPLES, masks)}
+
+
+def enough_examples(counts):
+    return all(counts[part] >= least for part, least in MIN_EXAMPLES.items())
+
+
+def days_needed(window, horizon, val_fraction, test_fraction):
+    """The fewest days that give :data:`MIN_EXAMPLES` of each part (found by bisection).
+
+    >>> days_needed(30, 1, 0.15, 0.15)
+    187
+    """
+    sizes = (window, horizon, val_fraction, test_fraction)
+    low, high = 1, 64
+    while not enough_examples(example_counts(high, *sizes)):
+        low, high = high, high * 2
+    while low + 1 < high:  # enough at high, not at low
+        middle = (low + high) // 2
+        if enough_examples(example_counts(middle, *sizes)):
+            high = middle
+        else:
+            low = middle
+    return high
+
+
 @dataclass
 class Dataset:
     """Prices cut into examples, split by date, and the scaler fitted on training returns."""

@@ -124,7 +124,7 @@ def read_text_table(
             labels.tolist(), origin=f"{origin}, column '{label_col}'", need_both=need_both
         )
     if "split" in frame.columns and "split" not in (text_col, label_col):
-        result["split"] = frame["split"][keep].str.strip().str.lower().to_numpy()
+        result["split"] = frame["split"][keep].to_numpy()  # read by split_names
     if len(result) == 0:
         raise ValueError(f"{origin}: no rows with text in column '{text_col}'")
     return result
@@ -181,6 +181,41 @@ def stratified_split(labels, seed=SPLIT_SEED, fractions=SPLIT_FRACTIONS):
     return split
 
 
+# A split column's spellings, lower-cased, and the split each names.
+SPLIT_NAMES = {
+    "train": "train",
+    "training": "train",
+    "validation": "validation",
+    "valid": "validation",
+    "val": "validation",
+    "dev": "validation",
+    "test": "test",
+}
+
+
+def split_names(values, origin="split"):
+    """Each value of a ``split`` column as "train", "validation" or "test" (dev, val ... too).
+
+    >>> split_names(["train", "dev", "Val", "test"]).tolist()
+    ['train', 'validation', 'validation', 'test']
+
+    Raises:
+        ValueError: a value that names no split; a row is never dropped silently.
+    """
+    cleaned = [str(value).strip().lower() for value in values]
+    unknown = sorted({value for value in cleaned if value not in SPLIT_NAMES})
+    if unknown:
+        shown = ", ".join(repr(value) for value in unknown[:5]) + (
+            ", ..." if len(unknown) > 5 else ""
+        )
+        raise ValueError(
+            f"{origin}: expected the split values train, validation (or dev, val, valid) and "
+            f"test; received {shown} (fix those rows, or rename the 'split' heading to split "
+            "the file 80/10/10 instead)"
+        )
+    return np.array([SPLIT_NAMES[value] for value in cleaned], dtype=object)
+
+
 def load_rotten_tomatoes(path):
     """The bundled snippets (``data/rotten_tomatoes.csv.gz``): its fixed split, and plot summaries."""
     import pandas as pd
@@ -209,6 +244,8 @@ def load_table(path, text_col="text", label_col="label", name=None):
     """
     name = name or str(path)
     frame = read_text_table(path, text_col, label_col, origin=name)
+    if "split" in frame.columns:
+        frame["split"] = split_names(frame["split"], name)
     if "split" in frame.columns and {"train", "test"} <= set(frame["split"]):
         split = frame["split"].to_numpy()
         if "validation" not in set(split):  # carve validation out of train
@@ -312,9 +349,11 @@ def standardize_review(texts):
 
     Keras's default standardizer deletes punctuation, but "!" and "?" carry
     sentiment and "n't" flips it; keeping them as tokens lets the model see
-    them. HTML line breaks (common in IMDB reviews) become spaces.
+    them. HTML line breaks (common in IMDB reviews) become spaces. Letters of
+    every script are kept (Cyrillic, Greek, Chinese ...), except Latin letters
+    beyond a-z ("é" of "café"), dropped as always, so saved vocabularies stay valid.
     """
-    texts = tf.strings.lower(texts)
+    texts = tf.strings.lower(texts, encoding="utf-8")
     texts = tf.strings.regex_replace(texts, r"<br\s*/?>", " ")
     texts = tf.strings.regex_replace(
         texts, r"(^|\s)'|'(\s|$)", r"\1 \2"
@@ -322,7 +361,8 @@ def standardize_review(texts):
     texts = tf.strings.regex_replace(texts, r"n't\b", " n't")
     texts = tf.strings.regex_replace(texts, r"'(s|re|ve|ll|d|m)\b", r" '\1")
     texts = tf.strings.regex_replace(texts, r"([!?.,;:()\"]|--)", r" \1 ")
-    return tf.strings.regex_replace(texts, r"[^a-z0-9!?.,;:()\"'\- ]", " ")
+    # \P{Latin} inside [^...]: a Latin letter other than a-z.
+    return tf.strings.regex_replace(texts, r"[^\pL\pM0-9!?.,;:()\"'\- ]|[^\P{Latin}a-z]", " ")
 
 
 def tokenize(text):
@@ -369,13 +409,30 @@ def word_counts(texts):
 
 def vectorize(vectorizer, texts, max_length):
     """Token ids for ``texts`` as a list of int arrays, each cut to at most ``max_length`` and unpadded."""
-    ids = []
+    return [ids[:max_length] for ids in _token_ids(vectorizer, texts, max_length)]
+
+
+def count_cut(vectorizer, texts, max_length):
+    """How many of ``texts`` hold more than ``max_length`` tokens (and so are cut by :func:`vectorize`)."""
+    return sum(len(ids) > max_length for ids in _token_ids(vectorizer, texts, max_length + 1))
+
+
+def _token_ids(vectorizer, texts, max_length):
+    """Each text's token ids, at least its first ``max_length``, read 2048 texts at a time.
+
+    Ragged, then cut, then padded: padding first would make every text in a
+    batch as long as its longest, and one 20 MB review would need gigabytes.
+    """
+    ragged = keras.layers.TextVectorization(
+        standardize=standardize_review,
+        split="whitespace",
+        vocabulary=vectorizer.get_vocabulary(),
+        ragged=True,
+    )
     for start in range(0, len(texts), 2048):
-        batch = vectorizer(
-            tf.constant(np.asarray(texts[start : start + 2048], dtype=object))
-        ).numpy()
-        ids.extend(row[row != 0][:max_length] for row in batch)
-    return ids
+        batch = ragged(tf.constant(np.asarray(texts[start : start + 2048], dtype=object)))
+        padded = batch[:, :max_length].to_tensor().numpy()
+        yield from (row[row != 0] for row in padded)
 
 
 @keras.saving.register_keras_serializable(package="rnn_workshop")
@@ -905,19 +962,33 @@ def wide_and_deep_model(deep, wide, weights, bias, name="wide_and_deep"):
     return keras.Model(strings, probability, name=name)
 
 
+PREDICT_CHARACTERS = 2_000_000  # characters in one batch at most (unless one text is longer)
+
+
 def predict_texts(model, texts, batch_size=256):
     """``model``'s first output for each raw string, in order, as float32 (e.g. P(positive)).
 
-    Texts are sorted by length first, so each batch is padded little.
+    Texts are sorted by length first, so each batch is padded little; long
+    texts go in smaller batches (one 20 MB review alone), as the model pads
+    each batch to its longest text before cutting it to the length it reads.
     """
     texts = np.asarray(texts, dtype=object)
-    order = np.argsort([len(t) for t in texts], kind="stable")
+    lengths = np.array([len(t) for t in texts])
+    order = np.argsort(lengths, kind="stable")
     outputs = np.empty(len(texts), dtype="float32")
-    for start in range(0, len(texts), batch_size):
-        rows = order[start : start + batch_size]
+    start = 0
+    while start < len(texts):
+        # Sorted, so the last text of a batch is its longest: keep rows x longest below a budget.
+        end = start + 1
+        while end < min(start + batch_size, len(texts)) and (
+            (end - start + 1) * lengths[order[end]] <= PREDICT_CHARACTERS
+        ):
+            end += 1
+        rows = order[start:end]
         outputs[rows] = np.asarray(
             model.predict_on_batch(keras.ops.convert_to_tensor(texts[rows].tolist()))
         )[:, 0]
+        start = end
     return outputs
 
 
