@@ -324,12 +324,17 @@ def test_a_saved_model_reads_any_text_or_says_why_not(app, option, saved, texts)
 # ---------------------------------------------------------------- a save that fails midway
 
 
-# The fast tier keeps the two apps that train in a second; the rest share their cleanup path.
+# A full disk for every app (the fast tier keeps the two that train in a second); Ctrl-C for
+# one: every app saves through the same run_folder, whose cleanup the full disk already tests.
 @pytest.mark.parametrize(
-    "app", [app if app in ("forecast", "anomaly") else slow(app) for app in APPS]
-)
-@pytest.mark.parametrize(
-    "failure", [OSError(28, "No space left on device"), slow(KeyboardInterrupt())]
+    "app, failure",
+    [
+        (app, OSError(28, "No space left on device"))
+        if app in ("forecast", "anomaly")
+        else pytest.param(app, OSError(28, "No space left on device"), marks=pytest.mark.slow)
+        for app in APPS
+    ]
+    + [pytest.param("forecast", KeyboardInterrupt(), marks=pytest.mark.slow)],
 )
 def test_a_save_failing_midway_leaves_the_earlier_run_intact(app, failure, saved, monkeypatch):
     """The disk fills up (or Ctrl-C arrives) after the model is written: nothing changes."""

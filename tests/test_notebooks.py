@@ -11,6 +11,7 @@ Outputs stay out of git so diffs show code, not numbers and images; run
 ``jupyter nbconvert --clear-output --inplace notebooks/*.ipynb`` before committing.
 """
 
+import concurrent.futures
 import os
 import re
 import sys
@@ -85,9 +86,8 @@ def kernel_environment():
     os.environ.update(saved)
 
 
-@pytest.mark.slow  # fifteen notebooks, each in its own kernel
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=notebook_id)
-def test_notebook_runs_in_quick_mode(path, kernel_environment):
+def execute(path):
+    """``path`` run top to bottom on a fresh kernel: the notebook with its outputs."""
     notebook = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(
         notebook,
@@ -95,8 +95,31 @@ def test_notebook_runs_in_quick_mode(path, kernel_environment):
         kernel_name="python3",
         resources={"metadata": {"path": str(NOTEBOOK_DIR)}},  # cwd of the kernel
     )
+    client.execute()
+    return notebook
+
+
+KERNELS_AT_ONCE = 2  # quick mode is mostly graph tracing, one core each: two kernels share 2 cores
+
+
+@pytest.fixture(scope="module")
+def executed(request, kernel_environment):
+    """Path -> a future of the executed notebook, for every notebook this session selected,
+    started on first use and run two at a time; each notebook's own test waits for its result."""
+    selected = [
+        item.callspec.params["path"]
+        for item in request.session.items
+        if getattr(item, "originalname", None) == "test_notebook_runs_in_quick_mode"
+    ]
+    with concurrent.futures.ThreadPoolExecutor(KERNELS_AT_ONCE) as pool:
+        yield {path: pool.submit(execute, path) for path in selected}
+
+
+@pytest.mark.slow  # every notebook, each in its own kernel
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=notebook_id)
+def test_notebook_runs_in_quick_mode(path, executed):
     try:
-        client.execute()
+        notebook = executed[path].result()
     except nbclient.exceptions.CellExecutionError as error:
         pytest.fail(f"{path.name} failed in quick mode:\n{error}", pytrace=False)
     errors = [
