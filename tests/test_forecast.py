@@ -278,6 +278,48 @@ def test_day_first_dates_are_read_day_first(tmp_path):
     ]
 
 
+@pytest.mark.parametrize("layout", ["{day:%d-%m-%Y}", "{day:%m-%d-%Y}", "{day:%d-%b-%Y}"])
+def test_dates_with_dashes_and_the_year_last_keep_their_year(tmp_path, layout):
+    # "-2016" once read as a UTC offset and was cut off: the dates fell into the year 1.
+    path = tmp_path / "p.csv"
+    path.write_text("Date,Close\n" + dated(layout + ",{close}\n", range(10, 50)))
+    prices = price_files.read_price_csv(path, "Date", "Close")
+    assert prices.index[0] == pd.Timestamp("2016-01-04") and prices.is_monotonic_increasing
+
+
+@pytest.mark.parametrize(
+    "closes, message",
+    [  # ';' files: "1.000" after 999 is one thousand; read as 1 it would be a 999-fold fall
+        (["998", "999", "1.000", "1.001"], "from 999 on 2016-01-05 to 1 on 2016-01-06"),
+        (["150,13", "149.994"], "from 150.13 on 2016-01-04 to 149994 on 2016-01-05"),
+    ],
+)
+def test_a_price_that_jumps_500_fold_in_a_day_is_refused(tmp_path, closes, message):
+    path = tmp_path / "p.csv"
+    closes = closes + closes[-1:] * 20
+    path.write_text("Date;Close\n" + dated("{day:%Y-%m-%d};{close}\n", closes))
+    with pytest.raises(ValueError, match="check the decimal marks") as error:
+        price_files.read_price_csv(path, "Date", "Close")
+    assert message in str(error.value)
+
+
+def test_dots_that_may_group_thousands_are_read_as_decimals_with_a_note(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("Date;Close\n" + dated("{day:%Y-%m-%d};3.0{close}\n", range(10, 50)))
+    prices = price_files.read_price_csv(path, "Date", "Close")
+    assert prices.iloc[0] == 3.01
+    assert prices.attrs["notes"] == [
+        "read '3.010' with a decimal point; if the dots group thousands, remove them"
+    ]
+
+
+def test_dates_written_yyyymmdd_are_named_as_such(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("Date,Close\n" + dated("{day:%Y%m%d},{close}\n", range(10, 50)))
+    with pytest.raises(ValueError, match="look like dates written YYYYMMDD"):
+        price_files.read_price_csv(path, "Date", "Close")
+
+
 @pytest.mark.parametrize(
     "header, row, first",
     [

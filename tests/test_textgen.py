@@ -5,6 +5,8 @@ import gzip
 import io
 import json
 import math
+import os
+import threading
 import types
 
 import keras
@@ -16,6 +18,7 @@ import common
 import common.tasks.charlm as generation
 from apps import textgen
 from common.cli import UserError
+from common.data.files import read_text
 from common.models import steps
 
 # A short text with a clear structure, so a tiny model learns it in seconds.
@@ -582,8 +585,26 @@ def test_a_text_over_the_size_limit_is_refused_before_it_is_read(run_app, tmp_pa
         assert status == 2 and err.count("\n") == 1, err
         assert f"--text {path}: expected at most 40 MB of text" in err and received in err
     assert not (tmp_path / "run").exists()
+    assert "zcat FILE | head -c" in err  # cutting the packed file would break it
     status, out, _ = run_app("textgen", "--help")
     assert status == 0 and "UTF-8 text to train on, at most 40 MB" in " ".join(out.split())
+
+
+def test_the_size_check_leaves_a_pipe_whole_for_its_reader(tmp_path):
+    # Opened twice, a pipe's first bytes went to the size check and training got the rest.
+    fifo = tmp_path / "text.pipe"
+    os.mkfifo(fifo)
+    text = "To be, or not to be: that is the question. " * 5_000
+    writer = threading.Thread(target=fifo.write_text, args=(text,), daemon=True)
+    writer.start()
+    got = []
+    reader = threading.Thread(
+        target=lambda: (generation.check_text_size(fifo), got.append(read_text(fifo))),
+        daemon=True,  # a pipe emptied by the check would leave this reader waiting for ever
+    )
+    reader.start()
+    reader.join(timeout=20)
+    assert got == [text]
 
 
 def test_bfloat16_steps_and_float16_exclude_each_other(run_app, tmp_path, monkeypatch):

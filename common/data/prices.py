@@ -12,6 +12,7 @@ and says what was expected and what was found.
 [10.0, 11.5]
 """
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +79,9 @@ def price_series(frame, date_col, target_col, name, decimal_comma=False):
         first = dates.index[dates.isna()][0]
         value = str(frame.loc[first, date_col]).strip()
         hint = ""
-        if pd.to_numeric(pd.Series([value]), errors="coerce").notna().all():
+        if re.fullmatch(r"(19|20)\d\d(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])", value):
+            hint = "; numbers there look like dates written YYYYMMDD: write them as 2024-01-31"
+        elif pd.to_numeric(pd.Series([value]), errors="coerce").notna().all():
             hint = "; numbers there look like Unix times: convert them to dates"
         raise ValueError(
             f"{name}: expected dates in column '{date_col}' such as 2024-01-31, 31/01/2024 or "
@@ -114,6 +117,14 @@ def price_series(frame, date_col, target_col, name, decimal_comma=False):
             f"(first: {files.show(frame.loc[first, target_col])} in row {first + 1}); "
             "returns need positive prices"
         )
+    outside = (dates.dt.year < 1800) | (dates.dt.year > 2200)
+    if outside.any():  # a date read wrongly (a year taken for something else), not a price's day
+        first = dates.index[outside][0]
+        raise ValueError(
+            f"{name}: expected dates between the years 1800 and 2200 in column '{date_col}'; "
+            f"received {files.show(str(frame.loc[first, date_col]).strip())} in row {first + 1}, "
+            f"read as {dates[first]:%Y-%m-%d}; write dates as 2024-01-31"
+        )
     days = dates.dt.normalize()
     _check_one_row_per_day(frame, dates, days, name, date_col)
     series = pd.Series(
@@ -121,8 +132,39 @@ def price_series(frame, date_col, target_col, name, decimal_comma=False):
         index=pd.DatetimeIndex(days.to_numpy(), name="Date"),
         name=target_col,
     ).sort_index()
+    _check_no_jump(series, frame, target_col, name)
+    if decimal_comma:
+        _note_dots_read_as_decimals(frame[target_col], notes)
     series.attrs["notes"] = notes
     return series
+
+
+JUMP = 500  # no day's close is 500 times the one before: a decimal mark or thousands separator
+
+
+def _check_no_jump(series, frame, target_col, name):
+    """Refuse a day-to-day change of more than ``JUMP`` times: "1.000" read as 1 after 999, say."""
+    ratio = series.to_numpy()[1:] / series.to_numpy()[:-1]
+    jumps = np.flatnonzero((ratio > JUMP) | (ratio < 1 / JUMP))
+    if len(jumps):
+        before, after = series.index[jumps[0]], series.index[jumps[0] + 1]
+        raise ValueError(
+            f"{name}: expected prices that change less than {JUMP}-fold from one day to the "
+            f"next; '{target_col}' goes from {series.iloc[jumps[0]]:g} on {before:%Y-%m-%d} to "
+            f"{series.iloc[jumps[0] + 1]:g} on {after:%Y-%m-%d}; check the decimal marks and "
+            "thousands separators (or adjust the prices for a split)"
+        )
+
+
+def _note_dots_read_as_decimals(cells, notes):
+    """In a ';'-separated file, "3.003" may be 3003 (dots grouping thousands) or 3.003."""
+    text = cells.astype("string").fillna("").str.strip()
+    dotted = text.str.fullmatch(r"[^\d,]*\d{1,3}\.\d{3}[^\d,]*")
+    if dotted.any() and not text.str.contains(",").any():
+        notes.append(
+            f"read {files.show(text[dotted].iloc[0])} with a decimal point; if the dots group "
+            "thousands, remove them"
+        )
 
 
 def _drop_rows_without_prices(frame, date_col, target_col, notes):
@@ -173,8 +215,15 @@ def parse_dates(column, name="dates", column_name="Date", notes=None):
     [Timestamp('2015-01-02 00:00:00'), Timestamp('2015-01-15 00:00:00'), NaT]
     >>> parse_dates(pd.Series(["29.01.2016", "01.02.2016"])).dt.strftime("%d %B").tolist()
     ['29 January', '01 February']
+    >>> parse_dates(pd.Series(["25-02-2016", "26-02-2016"])).dt.strftime("%Y-%m-%d").tolist()
+    ['2016-02-25', '2016-02-26']
     """
-    text = column.astype(str).str.strip().str.replace(r"\s*(Z|[+-]\d\d:?\d\d)$", "", regex=True)
+    # Only after a time of day: in "25-02-2016" the "-2016" is a year, not an offset.
+    text = (
+        column.astype(str)
+        .str.strip()
+        .str.replace(r"(\d:\d\d(?::\d\d(?:\.\d*)?)?)\s*(?:Z|[+-]\d\d:?\d\d)$", r"\1", regex=True)
+    )
     notes = [] if notes is None else notes
     dates = parse_datetimes(text, name, column_name, notes)
     return dates.dt.tz_localize(None)

@@ -200,6 +200,8 @@ def check_text_size(path, name=None, limit=MAX_TEXT_BYTES):
         ValueError: the text is longer than ``limit``; the message states the limit.
     """
     path, name = Path(path), name or str(path)
+    if not path.is_file():  # a pipe can be read once only: its reader takes it whole
+        return
     try:
         with open(path, "rb") as handle:
             magic = handle.read(6)
@@ -219,10 +221,11 @@ def check_text_size(path, name=None, limit=MAX_TEXT_BYTES):
         return
     if size > limit:
         received = f"{size / 1e6:,.0f} MB" if opener is None else "more once unpacked"
+        unpack = {None: "", gzip.open: "zcat FILE | ", lzma.open: "xzcat FILE | "}[opener]
         raise ValueError(
             f"{name}: expected at most {limit / 1e6:g} MB of text (training needs about 27 "
             f"times that in memory); received {received}. Train on a part of it, e.g. "
-            f"head -c {limit} FILE > part.txt"
+            f"{unpack}head -c {limit} {'' if opener else 'FILE '}> part.txt"
         )
 
 
