@@ -69,14 +69,11 @@ def parse_labels(values, origin="labels", need_both=True):
     cleaned = [str(value).strip().lower() for value in values]
     # "1.0"/"0.0" appear when pandas read an integer column with gaps as floats.
     cleaned = [{"1.0": "1", "0.0": "0"}.get(value, value) for value in cleaned]
-    unknown = sorted({value for value in cleaned if value not in LABEL_VALUES})
-    if unknown:
-        shown = ", ".join(repr(value) for value in unknown[:5]) + (
-            ", ..." if len(unknown) > 5 else ""
-        )
+    count, shown = _unknown(cleaned, LABEL_VALUES)
+    if count:
         raise ValueError(
             f"{origin}: labels must be binary (0/1, pos/neg, positive/negative or fresh/rotten); "
-            f"found {len(unknown)} other value(s): {shown}"
+            f"found {count} other value(s): {shown}"
         )
     labels = np.array([LABEL_VALUES[value] for value in cleaned], dtype="int32")
     if need_both and len(labels) and len(set(labels.tolist())) < 2:
@@ -181,6 +178,13 @@ def stratified_split(labels, seed=SPLIT_SEED, fractions=SPLIT_FRACTIONS):
     return split
 
 
+def _unknown(cleaned, known):
+    """How many distinct values of ``cleaned`` are not in ``known``, and the first five quoted."""
+    unknown = sorted({value for value in cleaned if value not in known})
+    shown = ", ".join(repr(value) for value in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+    return len(unknown), shown
+
+
 # A split column's spellings, lower-cased, and the split each names.
 SPLIT_NAMES = {
     "train": "train",
@@ -203,11 +207,8 @@ def split_names(values, origin="split"):
         ValueError: a value that names no split; a row is never dropped silently.
     """
     cleaned = [str(value).strip().lower() for value in values]
-    unknown = sorted({value for value in cleaned if value not in SPLIT_NAMES})
-    if unknown:
-        shown = ", ".join(repr(value) for value in unknown[:5]) + (
-            ", ..." if len(unknown) > 5 else ""
-        )
+    count, shown = _unknown(cleaned, SPLIT_NAMES)
+    if count:
         raise ValueError(
             f"{origin}: expected the split values train, validation (or dev, val, valid) and "
             f"test; received {shown} (fix those rows, or rename the 'split' heading to split "
