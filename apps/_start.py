@@ -1,5 +1,9 @@
 """What every app does first, before TensorFlow loads: Ctrl-C then is one line, not a traceback.
 
+Importing this module also tells :mod:`common` to wait: the app reads its options first,
+so ``--help`` and a mistyped option are answered at once, and TensorFlow loads when the
+app first uses it.
+
 Importing TensorFlow takes seconds and silences file descriptor 2 meanwhile (its start-up
 log lines, see ``common.quiet``), so a Ctrl-C in those seconds would print a traceback
 from deep inside TensorFlow, or nothing at all. ``main`` takes Ctrl-C back once it runs.

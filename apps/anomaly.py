@@ -85,8 +85,10 @@ from common.cli import (
     write_json,
 )
 from common.data import csv_series as series_io
-from common.tasks import anomaly
-from common.tasks.detectors import NAMES, RECURRENT
+
+# The task modules load TensorFlow on first use: --help and option errors come first.
+anomaly = common.import_later("common.tasks.anomaly")
+detectors = common.import_later("common.tasks.detectors")
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -125,7 +127,15 @@ class Config(RunOptions):
         metavar="PATH",
     )
     series: str | None = option(
-        None, "a bundled series instead of --csv", group="data", choices=sorted(anomaly.BUNDLED)
+        None,
+        "a bundled series instead of --csv",
+        group="data",
+        choices=[
+            "daphnet-s06r02e0",
+            "ecg-diff-count-3",
+            "internal-bleeding16",
+            "machine-temperature",
+        ],
     )
     labels: Path | None = option(
         None,
@@ -160,17 +170,17 @@ class Config(RunOptions):
         "what scores each point (default: bidirectional in an audit; forecaster in a monitor, "
         "which never waits for later readings)",
         group="detection",
-        choices=list(NAMES),
+        choices=["bidirectional", "forecaster", "autoencoder", "zscore", "discord", "holt-winters"],
     )
     alarm_rule: str = option(
         "rate",
         "audit: alarms from the scores by a threshold set for a rate of false alarms, by the "
         "strongest few above median + 3 MADs, or by Hundman et al.'s dynamic threshold and pruning",
         group="detection",
-        choices=anomaly.ALARM_RULES,
+        choices=["rate", "strongest", "hundman"],
     )
     false_alarms: float = option(
-        anomaly.FALSE_ALARMS_PER_1000,
+        0.5,
         "audit, rate rule: alarms allowed by chance per 1,000 readings",
         group="detection",
         type=positive_float,
@@ -316,7 +326,7 @@ def detect(found, config, distribution, baselines=True):
         if normal_end is not None:
             fitted = f"monitor (fit on the first {normal_end}, alarms after)"
         print(f"{found.name}: {len(found)} points, {len(found.columns)} channel(s), {fitted}")
-        print(f"Fitting the {NAMES[config.detector]} on {window}-point windows ...")
+        print(f"Fitting the {detectors.NAMES[config.detector]} on {window}-point windows ...")
         names += [name for name in anomaly.BASELINES if name != config.detector]
     settings = dict(
         rule=config.alarm_rule,
@@ -345,7 +355,7 @@ def score_with_saved_run(found, config):
     if warning := anomaly.step_warning(found, saved):
         print(f"anomaly: warning: {warning}", file=sys.stderr)
     model = None
-    if saved["detector"] in RECURRENT:
+    if saved["detector"] in detectors.RECURRENT:
         model = load_model_from_dir(config.load, app="anomaly")
     try:
         return anomaly.rescore_saved(found, config.load, saved, model)
@@ -364,7 +374,7 @@ def monitor_delay(found, detection):
     line = f"{found.name}: monitor delay: a reading's score is final after up to {waited}"
     if detection.detector.looks_ahead:
         line += (
-            f"; until then the {NAMES[detection.name]} scores it from the readings so far, "
+            f"; until then the {detectors.NAMES[detection.name]} scores it from the readings so far, "
             "and the score may change (--detector forecaster never waits on later readings)"
         )
     return line
@@ -390,7 +400,7 @@ def save_one(out, found, detection, rows, config, started, distribution):
         )
     else:  # scores of new data, not a detector: say which run made them
         write_json(out / "config.json", {"app": "anomaly", "scored_with": str(config.load)})
-    title = f"{found.name}: {NAMES[config.detector]}, {mode(detection, config)}"
+    title = f"{found.name}: {detectors.NAMES[config.detector]}, {mode(detection, config)}"
     anomaly.save_series(out, found, detection, title)
     metrics = {
         "table": rows,
@@ -427,7 +437,7 @@ def main(argv=None):
     for found in every_series:
         for note in found.notes:
             print(f"{found.name}: {note}")
-    if config.detector in RECURRENT and not config.load:
+    if config.detector in detectors.RECURRENT and not config.load:
         print(distribution.describe(config.batch_size))
     if len(every_series) > 1:  # one detector on each series, one summary table
         results = []

@@ -37,7 +37,7 @@ if __name__ == "__main__":  # first, before TensorFlow loads: Ctrl-C then is one
 
     stop_quietly_while_starting()
 
-import common  # first: keeps TensorFlow's start-up log noise out of the terminal
+import common  # first: keeps TensorFlow's start-up log noise out of the terminal, loads it later
 from common.cli import (
     refuse_unused_with_load,
     RunOptions,
@@ -57,7 +57,8 @@ from common.cli import (
     write_json,
 )
 from common.data.prices import MissingColumnError, download_prices, read_price_csv
-from common.tasks import forecast
+
+forecast = common.import_later("common.tasks.forecast")  # TensorFlow loads on first use
 
 import pandas as pd
 
@@ -111,7 +112,7 @@ class Config(RunOptions):
     cache_dir: Path = option(
         YFINANCE_CACHE, "where --ticker downloads are kept", group="data", type=Path
     )
-    cell: str = option("lstm", "recurrent cell", choices=sorted(common.CELLS))
+    cell: str = option("lstm", "recurrent cell", choices=["gru", "lstm", "rnn"])
     units: tuple = option(
         (32,), "units; several numbers stack layers", type=positive_int_up_to(4096), quick=(8,)
     )

@@ -40,8 +40,9 @@ if __name__ == "__main__":  # first, before TensorFlow loads: Ctrl-C then is one
 
     stop_quietly_while_starting()
 
-import common  # first: keeps TensorFlow's start-up log noise out of the terminal
-import common.tasks.sentiment as text
+import common  # first: keeps TensorFlow's start-up log noise out of the terminal, loads it later
+
+text = common.import_later("common.tasks.sentiment")  # TensorFlow loads on first use
 from common.cli import RunOptions, UserError, option, report_user_errors, write_json
 from common.cli import dropout_rate, positive_float, positive_int, positive_int_up_to
 from common.cli import load_model_from_dir, prepare_out, save_model_atomically
@@ -52,6 +53,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 BUNDLED_CSV = REPO / "data" / "rotten_tomatoes.csv.gz"
+IMDB_CACHE = (
+    Path.home() / ".cache" / "rnn-workshop" / "imdb"
+)  # where --dataset imdb downloads are kept
 NULL_REASONS = {"ROC AUC": "the texts scored hold only one class"}
 
 
@@ -91,9 +95,9 @@ class Config(RunOptions):
     text_col: str = option("text", "text column in --data or --evaluate files", group="data")
     label_col: str = option("label", "label column in --data or --evaluate files", group="data")
     cache_dir: Path = option(
-        text.IMDB_CACHE, "where --dataset imdb downloads are kept", group="data", type=Path
+        IMDB_CACHE, "where --dataset imdb downloads are kept", group="data", type=Path
     )
-    cell: str = option("gru", "recurrent cell", choices=sorted(common.CELLS))
+    cell: str = option("gru", "recurrent cell", choices=["gru", "lstm", "rnn"])
     units: int = option(
         32, "units per direction of the recurrent layer", type=positive_int_up_to(4096), quick=16
     )

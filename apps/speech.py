@@ -36,8 +36,9 @@ if __name__ == "__main__":  # first, before TensorFlow loads: Ctrl-C then is one
 
     stop_quietly_while_starting()
 
-import common  # first: keeps TensorFlow's start-up log noise out of the terminal
-import common.tasks.speech as sp
+import common  # first: keeps TensorFlow's start-up log noise out of the terminal, loads it later
+
+sp = common.import_later("common.tasks.speech")  # TensorFlow loads on first use
 from common.cli import RunOptions, UserError, one_line, option, report_user_errors, write_json
 from common.cli import dropout_rate, positive_float, positive_int, positive_int_up_to
 from common.cli import load_model_from_dir, prepare_out, save_model_atomically

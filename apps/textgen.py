@@ -48,18 +48,18 @@ if __name__ == "__main__":  # first, before TensorFlow loads: Ctrl-C then is one
 
     stop_quietly_while_starting()
 
-import common  # first: keeps TensorFlow's start-up log noise out of the terminal
-import common.tasks.charlm as generation
+import common  # first: keeps TensorFlow's start-up log noise out of the terminal, loads it later
 from common.cli import RunOptions, UserError, option, prepare_out, report_user_errors
 from common.cli import dropout_rate, positive_float, positive_int, positive_int_up_to
 from common.cli import refuse_unused_with_load
 from common.cli import load_model_from_dir, save_run, shrink_for_quick
 from common.cli import save_model_atomically, start_distribution, write_json
 from common.data.files import download, read_text
-from common.models import steps
-from common.models.steps import STEPS
 
-import keras
+# TensorFlow loads on first use: --help and option errors come first.
+keras = common.import_later("keras")
+steps = common.import_later("common.models.steps")
+generation = common.import_later("common.tasks.charlm")
 
 REPO = Path(__file__).resolve().parent.parent
 BUNDLED_TEXT = REPO / "data" / "shakespeare.txt.gz"
@@ -84,7 +84,7 @@ class Config(RunOptions):
     batch_size: int = option(32, quick=32)
     text: Path | None = option(
         None,
-        f"UTF-8 text to train on, at most {generation.MAX_TEXT_BYTES // 10**6} MB",
+        "UTF-8 text to train on, at most 40 MB",  # generation.MAX_TEXT_BYTES
         group="data",
         type=Path,
         metavar="PATH",
@@ -92,8 +92,7 @@ class Config(RunOptions):
     )
     url: str | None = option(
         None,
-        f"download a UTF-8 text (at most {generation.MAX_TEXT_BYTES // 10**6} MB) and train on "
-        "it (cached)",
+        "download a UTF-8 text (at most 40 MB) and train on it (cached)",
         group="data",
         exclusive="source",
     )
@@ -133,7 +132,7 @@ class Config(RunOptions):
         "graph), bf16 (bfloat16 arithmetic, on CPUs that have it); auto: time each for a "
         "few seconds on this CPU, once, and take the fastest",
         group="training",
-        choices=["auto", *STEPS],
+        choices=["auto", "xla", "plain", "bf16"],
         quick="xla",
     )
     schedule: str = option(
@@ -335,8 +334,8 @@ def build_model(vocabulary, config):
 class Trained:
     """The model with its best epoch's weights, and each epoch's record."""
 
-    model: keras.Model
-    epochs: generation.EpochReport  # .epochs: a row per epoch; .samples; .best; .sampler
+    model: "keras.Model"
+    epochs: "generation.EpochReport"  # .epochs: a row per epoch; .samples; .best; .sampler
     batch_size: int
     seconds: float
     interrupted: bool  # Ctrl-C ended training; the best epoch so far was kept

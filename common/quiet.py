@@ -10,9 +10,11 @@ Importing :mod:`common` does this once; apps and notebooks import ``common``
 before ``keras``.
 """
 
+import importlib
 import os
 import sys
 import tempfile
+import types
 
 # TensorFlow's C++ side logs even harmless fallbacks as errors (e.g. "oneDNN supports
 # DT_BOOL only on platforms with AVX-512"); real failures still raise Python exceptions.
@@ -65,6 +67,8 @@ def import_tensorflow_quietly():
         os.dup2(caught.fileno(), 2)
         try:
             import tensorflow
+        except KeyboardInterrupt:  # Ctrl-C: the caller says so in one line
+            raise
         except BaseException:
             os.dup2(saved_fd, 2)
             caught.seek(0)
@@ -76,3 +80,18 @@ def import_tensorflow_quietly():
     # absl's Python logger would repeat warnings about retracing and the like.
     tensorflow.get_logger().setLevel("ERROR")
     return tensorflow
+
+
+class import_later(types.ModuleType):  # noqa: N801  used like a function: x = import_later("x")
+    """A module imported on first use, TensorFlow quietly first: ``keras = import_later("keras")``.
+
+    The apps name their task modules this way so that ``--help`` and a mistyped option are
+    answered before the seconds TensorFlow takes to load (nothing is imported until a name
+    inside is used, such as ``keras.layers``).
+    """
+
+    def __getattr__(self, name):
+        if name.startswith("__"):  # copy, pickle and help() probe these: nothing to load
+            raise AttributeError(name)
+        import_tensorflow_quietly()
+        return getattr(importlib.import_module(self.__name__), name)

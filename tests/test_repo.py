@@ -4,6 +4,7 @@ import hashlib
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from conftest import REPO
 
@@ -47,30 +48,58 @@ def test_bundled_data_matches_its_recorded_size_and_checksum():
     assert total < 15 * 10**6, f"data/ holds {total / 1e6:.1f} MB; the project keeps it under 15"
 
 
-def test_apps_answer_help_without_a_traceback():
+def test_apps_answer_help_and_option_errors_before_tensorflow_loads():
     import os
 
     # Settings exported for other work must not stop the apps: another Keras backend, a
     # matplotlib backend that does not exist (Keras imports matplotlib as it starts).
     environment = os.environ | {"KERAS_BACKEND": "jax", "MPLBACKEND": "nonsense"}
     apps = sorted((REPO / "apps").glob("[a-z]*.py"))
-    running = [  # all at once: each spends its time loading TensorFlow
+    running = [  # -X importtime lists every module imported, on stderr
         subprocess.Popen(
-            [sys.executable, str(app), "--help"],
+            [sys.executable, "-X", "importtime", str(app), *arguments],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env=environment,
         )
         for app in apps
+        for arguments in (["--help"], ["--epochs", "0"])
     ]
-    for app, process in zip(apps, running):
+    for process in running:
         stdout, stderr = process.communicate(timeout=180)
-        result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-        assert result.returncode == 0, f"{app.name}: {result.stderr[-500:]}"
-        assert "--quick" in result.stdout and "--seed" in result.stdout, app.name
-        # TensorFlow's start-up log noise stays out of the terminal.
-        assert "oneDNN" not in result.stderr and "cuda" not in result.stderr.lower(), result.stderr
+        app, arguments = Path(process.args[3]).name, process.args[4:]
+        imported = [line.rsplit("|", 1)[-1].strip() for line in stderr.splitlines()]
+        assert "tensorflow" not in imported, f"{app} {arguments} loaded TensorFlow"
+        messages = [line for line in stderr.splitlines() if not line.startswith("import time:")]
+        if arguments == ["--help"]:
+            assert process.returncode == 0, f"{app}: {messages[-5:]}"
+            assert "--quick" in stdout and "--seed" in stdout, app
+        else:
+            assert process.returncode == 2, f"{app}: {messages[-5:]}"
+            assert messages[-1].startswith(f"{app[:-3]}: error: argument --epochs"), messages
+
+
+def test_the_choices_apps_offer_before_tensorflow_loads_are_the_librarys():
+    # The apps spell these out so that --help needs no TensorFlow; they must not drift.
+    import common
+    from common.tasks import anomaly, charlm, detectors
+
+    from conftest import load_app
+
+    def offered(app, flag):
+        parser = load_app(app).Config.parser("")
+        action = next(action for action in parser._actions if flag in action.option_strings)
+        return action.choices, action.default, action.help
+
+    for app in ("forecast", "sentiment"):
+        assert sorted(offered(app, "--cell")[0]) == sorted(common.CELLS), app
+    assert offered("anomaly", "--detector")[0] == list(detectors.NAMES)
+    assert offered("anomaly", "--series")[0] == sorted(anomaly.BUNDLED)
+    assert offered("anomaly", "--alarm-rule")[0] == list(anomaly.ALARM_RULES)
+    assert offered("anomaly", "--false-alarms")[1] == anomaly.FALSE_ALARMS_PER_1000
+    assert offered("textgen", "--train-step")[0] == ["auto", *common.models.steps.STEPS]
+    assert f"at most {charlm.MAX_TEXT_BYTES // 10**6} MB" in offered("textgen", "--text")[2]
 
 
 # The layers of ``common``, lowest first: a module may import its own layer's package and the
@@ -136,12 +165,18 @@ def test_every_apps_help_shows_the_defaults_its_config_holds():
             parser.parse_args(["--epochs", "0"])
 
 
-def test_ctrl_c_while_tensorflow_loads_is_one_line():
+def test_ctrl_c_while_tensorflow_loads_is_one_line(tmp_path):
     import signal
     import time
 
-    process = subprocess.Popen(
-        [sys.executable, str(REPO / "apps" / "forecast.py"), "--help"],
+    process = subprocess.Popen(  # --help answers before TensorFlow loads: a run is needed
+        [
+            sys.executable,
+            str(REPO / "apps" / "forecast.py"),
+            "--quick",
+            "--out",
+            str(tmp_path / "r"),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -150,3 +185,4 @@ def test_ctrl_c_while_tensorflow_loads_is_one_line():
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=120)
     assert (process.returncode, stderr) == (130, "interrupted; nothing was saved\n"), stderr
+    assert not (tmp_path / "r").exists()

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 EXIT_USER_ERROR = 2
+OUT_OF_MEMORY = "out of memory; try smaller sizes (--units, --batch-size, ...)"
 EXIT_TRY_AGAIN = (
     75  # sysexits' EX_TEMPFAIL: a multi-worker run lost a worker; run it again to resume
 )
@@ -50,8 +51,11 @@ def report_user_errors(main):
             where = f": {error.filename}" if error.filename else ""
             reason = error.strerror or error
             return _one_line_error(program, f"could not read or write{where} ({reason})")
+        except MemoryError:
+            return _one_line_error(program, OUT_OF_MEMORY)
         except Exception as error:
-            # Imported here: by the time main fails, TensorFlow is loaded anyway.
+            if "tensorflow" not in sys.modules:  # it failed before any training: a bug
+                raise
             from tensorflow.errors import ResourceExhaustedError
 
             from common.models.training import ResumeError
@@ -62,10 +66,8 @@ def report_user_errors(main):
                 return EXIT_TRY_AGAIN
             if isinstance(error, ResumeError):  # checkpoints that do not fit these settings
                 return _one_line_error(program, error)
-            if isinstance(error, (MemoryError, ResourceExhaustedError)):
-                return _one_line_error(
-                    program, "out of memory; try smaller sizes (--units, --batch-size, ...)"
-                )
+            if isinstance(error, ResourceExhaustedError):
+                return _one_line_error(program, OUT_OF_MEMORY)
             raise  # a bug: its traceback is what a bug report needs
 
     return wrapper

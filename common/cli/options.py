@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from common.cli.errors import EXIT_USER_ERROR, one_line
+from common.quiet import import_tensorflow_quietly
 
 KEEP = object()  # an option that ``--quick`` leaves as it is
 
@@ -241,8 +242,6 @@ class RunOptions:
     @classmethod
     def from_args(cls, args, **converted):
         """The config of parsed ``args``; ``converted`` overrides values the app worked out."""
-        from common.models.training import progress_verbosity
-
         given = vars(args) | {"progress": progress_verbosity()} | converted
         values = {}
         for field in dataclasses.fields(cls):
@@ -255,6 +254,11 @@ class RunOptions:
         ignored = {"progress", "overwrite"}  # how a run reports or saves, not what it trains
         settings = {name: str(value) for name, value in vars(self).items() if name not in ignored}
         return json.dumps(settings, sort_keys=True)
+
+
+def progress_verbosity():
+    """Keras' ``verbose`` for training progress: a live bar in a terminal, one line per epoch in a log."""
+    return 1 if sys.stdout.isatty() else 2
 
 
 def _group_rank(order, meta):
@@ -273,8 +277,7 @@ class OneLineErrorParser(argparse.ArgumentParser):
                 self.error(f"argument {arg[:-3]}: expected a value, got '--'")
         namespace, extras = super().parse_known_args(args, namespace)
         if getattr(namespace, "mixed_precision", False):
-            import tensorflow as tf
-
+            tf = import_tensorflow_quietly()
             if not tf.config.list_physical_devices("GPU"):
                 self.error("argument --mixed-precision: needs a GPU (float16 on a CPU is slower)")
         trains = not (getattr(namespace, "load", None) or getattr(namespace, "predict", None))

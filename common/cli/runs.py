@@ -7,6 +7,7 @@ multi-worker run keeps its checkpoints beside its run folder.
 import argparse
 import contextlib
 import errno
+import importlib
 import itertools
 import json
 import math
@@ -20,13 +21,15 @@ from pathlib import Path
 
 from common.cli.errors import UserError
 from common.cli.options import positive_float
+from common.quiet import import_later
+
+# Loaded on first use, after the app has read its options (see common.quiet.import_later).
+distribute = import_later("common.scale.distribute")
+keras = import_later("keras")
 
 
 def start_distribution(config):
     """The :class:`common.scale.distribute.Distribution` for ``config``; call before TensorFlow runs anything."""
-
-    from common.scale import distribute
-
     if config.load is not None:  # a saved model is used and nothing is trained: one device
         return distribute.setup("none")
     backup = backup_folder(config.out)
@@ -221,8 +224,7 @@ def load_model_from_dir(directory, filename="model.keras", app=None):
 
     With ``app``, a run saved by another app is refused, naming that app.
     """
-    import keras
-
+    importlib.import_module("common").load()  # registers every task's layers: the model can be read
     path = Path(directory) / filename
     if not Path(directory).is_dir():
         raise UserError(f"--load {directory}: no such folder")

@@ -12,6 +12,8 @@ import json
 
 import numpy as np
 
+from common.quiet import import_tensorflow_quietly
+
 
 def window_starts(length, window, horizon=1, stride=1):
     """Start index of every complete (input, target) window in a series.
@@ -79,8 +81,7 @@ def windows_dataset(
         A dataset of (inputs, targets) batches shaped (batch, window, features)
         and (batch, horizon, target_features).
     """
-    import tensorflow as tf
-
+    tf = import_tensorflow_quietly()  # here, not at the top: the apps load it after their options
     series = _as_2d(series, "series").astype("float32")
     targets = series if targets is None else _as_2d(targets, "targets").astype("float32")
     starts = window_starts(len(series), window, horizon, stride)

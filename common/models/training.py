@@ -13,13 +13,6 @@ import tensorflow as tf
 from common.scale.distribute import PEER_FAILURES, WorkerLost, gather, shard_by_data
 
 
-def progress_verbosity():
-    """Keras' ``verbose`` for training progress: a live bar in a terminal, one line per epoch in a log."""
-    import sys
-
-    return 1 if sys.stdout.isatty() else 2
-
-
 def set_seed(seed, deterministic=False):
     """Seed Python, NumPy and the backend so a run can be repeated.
 

@@ -136,7 +136,6 @@ IMDB_FILES = {  # the files keras.datasets.imdb downloads, with the hashes Keras
     "imdb_word_index.json": "bfafd718b763782e994055a2d397834f",
 }
 IMDB_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
-IMDB_CACHE = Path.home() / ".cache" / "rnn-workshop" / "imdb"  # where its downloads are kept
 
 
 @dataclass
