@@ -277,7 +277,10 @@ def load_series(config):
         duplicates=config.duplicates,
     )
     try:
-        return [anomaly.read_labelled(path, key, config.labels, **reading) for path, key in files]
+        return [
+            anomaly.read_labelled(path, key, config.labels, len(files) == 1, **reading)
+            for path, key in files
+        ]
     except series_io.MissingColumnError as error:  # the library names no option; say which
         flags = {config.time_col: "--time-col", config.label_col: "--label-col"}
         flag = flags.get(error.column, "--value-col")

@@ -614,8 +614,9 @@ def test_refusals(run_app, tmp_path, guarded_out):
 
 
 def test_csv_repeated_reads_every_file(run_app, tmp_path):
-    first = write_series(tmp_path / "a.csv", seasonal_series(400))
-    second = write_series(tmp_path / "b.csv", seasonal_series(400, seed=1))
+    (tmp_path / "data").mkdir()
+    first = write_series(tmp_path / "data" / "a.csv", seasonal_series(400))
+    second = write_series(tmp_path / "data" / "b.csv", seasonal_series(400, seed=1))
     run = tmp_path / "run"
     status, out, err = run_app(
         "anomaly", "--csv", first, "--csv", second, "--detector", "zscore", "--out", run
@@ -623,6 +624,23 @@ def test_csv_repeated_reads_every_file(run_app, tmp_path):
     assert status == 0, err
     files = strict_json(run / "metrics.json")["files"]  # keyed by path
     assert {str(first), str(second)} <= set(files)
+    # A run over several files keeps no detector: --load says so, not "config.json damaged".
+    status, _, err = run_app("anomaly", "--load", run, "--csv", first, "--out", tmp_path / "r2")
+    assert status == 2 and "a run over 2 files keeps no detector" in err, err
+    # The same file twice (or through a folder and by name) is read once.
+    status, _, err = run_app(
+        "anomaly", "--csv", first, first.parent, "--detector", "zscore", "--out", tmp_path / "r3"
+    )
+    assert status == 0, err
+    assert len(strict_json(tmp_path / "r3" / "metrics.json")["files"]) == 2
+    # One list of windows names no series: with two files it is refused, not given to both.
+    labels = tmp_path / "windows.json"
+    labels.write_text('[["2024-01-01 01:00:00", "2024-01-01 02:00:00"]]')
+    status, _, err = run_app(
+        "anomaly", "--csv", first, second, "--labels", labels, "--out", tmp_path / "r4"
+    )
+    assert status == 2 and err.count("\n") == 1
+    assert "expected windows by series name for several series" in err
 
 
 def test_load_warns_of_another_sampling_step_and_names_the_run_behind_saved_scores(

@@ -658,3 +658,18 @@ def test_messy_files_read_cleanly_or_raise_value_error(tmp_path, rows, rule):
     assert result.values.shape == (len(result.times), 1)
     assert (gaps > 0).all() and (gaps == gaps[0]).all()
     assert np.isfinite(result.values).all()
+
+
+def test_spreadsheet_numbers_are_read_as_written(tmp_path):
+    # European Excel: ";" between columns, "1.234,5" is 1234.5; elsewhere "$21.28", "2,537.00".
+    times = [f"2024-01-01 {hour:02d}:00" for hour in range(20)]
+    european = ["1.234,5", "2,5"] + [f"{hour},25" for hour in range(2, 20)]
+    path = tmp_path / "eu.csv"
+    path.write_text("timestamp;value\n" + "".join(f"{t};{v}\n" for t, v in zip(times, european)))
+    assert series.read_series_csv(path).values[:3, 0].tolist() == [1234.5, 2.5, 2.25]
+    dollars = ['"$21.28"', '"2,537.00"'] + [str(hour) for hour in range(2, 20)]
+    path.write_text("timestamp,value\n" + "".join(f"{t},{v}\n" for t, v in zip(times, dollars)))
+    assert series.read_series_csv(path).values[:3, 0].tolist() == [21.28, 2537.0, 2.0]
+    path.write_text(path.read_text().replace('"2,537.00"', "50 ms"))
+    with pytest.raises(ValueError, match=r"received 1 other value \(first: '50 ms' in row 2\)"):
+        series.read_series_csv(path)

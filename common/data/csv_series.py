@@ -148,12 +148,24 @@ def read_series_csv(
     name = path.name if name is None else str(name)
     # The one reader of users' files: gzip by content, separators sniffed, an Excel workbook
     # or a folder named as such; every cell stays text so a bad value is shown as written.
-    frame = files.read_table(path, name)
-    return series_from_frame(frame, time_col, value_cols, label_col, duplicates, name)
+    text = files.read_text(path, name)
+    separator = files.sniff_separator(text)
+    frame = files.table_from_text(text, name, separator)
+    # Files split by ";" (or tabs) are European spreadsheets' exports: "2.537,00" is 2537.
+    decimal_comma = separator != ","
+    return series_from_frame(
+        frame, time_col, value_cols, label_col, duplicates, name, decimal_comma
+    )
 
 
 def series_from_frame(
-    frame, time_col="timestamp", value_cols=None, label_col=None, duplicates="mean", name="series"
+    frame,
+    time_col="timestamp",
+    value_cols=None,
+    label_col=None,
+    duplicates="mean",
+    name="series",
+    decimal_comma=False,
 ):
     """Clean a ``DataFrame`` into a :class:`Series`, as :func:`read_series_csv` does.
 
@@ -169,6 +181,9 @@ def series_from_frame(
         frame: one row per reading.
         time_col, value_cols, label_col, duplicates: as in :func:`read_series_csv`.
         name: the series' name, used at the start of every error message.
+        decimal_comma: text values may use a decimal comma ("2.537,00", see
+            :func:`common.data.files.numbers_from_text`); currency signs and thousands
+            separators are read in any case.
 
     Returns:
         A :class:`Series` with strictly increasing, regular times and finite values.
@@ -187,9 +202,13 @@ def series_from_frame(
     if frame.empty:
         raise ValueError(f"{name}: expected data rows after the header; received none")
 
-    value_cols, label_col = _choose_columns(frame, time_col, value_cols, label_col, name)
+    value_cols, label_col = _choose_columns(
+        frame, time_col, value_cols, label_col, name, decimal_comma
+    )
     ticks, unit = _parse_times(frame[time_col], name, time_col, notes)
-    values = np.column_stack([_parse_numbers(frame[col], name, col) for col in value_cols])
+    values = np.column_stack(
+        [_parse_numbers(frame[col], name, col, decimal_comma) for col in value_cols]
+    )
     for column, channel in zip(value_cols, values.T):
         if np.isnan(channel).all():
             raise ValueError(f"{name}: expected numbers in column '{column}'; it is empty")
@@ -243,7 +262,7 @@ def _drop_empty_rows(frame, notes):
     return frame[~empty].reset_index(drop=True)
 
 
-def _choose_columns(frame, time_col, value_cols, label_col, name):
+def _choose_columns(frame, time_col, value_cols, label_col, name, decimal_comma=False):
     def require(column):
         if column not in frame.columns:
             raise files.MissingColumnError(
@@ -266,7 +285,7 @@ def _choose_columns(frame, time_col, value_cols, label_col, name):
     value_cols = [
         column
         for column in frame.columns
-        if column not in skipped and _looks_numeric(frame[column])
+        if column not in skipped and _looks_numeric(frame[column], decimal_comma)
     ]
     if not value_cols:
         raise ValueError(
@@ -276,7 +295,7 @@ def _choose_columns(frame, time_col, value_cols, label_col, name):
     return value_cols, label_col
 
 
-def _looks_numeric(column):
+def _looks_numeric(column, decimal_comma=False):
     """Most non-empty cells are numbers: a stray typo should be reported, not hide the column."""
     if pd.api.types.is_bool_dtype(column):
         return False
@@ -286,15 +305,25 @@ def _looks_numeric(column):
     filled = ~text.str.lower().isin(EMPTY_TEXTS)
     if not filled.any():
         return False
-    numbers = pd.to_numeric(text[filled], errors="coerce")
-    return bool(numbers.notna().sum() * 2 > filled.sum())
+    numbers = _text_numbers(text[filled], decimal_comma)
+    return bool(np.count_nonzero(~np.isnan(numbers)) * 2 > filled.sum())
 
 
 def _describe(value):
     return files.show(value)
 
 
-def _parse_numbers(column, name, column_name):
+def _text_numbers(text, decimal_comma):
+    """Floats from text cells, NaN where none: plain numbers ("inf" too, refused later), then
+    what a spreadsheet writes ("$21.28", "2,537.00", with ``decimal_comma`` "2.537,00")."""
+    plain = pd.to_numeric(text, errors="coerce").astype("float64").to_numpy()
+    if not decimal_comma and not np.isnan(plain[text.notna().to_numpy()]).any():
+        return plain
+    written = files.numbers_from_text(text, decimal_comma)
+    return np.where(np.isnan(written), plain, written)
+
+
+def _parse_numbers(column, name, column_name, decimal_comma=False):
     """Floats with NaN where a cell is empty; text or infinities raise ``ValueError``."""
     if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
         numbers = column.astype("float64").to_numpy()
@@ -302,7 +331,7 @@ def _parse_numbers(column, name, column_name):
     else:
         text = column.astype("string").fillna("").str.strip()
         empty = text.str.lower().isin(EMPTY_TEXTS).to_numpy()
-        numbers = pd.to_numeric(text.mask(empty), errors="coerce").astype("float64").to_numpy()
+        numbers = _text_numbers(text.mask(empty), decimal_comma)
         shown = text.to_numpy()
         not_numbers = np.isnan(numbers) & ~empty
         if not_numbers.any():
@@ -684,6 +713,8 @@ def _count(number, noun):
 def find_csv_files(paths):
     """``(file, key)`` for every CSV (``.csv`` or ``.csv.gz``) at or under ``paths``, sorted.
 
+    A file reached twice (given twice, or inside two folders given) is listed once.
+
     The key is the file's path below the folder it was found in, such as
     ``"realKnownCause/nyc_taxi.csv"``, the way NAB's labels file names it; a
     file given directly is keyed by its path as given, so messages show what was typed.
@@ -705,13 +736,22 @@ def find_csv_files(paths):
             found.append((path, str(path)))
         else:
             raise ValueError(f"{path}: no such file or folder")
-    return found
+    seen, unique = set(), []
+    for file, key in found:
+        try:
+            identity = (file.stat().st_dev, file.stat().st_ino)  # the file, whatever its path
+        except OSError:  # a broken link: reading it will say so
+            identity = file
+        if identity not in seen:
+            seen.add(identity)
+            unique.append((file, key))
+    return unique
 
 
 # ---------------------------------------------------------------- label windows
 
 
-def read_label_windows(path, series_key, times):
+def read_label_windows(path, series_key, times, one_series=True):
     """Read labelled ``[start, end]`` windows and map them onto a series' times.
 
     Three layouts are understood:
@@ -734,6 +774,8 @@ def read_label_windows(path, series_key, times):
         path: the labels file.
         series_key: the series' key in a NAB-style dict, e.g. ``"realKnownCause/nyc_taxi.csv"``.
         times: the series' times (``Series.times``), sorted.
+        one_series: False when the same file labels several series: a list of pairs (JSON or
+            CSV) names no series, so it is refused rather than given to each.
 
     Returns:
         Sorted inclusive ``(start, end)`` index pairs into ``times``, overlapping ones merged;
@@ -749,6 +791,11 @@ def read_label_windows(path, series_key, times):
             return None
     else:
         pairs = _csv_windows(text, name, times)
+    if not one_series and not text.lstrip().startswith("{"):
+        raise ValueError(
+            f"{name}: expected windows by series name for several series, such as "
+            '{"cpu.csv": [[start, end], ...]}; received one list of windows, which names none'
+        )
 
     if len(pairs) > len(times):  # a window per point at most; also bounds the time spent here
         raise ValueError(

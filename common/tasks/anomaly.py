@@ -85,15 +85,18 @@ def read_bundled(folder, name):
     return found
 
 
-def read_labelled(path, name, labels=None, **reading):
+def read_labelled(path, name, labels=None, one_series=True, **reading):
     """One CSV series (``reading``: :func:`read_series_csv`'s options), checked for scaling.
 
     ``labels``: a JSON or CSV file of ``[start, end]`` windows (NAB's
     ``combined_windows.json`` too); its windows for ``name`` become the series'
-    ``label_windows`` and ``is_anomaly``. Raises ValueError naming the file.
+    ``label_windows`` and ``is_anomaly``; ``one_series=False`` when the labels file serves
+    several series (then it must name them). Raises ValueError naming the file.
     """
     found = read_series_csv(path, **reading, name=name)
-    windows = None if labels is None else read_label_windows(labels, name, found.times)
+    windows = None
+    if labels is not None:
+        windows = read_label_windows(labels, name, found.times, one_series)
     if windows is not None:
         found.label_windows = windows
         found.is_anomaly = intervals_to_mask(windows, len(found))
@@ -710,6 +713,11 @@ def read_saved_run(folder):
         pass
     if isinstance(app, str) and app.isidentifier() and app != "anomaly":
         raise ValueError(f"a run of {app}.py, not of anomaly.py")
+    if app == "anomaly" and isinstance(saved.get("files"), int):  # see the app's save_many
+        raise ValueError(
+            f"a run over {saved['files']} files keeps no detector (each file had its own); "
+            "run one file to save a detector that can score new data"
+        )
     scored_with = saved.get("scored_with") if app == "anomaly" else None
     if isinstance(scored_with, str):  # a run that scored new data holds no detector of its own
         raise ValueError(
