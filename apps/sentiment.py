@@ -416,6 +416,12 @@ def use_saved_model(config):
             raise UserError(f"--predict: {error}") from None
         for number in empty:
             sys.stderr.write(f"sentiment: skipping text {number} of {len(texts)}: it is empty\n")
+        numbers = [number for number in range(1, len(texts) + 1) if number not in empty]
+        for position in text.without_known_words(model, kept):
+            sys.stderr.write(
+                f"sentiment: note: text {numbers[position]} of {len(texts)} holds no word the "
+                "model knows; its probability is the model's guess for an empty text\n"
+            )
         print("\n".join(text.label_lines(model, kept)))
     return 0
 

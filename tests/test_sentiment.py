@@ -42,7 +42,7 @@ def test_parse_labels_rejects_non_binary_and_single_class():
     assert text.parse_labels(["pos", "positive"], need_both=False).tolist() == [1, 1]
 
 
-def test_tokenize_keeps_letters_of_every_script_but_latin_beyond_a_to_z_as_before():
+def test_tokenize_keeps_letters_of_every_script_and_reads_accents_as_base_letters():
     assert text.tokenize("Фильм ХОРОШИЙ! Ταινία 映画") == [
         "фильм",
         "хороший",
@@ -50,8 +50,8 @@ def test_tokenize_keeps_letters_of_every_script_but_latin_beyond_a_to_z_as_befor
         "ταινία",
         "映画",
     ]
-    # Latin letters beyond a-z were always dropped: the bundled data's vocabulary stays the same.
-    assert text.tokenize("Café naïve") == ["caf", "na", "ve"]
+    # English words spelled with accents are the words the vocabulary knows, not "caf".
+    assert text.tokenize("Café NAÏVE Straße, œuvre") == ["cafe", "naive", "strasse", ",", "oeuvre"]
 
 
 def test_tokenize_keeps_sentiment_punctuation_and_negation():
@@ -178,8 +178,14 @@ def test_load_table_reads_dev_and_val_as_validation_and_refuses_unknown_splits(t
     with pytest.raises(
         ValueError,
         match=r"^data: expected the split values train, validation .*"
-        r"received 'holdout'",
+        r"received 'holdout', first in row 81",
     ):
+        text.load_table(path, name="data")
+    # The heading in any case; a split column that names no test rows is refused, never
+    # replaced by a silent 80/10/10 split.
+    rows["split"] = ["train"] * 90 + ["dev"] * 10
+    pd.DataFrame(rows).rename(columns={"split": " Split "}).to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"received 90 train, 10 validation, 0 test \(rename"):
         text.load_table(path, name="data")
 
 
@@ -442,6 +448,13 @@ def test_predict_prints_label_and_probability_and_skips_empty_text(quick_run, ru
         line.split()[0] in ("positive", "negative") and "P(positive)=" in line for line in lines
     )
     assert "skipping text 2 of 3" in stderr
+    # A text of words the model never saw gets a probability, and a note saying what it means.
+    status, stdout, stderr = run_app("sentiment", "--load", out, "--predict", "A triumph.", "zqx")
+    assert status == 0 and len(stdout.strip().splitlines()) == 2
+    assert stderr == (
+        "sentiment: note: text 2 of 2 holds no word the model knows; its probability is the "
+        "model's guess for an empty text\n"
+    )
 
 
 def test_predict_reads_stdin(quick_run, run_app, monkeypatch):

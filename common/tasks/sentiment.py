@@ -93,7 +93,8 @@ def read_text_table(
     holds 0/1 from :func:`parse_labels`; rows with an empty text are dropped.
     With ``need_labels=False`` a missing label column is allowed and
     ``label`` is absent from the result. A ``split`` column (train,
-    validation, test), if the file has one, is kept.
+    validation, test; its heading in any case), if the file has one, is kept as
+    ``split``, with ``row``, each text's row in the file (1 = the first data row).
 
     Raises:
         ValueError: a missing or unreadable file, a missing column, non-binary labels;
@@ -120,8 +121,11 @@ def read_text_table(
         result["label"] = parse_labels(
             labels.tolist(), origin=f"{origin}, column '{label_col}'", need_both=need_both
         )
-    if "split" in frame.columns and "split" not in (text_col, label_col):
-        result["split"] = frame["split"][keep].to_numpy()  # read by split_names
+    headings = [column for column in frame.columns if column not in (text_col, label_col)]
+    split_col = next((c for c in headings if str(c).strip().lower() == "split"), None)
+    if split_col is not None:
+        result["split"] = frame[split_col][keep].to_numpy()  # read by split_names
+        result["row"] = np.flatnonzero(keep.to_numpy()) + 1
     if len(result) == 0:
         raise ValueError(f"{origin}: no rows with text in column '{text_col}'")
     return result
@@ -196,8 +200,10 @@ SPLIT_NAMES = {
 }
 
 
-def split_names(values, origin="split"):
+def split_names(values, origin="split", rows=None):
     """Each value of a ``split`` column as "train", "validation" or "test" (dev, val ... too).
+
+    ``rows``: each value's row in the file, to name where the first unknown value is.
 
     >>> split_names(["train", "dev", "Val", "test"]).tolist()
     ['train', 'validation', 'validation', 'test']
@@ -208,10 +214,12 @@ def split_names(values, origin="split"):
     cleaned = [str(value).strip().lower() for value in values]
     count, shown = _unknown(cleaned, SPLIT_NAMES)
     if count:
+        first = next(n for n, value in enumerate(cleaned) if value not in SPLIT_NAMES)
+        row = first + 1 if rows is None else rows[first]
         raise ValueError(
             f"{origin}: expected the split values train, validation (or dev, val, valid) and "
-            f"test; received {shown} (fix those rows, or rename the 'split' heading to split "
-            "the file 80/10/10 instead)"
+            f"test; received {shown}, first in row {row} (fix those rows, or rename the "
+            "'split' heading to split the file 80/10/10 instead)"
         )
     return np.array([SPLIT_NAMES[value] for value in cleaned], dtype=object)
 
@@ -245,8 +253,15 @@ def load_table(path, text_col="text", label_col="label", name=None):
     name = name or str(path)
     frame = read_text_table(path, text_col, label_col, origin=name)
     if "split" in frame.columns:
-        frame["split"] = split_names(frame["split"], name)
-    if "split" in frame.columns and {"train", "test"} <= set(frame["split"]):
+        frame["split"] = split_names(frame["split"], name, frame["row"].to_numpy())
+        found = frame["split"].value_counts()
+        if "train" not in found or "test" not in found:  # never a silent 80/10/10 instead
+            parts = ("train", "validation", "test")
+            counts = ", ".join(f"{found.get(part, 0)} {part}" for part in parts)
+            raise ValueError(
+                f"{name}: expected train and test rows in the 'split' column; received "
+                f"{counts} (rename the 'split' heading to split the file 80/10/10 instead)"
+            )
         split = frame["split"].to_numpy()
         if "validation" not in set(split):  # carve validation out of train
             train_rows = np.flatnonzero(split == "train")
@@ -343,6 +358,29 @@ def shrink_for_quick_run(corpus, seed):
 # ---------------------------------------------------------------- tokens
 
 
+# Accented Latin letters (lower case) and the letters an English text writes for them.
+LATIN_FOLDS = (
+    ("[àáâãäåāăą]", "a"),
+    ("[çćč]", "c"),
+    ("[ďđð]", "d"),
+    ("[èéêëēėęě]", "e"),
+    ("[ìíîïīį]", "i"),
+    ("[łľ]", "l"),
+    ("[ñńň]", "n"),
+    ("[òóôõöøō]", "o"),
+    ("[ŕř]", "r"),
+    ("[śšş]", "s"),
+    ("[ťţ]", "t"),
+    ("[ùúûüūů]", "u"),
+    ("[ýÿ]", "y"),
+    ("[źżž]", "z"),
+    ("ß", "ss"),
+    ("æ", "ae"),
+    ("œ", "oe"),
+    ("þ", "th"),
+)
+
+
 @keras.saving.register_keras_serializable(package="rnn_workshop")
 def standardize_review(texts):
     """Lower-case and split off punctuation and clitics, so "great!" and "isn't" become "great !" and "is n't".
@@ -350,10 +388,13 @@ def standardize_review(texts):
     Keras's default standardizer deletes punctuation, but "!" and "?" carry
     sentiment and "n't" flips it; keeping them as tokens lets the model see
     them. HTML line breaks (common in IMDB reviews) become spaces. Letters of
-    every script are kept (Cyrillic, Greek, Chinese ...), except Latin letters
-    beyond a-z ("é" of "café"), dropped as always, so saved vocabularies stay valid.
+    every script are kept (Cyrillic, Greek, Chinese ...); accented Latin letters
+    are read as their base letters ("café" is "cafe", "naïve" is "naive"), as the
+    English vocabulary spells them, and any other Latin letter beyond a-z is dropped.
     """
     texts = tf.strings.lower(texts, encoding="utf-8")
+    for accented, base in LATIN_FOLDS:
+        texts = tf.strings.regex_replace(texts, accented, base)
     texts = tf.strings.regex_replace(texts, r"<br\s*/?>", " ")
     texts = tf.strings.regex_replace(
         texts, r"(^|\s)'|'(\s|$)", r"\1 \2"
@@ -1236,6 +1277,32 @@ def texts_to_label(texts):
             else "every text is empty"
         )
     return kept, [number for number, item in enumerate(texts, start=1) if not item.strip()]
+
+
+def without_known_words(model, texts):
+    """The positions in ``texts`` (0 = the first) of those holding no token of ``model``'s vocabulary.
+
+    The model's probability for such a text is its guess for an empty one: worth saying.
+    """
+    vectorizer = next(
+        layer
+        for layer in _nested_layers(model)
+        if isinstance(layer, keras.layers.TextVectorization)
+    )
+    known = set(vectorizer.get_vocabulary()[2:])  # past the padding and "[UNK]"
+    standardized = standardize_review(tf.constant(np.asarray(texts, dtype=object))).numpy()
+    return [
+        position
+        for position, line in enumerate(standardized)
+        if not known.intersection(line.decode("utf-8").split())
+    ]
+
+
+def _nested_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):  # a model inside the model
+            yield from _nested_layers(layer)
 
 
 def label_lines(model, texts):
