@@ -106,6 +106,21 @@ def test_an_empty_file_is_not_a_table(tmp_path):
         files.read_table(tmp_path / "empty.csv")
 
 
+def test_exports_as_spreadsheets_write_them_read_as_tables():
+    # Excel's "sep=;" first line names the separator; it is not a row.
+    table = files.table_from_text("sep=;\nDate;Close\n2024-01-02;1,5\n", "x")
+    assert list(table.columns) == ["Date", "Close"] and table.iloc[0].tolist() == [
+        "2024-01-02",
+        "1,5",
+    ]
+    # A separator at the end of every data row, not of the header: the columns keep their names.
+    table = files.table_from_text("Date,Close\n2024-01-02,1.5,\n2024-01-03,1.6,\n", "x")
+    assert table.to_dict("list") == {"Date": ["2024-01-02", "2024-01-03"], "Close": ["1.5", "1.6"]}
+    # A row with one field too many says which line and why, not pandas' "C error".
+    with pytest.raises(ValueError, match=r"^x: .*; line 3 holds 3 fields where the first holds 2 "):
+        files.table_from_text("Date,Close\n2024-01-02,1.5\n2024-01-03,1,600.5\n", "x")
+
+
 def test_download_caches_the_file_and_fails_in_one_line_offline(tmp_path):
     source = tmp_path / "book.txt"
     source.write_text("To be, or not to be")

@@ -25,6 +25,7 @@ import http.client
 import io
 import lzma
 import os
+import re
 import socket
 import stat
 import urllib.error
@@ -160,13 +161,18 @@ def sniff_separator(text):
     """The column separator of CSV-like ``text``: comma, semicolon, tab or bar.
 
     The separator is the one that splits the first lines into the same number of
-    fields, more than one; a comma when nothing does (a one-column file).
+    fields, more than one; a comma when nothing does (a one-column file). Excel's
+    "sep=;" first line is obeyed.
 
     >>> sniff_separator("Date;Close\\n2024-01-02;1,5\\n2024-01-03;1,6\\n")
     ';'
     >>> sniff_separator("a\\tb\\n1\\t2\\n")
     '\\t'
+    >>> sniff_separator("sep=|\\nDate|Close\\n")
+    '|'
     """
+    if named := _excel_separator(text):
+        return named
     sample = "\n".join(text.split("\n", 20)[:20])
     try:
         return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
@@ -194,13 +200,43 @@ def table_from_text(text, name, separator=None, header=0):
     if not text.strip():
         raise ValueError(f"{name}: expected a header line and data rows; the file is empty")
     separator = separator or sniff_separator(text)
+    if _excel_separator(text):  # "sep=;": Excel's note of the separator, not a row
+        text = text.split("\n", 1)[1] if "\n" in text else ""
+    text = _without_trailing_separators(text, separator)
     try:
         return pd.read_csv(
             io.StringIO(text), sep=separator, dtype=str, keep_default_na=False, header=header
         )
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else "no columns"
+        if fields := re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", reason):
+            expected, line, seen = fields.groups()
+            reason = (
+                f"line {line} holds {seen} fields where the first holds {expected} (a "
+                f"{separator!r} inside a value must be within double quotes)"
+            )
         raise ValueError(f"{name}: expected a table of {separator!r}-separated columns; {reason}")
+
+
+def _excel_separator(text):
+    """The separator named by Excel's "sep=;" first line, or None."""
+    first = text[:12].split("\n", 1)[0].strip().strip('"')
+    return first[4] if len(first) == 5 and first.lower().startswith("sep=") else None
+
+
+def _without_trailing_separators(text, separator):
+    """``text`` without the separator that some exports put at the end of every data row.
+
+    Read as it is, such a file has one field more in each row than its header names: pandas
+    then takes the first column for row labels and shifts every heading one column left.
+    """
+    header, _, rows = text.partition("\n")
+    sample = [line for line in rows[:65536].split("\n")[:-1] if line.strip()]
+    if header.endswith(separator) or not sample:
+        return text
+    if not all(line.endswith(separator) for line in sample):
+        return text
+    return header + "\n" + re.sub(f"{re.escape(separator)}$", "", rows, flags=re.MULTILINE)
 
 
 # How numbers are written in spreadsheet exports: an optional currency sign before or after,
