@@ -457,6 +457,13 @@ def test_a_non_utf8_prediction_text_is_one_line(saved):
     assert status == 2 and err == "sentiment: error: --predict: text 2 is not UTF-8 text\n"
 
 
+def test_an_out_folder_name_with_a_line_break_is_refused_before_training(tmp_path):
+    pasted = tmp_path / "run\n2"  # it would split every line that names the folder
+    status, _, err = call("forecast", "--quick", "--out", pasted)
+    assert status == 2 and err.count("\n") == 1 and not pasted.exists()
+    assert err.startswith(f"forecast: error: --out {str(pasted)!r}: expected a folder name without")
+
+
 @pytest.mark.slow  # two more training runs
 def test_a_diverging_run_says_so_in_one_line(saved, tmp_path):
     for app in ("sentiment", "textgen"):

@@ -577,6 +577,12 @@ def prepare_out(out, app, overwrite=False, load=None):
     there, so no training is wasted.
     """
     out = Path(out) if out is not None else default_run_path(app)
+    if any(ord(character) < 32 or ord(character) == 127 for character in str(out)):
+        # A pasted line break or tab: such a name would split every line that shows it.
+        raise UserError(
+            f"--out {str(out)!r}: expected a folder name without line breaks, tabs or other "
+            "control characters"
+        )
     try:
         check_out_folder(out, overwrite, load)
     except ValueError as error:

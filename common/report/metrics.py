@@ -15,8 +15,16 @@ def mae(actual, predicted):
 
 
 def rmse(actual, predicted):
-    """Root mean squared error: like MAE, but large misses weigh more."""
-    return float(np.sqrt(np.mean((np.asarray(actual) - np.asarray(predicted)) ** 2)))
+    """Root mean squared error: like MAE, but large misses weigh more.
+
+    >>> round(rmse([0.0, 0.0], [3.0, 4.0]), 4), f"{rmse([0.0, 0.0], [3e300, 4e300]):.4g}"
+    (3.5355, '3.536e+300')
+    """
+    errors = np.abs(np.asarray(actual, dtype="float64") - np.asarray(predicted, dtype="float64"))
+    scale = errors.max(initial=0.0)
+    if not np.isfinite(scale) or scale == 0:
+        return float(np.sqrt(np.mean(errors**2)))
+    return float(scale * np.sqrt(np.mean((errors / scale) ** 2)))
 
 
 def mape(actual, predicted):
@@ -70,10 +78,18 @@ def coverage(actual, lower, upper):
 
 
 def format_value(value, digits=4):
+    """A table cell: ``digits`` significant figures, "n/a" for a missing value.
+
+    >>> format_value(0.012345), format_value(43210.0), format_value(2.77e303)
+    ('0.01235', '43,210.0', '2.77e+303')
+    """
     if value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)):
         return "n/a"
     if isinstance(value, (float, np.floating)):
-        # Significant figures suit both 0.0123 and 43.5; large values keep one decimal.
+        # Significant figures suit both 0.0123 and 43.5; large values keep one decimal, up
+        # to a trillion; beyond that, a power of ten is read more easily than 40 digits.
+        if abs(value) >= 1e12:
+            return f"{value:.{digits}g}"
         return f"{value:,.1f}" if abs(value) >= 10**digits else f"{value:.{digits}g}"
     return str(value)
 
