@@ -490,7 +490,14 @@ def write_prices(path, closes):
                 "--csv",
                 write_prices(tmp / "p.csv", ["1e400"] + [5.0 + i / 100 for i in range(399)]),
             ],
-            "1 prices in 'Close' are infinite or too large for a float (first: '1e400' in row 1",
+            "1 prices in 'Close' are infinite or above 1e+100 (first: '1e400' in row 1",
+        ),
+        (  # finite, but their sums and a plot's axis overflow: a traceback from matplotlib
+            lambda tmp: [
+                "--csv",
+                write_prices(tmp / "p.csv", [1.5e308 * (1 + i / 1e3) for i in range(400)]),
+            ],
+            "400 prices in 'Close' are infinite or above 1e+100",
         ),
         (
             lambda tmp: ["--csv", gzip_half(write_prices(tmp / "p.csv", np.linspace(10, 20, 400)))],

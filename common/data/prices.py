@@ -102,13 +102,14 @@ def price_series(frame, date_col, target_col, name, decimal_comma=False):
             f"{name}: every price in '{target_col}' is {prices.iloc[0]:g}; a constant series "
             "has nothing to forecast"
         )
-    infinite = ~np.isfinite(prices.to_numpy(dtype="float64"))
-    if infinite.any():
-        first = frame.index[infinite][0]
+    # Sums and plot axes of prices near the largest float overflow; no price comes near 1e100.
+    huge = ~(np.abs(prices.to_numpy(dtype="float64")) < MAX_PRICE)
+    if huge.any():
+        first = frame.index[huge][0]
         raise ValueError(
-            f"{name}: {int(infinite.sum())} prices in '{target_col}' are infinite or too large "
-            f"for a float (first: {files.show(frame.loc[first, target_col])} in row {first + 1}, "
-            f"on {dates[first]:%Y-%m-%d})"
+            f"{name}: {int(huge.sum())} prices in '{target_col}' are infinite or above "
+            f"{MAX_PRICE:.0e} (first: {files.show(frame.loc[first, target_col])} in row "
+            f"{first + 1}, on {dates[first]:%Y-%m-%d}); divide the column by a power of ten"
         )
     if (prices <= 0).any():
         first = prices.index[prices <= 0][0]
@@ -139,6 +140,7 @@ def price_series(frame, date_col, target_col, name, decimal_comma=False):
     return series
 
 
+MAX_PRICE = 1e100
 JUMP = 500  # no day's close is 500 times the one before: a decimal mark or thousands separator
 
 
