@@ -1,12 +1,13 @@
-"""What every app does first, before TensorFlow loads: Ctrl-C then is one line, not a traceback.
+"""What every app does first: Ctrl-C is one line, not a traceback, and TensorFlow waits.
 
-Importing this module also tells :mod:`common` to wait: the app reads its options first,
-so ``--help`` and a mistyped option are answered at once, and TensorFlow loads when the
-app first uses it.
+Importing this module tells :mod:`common` to wait: the app reads its options first, so
+``--help`` and a mistyped option are answered at once, and TensorFlow loads when the app
+first uses it (``common.quiet.import_later``).
 
 Importing TensorFlow takes seconds and silences file descriptor 2 meanwhile (its start-up
 log lines, see ``common.quiet``), so a Ctrl-C in those seconds would print a traceback
-from deep inside TensorFlow, or nothing at all. ``main`` takes Ctrl-C back once it runs.
+from deep inside TensorFlow, or nothing at all. Until ``main`` runs, and again for as long
+as TensorFlow loads, Ctrl-C therefore ends the app at once with one line.
 """
 
 import os
@@ -22,3 +23,6 @@ def stop_quietly_while_starting():
         os._exit(130)
 
     signal.signal(signal.SIGINT, stop)
+    import common.quiet  # light: common waits for TensorFlow while this module is imported
+
+    common.quiet.ctrl_c_while_loading = stop

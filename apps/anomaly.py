@@ -66,8 +66,9 @@ if __name__ == "__main__":  # first, before TensorFlow loads: Ctrl-C then is one
 
     stop_quietly_while_starting()
 
-import common  # noqa: F401  first: keeps TensorFlow's start-up log noise out of the terminal
+import common  # first: keeps TensorFlow's start-up log noise out of the terminal, loads it later
 from common.cli import (
+    refuse_missing,
     refuse_unused_with_load,
     RunOptions,
     UserError,
@@ -239,20 +240,25 @@ def read_config(argv):
                 f"{', '.join(audit_only)}: only an audit uses it; a monitor (--train-fraction) "
                 "sets its threshold on held-out normal data"
             )
-    if args.load is not None:
+    args.out = prepare_out(args.out, "anomaly", args.overwrite, args.load)
+    if args.quick:  # a smoke test: a short window, a small model, a few epochs
+        shrink_for_quick(args, argv, **Config.quick_values())
+    refuse_missing("--csv", args.csv, "file or folder")
+    refuse_missing("--labels", args.labels)
+    refuse_missing("--load", args.load, "folder")
+    if args.load is not None:  # the checks above come first: from here, TensorFlow loads
         args.detector = check_saved_run(args.load)["detector"]
     elif args.detector is None:  # a monitor alarms live: it must not wait for later readings
         bundled_monitor = not args.csv and anomaly.BUNDLED[args.series or "machine-temperature"][1]
         monitoring = args.train_fraction is not None or bool(bundled_monitor)
         args.detector = "forecaster" if monitoring else "bidirectional"
-    args.out = prepare_out(args.out, "anomaly", args.overwrite, args.load)
-    if args.quick:  # a smoke test: a short window, a small model, a few epochs
-        shrink_for_quick(args, argv, **Config.quick_values())
     return Config.from_args(args, series=args.series or "machine-temperature")
 
 
 def check_saved_run(directory):
     """The saved run's config.json, once it is known to be an anomaly run."""
+    if not Path(directory).is_dir():
+        raise UserError(f"--load {directory}: no such folder")
     try:
         return anomaly.read_saved_run(directory)
     except ValueError as error:

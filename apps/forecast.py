@@ -39,6 +39,7 @@ if __name__ == "__main__":  # first, before TensorFlow loads: Ctrl-C then is one
 
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal, loads it later
 from common.cli import (
+    refuse_missing,
     refuse_unused_with_load,
     RunOptions,
     UserError,
@@ -58,9 +59,11 @@ from common.cli import (
 )
 from common.data.prices import MissingColumnError, download_prices, read_price_csv
 
-forecast = common.import_later("common.tasks.forecast")  # TensorFlow loads on first use
 
 import pandas as pd
+
+# TensorFlow loads on first use: --help and option errors come first.
+forecast = common.import_later("common.tasks.forecast")
 
 REPO = Path(__file__).resolve().parent.parent
 BUNDLED_CSV = REPO / "data" / "msft.csv"
@@ -166,6 +169,8 @@ def read_config(argv):
         args.out = prepare_out(args.out, "forecast", args.overwrite, args.load)
     if args.quick and not args.load:  # a smoke test: recent data, a small model, two epochs
         shrink_for_quick(args, argv, **Config.quick_values())
+    refuse_missing("--csv", args.csv)
+    refuse_missing("--load", args.load, "folder")
     return Config.from_args(args)
 
 

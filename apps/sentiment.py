@@ -42,14 +42,22 @@ if __name__ == "__main__":  # first, before TensorFlow loads: Ctrl-C then is one
 
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal, loads it later
 
-text = common.import_later("common.tasks.sentiment")  # TensorFlow loads on first use
 from common.cli import RunOptions, UserError, option, report_user_errors, write_json
 from common.cli import dropout_rate, positive_float, positive_int, positive_int_up_to
 from common.cli import load_model_from_dir, prepare_out, save_model_atomically
-from common.cli import refuse_unused_with_load, save_run, shrink_for_quick, start_distribution
+from common.cli import (
+    refuse_missing,
+    refuse_unused_with_load,
+    save_run,
+    shrink_for_quick,
+    start_distribution,
+)
 from common.data.files import read_lines
 
 import numpy as np
+
+# TensorFlow loads on first use: --help and option errors come first.
+text = common.import_later("common.tasks.sentiment")
 
 REPO = Path(__file__).resolve().parent.parent
 BUNDLED_CSV = REPO / "data" / "rotten_tomatoes.csv.gz"
@@ -167,6 +175,9 @@ def read_config(argv):
             f"--max-tokens {args.max_tokens} is too small for --embedding-dim {args.embedding_dim}: "
             f"it needs at least {args.embedding_dim + 2} (padding and [UNK] included)"
         )
+    for flag, path in (("--data", args.data), ("--evaluate", args.evaluate)):
+        refuse_missing(flag, path)
+    refuse_missing("--load", args.load, "folder")
     return Config.from_args(args)
 
 

@@ -38,14 +38,22 @@ if __name__ == "__main__":  # first, before TensorFlow loads: Ctrl-C then is one
 
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal, loads it later
 
-sp = common.import_later("common.tasks.speech")  # TensorFlow loads on first use
 from common.cli import RunOptions, UserError, one_line, option, report_user_errors, write_json
 from common.cli import dropout_rate, positive_float, positive_int, positive_int_up_to
 from common.cli import load_model_from_dir, prepare_out, save_model_atomically
-from common.cli import refuse_unused_with_load, save_run, shrink_for_quick, start_distribution
+from common.cli import (
+    refuse_missing,
+    refuse_unused_with_load,
+    save_run,
+    shrink_for_quick,
+    start_distribution,
+)
 from common.data.audio import read_wav
 
 import numpy as np
+
+# TensorFlow loads on first use: --help and option errors come first.
+sp = common.import_later("common.tasks.speech")
 
 SPEAKERS = ("george", "jackson", "nicolas", "theo", "yweweler")  # the bundled voices
 SCORED_STRINGS = 200  # validation and test strings, the same ones every run (seeded); --quick: 20
@@ -146,6 +154,8 @@ def read_config(argv):
         args.out = prepare_out(args.out, "speech", args.overwrite)
         if args.quick:  # a smoke test: a tiny model on a few takes, seconds of training
             shrink_for_quick(args, argv, **Config.quick_values())
+    refuse_missing("--wav", args.wav)
+    refuse_missing("--load", args.load, "folder")
     return Config.from_args(args)
 
 

@@ -51,7 +51,7 @@ if __name__ == "__main__":  # first, before TensorFlow loads: Ctrl-C then is one
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal, loads it later
 from common.cli import RunOptions, UserError, option, prepare_out, report_user_errors
 from common.cli import dropout_rate, positive_float, positive_int, positive_int_up_to
-from common.cli import refuse_unused_with_load
+from common.cli import refuse_missing, refuse_unused_with_load
 from common.cli import load_model_from_dir, save_run, shrink_for_quick
 from common.cli import save_model_atomically, start_distribution, write_json
 from common.data.files import download, read_text
@@ -193,6 +193,8 @@ def read_config(argv):
                 f"--val-chars {args.val_chars} is shorter than one sequence of --seq-length "
                 f"{args.seq_length}"
             )
+    refuse_missing("--text", args.text)
+    refuse_missing("--load", args.load, "folder")
     return Config.from_args(args)
 
 

@@ -40,12 +40,20 @@ if __name__ == "__main__":  # first, before TensorFlow loads: Ctrl-C then is one
 
 import common  # first: keeps TensorFlow's start-up log noise out of the terminal, loads it later
 
-mt = common.import_later("common.tasks.translate")  # TensorFlow loads on first use
 from common.cli import RunOptions, UserError, option, report_user_errors, write_json
 from common.cli import dropout_rate, positive_float, positive_int, positive_int_up_to
 from common.cli import load_model_from_dir, prepare_out, save_model_atomically
-from common.cli import refuse_unused_with_load, save_run, shrink_for_quick, start_distribution
+from common.cli import (
+    refuse_missing,
+    refuse_unused_with_load,
+    save_run,
+    shrink_for_quick,
+    start_distribution,
+)
 from common.data.files import read_lines
+
+# TensorFlow loads on first use: --help and option errors come first.
+mt = common.import_later("common.tasks.translate")
 
 
 REPO = Path(__file__).resolve().parent.parent
@@ -157,15 +165,6 @@ def read_config(argv):
         parser.error("--translate and --evaluate need --load DIR")
     if args.load and not (args.translate or args.evaluate):
         parser.error("--load needs --translate TEXT... or --evaluate FILE")
-    try:
-        mt.columns(args.direction)
-    except ValueError as error:
-        raise UserError(f"--direction: {error}") from None
-    if args.data is None and not args.load and args.direction not in ("spa-eng", "eng-spa"):
-        raise UserError(
-            f"--direction {args.direction}: the bundled pairs are Spanish and English (spa-eng "
-            "or eng-spa); give other languages' pairs with --data FILE"
-        )
     if args.translate and "-" in args.translate and len(args.translate) > 1:
         raise UserError("--translate: '-' (read standard input) cannot be mixed with other texts")
     if not 0 <= args.length_penalty <= 5:  # NaN fails this too
@@ -178,6 +177,18 @@ def read_config(argv):
         args.out = prepare_out(args.out, "translate", args.overwrite)
         if args.quick:  # a smoke test: a tiny model on a sample, a few seconds of training
             shrink_for_quick(args, argv, **Config.quick_values())
+    for flag, path in (("--data", args.data), ("--evaluate", args.evaluate)):
+        refuse_missing(flag, path)
+    refuse_missing("--load", args.load, "folder")
+    try:  # last: the check is the task module's, and loads TensorFlow
+        mt.columns(args.direction)
+    except ValueError as error:
+        raise UserError(f"--direction: {error}") from None
+    if args.data is None and not args.load and args.direction not in ("spa-eng", "eng-spa"):
+        raise UserError(
+            f"--direction {args.direction}: the bundled pairs are Spanish and English (spa-eng "
+            "or eng-spa); give other languages' pairs with --data FILE"
+        )
     return Config.from_args(args)
 
 

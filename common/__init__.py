@@ -8,9 +8,10 @@ one name away::
     model = common.build_many_to_one((30, 1), output_units=1, cell="gru")
 
 The apps are the one exception: they read their options before TensorFlow loads (seconds),
-so that ``--help`` and a mistyped option answer at once. ``apps/_start.py`` asks for that;
-everything here then loads on first use (``common.fit``, or a module from
-:func:`common.quiet.import_later`).
+so that ``--help`` and a mistyped option answer at once. ``apps/_start.py`` asks for that.
+TensorFlow then loads when an app first uses it: a name such as ``common.fit`` loads
+everything here (:func:`load`), a module named with :class:`common.quiet.import_later`
+loads that module.
 """
 
 import importlib

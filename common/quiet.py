@@ -6,14 +6,17 @@ descriptor 2 while it loads, before Python's logging is in charge, and
 a temporary file for the length of the import only, and replay what was caught
 if the import fails, so a broken install still shows its real error.
 
-Importing :mod:`common` does this once; apps and notebooks import ``common``
-before ``keras``.
+Importing :mod:`common` does this once (notebooks import ``common`` before ``keras``);
+the apps do it when they first use TensorFlow, through :class:`import_later`, after their
+options are read.
 """
 
 import importlib
 import os
+import signal
 import sys
 import tempfile
+import threading
 import types
 
 # TensorFlow's C++ side logs even harmless fallbacks as errors (e.g. "oneDNN supports
@@ -57,10 +60,19 @@ if "MPLBACKEND" in os.environ:  # Keras imports matplotlib, which refuses a back
             del sys.modules[name]  # the failed import's half-made modules: start again clean
 
 
+# What Ctrl-C does while TensorFlow loads, where one is set (apps/_start.py: exit at once, in
+# one line). Inside TensorFlow's import a KeyboardInterrupt can land in a finalizer, where
+# Python reports it to the silenced descriptor 2 and goes on: the Ctrl-C would be lost.
+ctrl_c_while_loading = None
+
+
 def import_tensorflow_quietly():
     """Import ``tensorflow`` with descriptor 2 silenced; return the module."""
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
+    previous = None
+    if ctrl_c_while_loading is not None and threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, ctrl_c_while_loading)
     sys.stderr.flush()
     saved_fd = os.dup(2)
     with tempfile.TemporaryFile(mode="w+b") as caught:
@@ -77,6 +89,8 @@ def import_tensorflow_quietly():
         finally:
             os.dup2(saved_fd, 2)
             os.close(saved_fd)
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
     # absl's Python logger would repeat warnings about retracing and the like.
     tensorflow.get_logger().setLevel("ERROR")
     return tensorflow
@@ -87,7 +101,8 @@ class import_later(types.ModuleType):  # noqa: N801  used like a function: x = i
 
     The apps name their task modules this way so that ``--help`` and a mistyped option are
     answered before the seconds TensorFlow takes to load (nothing is imported until a name
-    inside is used, such as ``keras.layers``).
+    inside is used, such as ``keras.layers``). Nothing is cached here: every use looks the
+    name up in the real module, so a test that patches the module patches what the app sees.
     """
 
     def __getattr__(self, name):

@@ -113,6 +113,9 @@ def test_exports_as_spreadsheets_write_them_read_as_tables():
         "2024-01-02",
         "1,5",
     ]
+    assert list(files.table_from_text("sep=\t\na\tb\n1\t2\n", "x").columns) == ["a", "b"]
+    with pytest.raises(ValueError, match=r"; line 4 holds 3 fields"):  # the file's own line 4
+        files.table_from_text("sep=,\na,b\n1,2\n3,4,5\n", "x")
     # A separator at the end of every data row, not of the header: the columns keep their names.
     table = files.table_from_text("Date,Close\n2024-01-02,1.5,\n2024-01-03,1.6,\n", "x")
     assert table.to_dict("list") == {"Date": ["2024-01-02", "2024-01-03"], "Close": ["1.5", "1.6"]}

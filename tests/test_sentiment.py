@@ -178,7 +178,7 @@ def test_load_table_reads_dev_and_val_as_validation_and_refuses_unknown_splits(t
     with pytest.raises(
         ValueError,
         match=r"^data: expected the split values train, validation .*"
-        r"received 'holdout', first in row 81",
+        r"received 'holdout', the first in row 81 \('holdout'\)",
     ):
         text.load_table(path, name="data")
     # The heading in any case; a split column that names no test rows is refused, never
@@ -448,6 +448,16 @@ def test_predict_prints_label_and_probability_and_skips_empty_text(quick_run, ru
         line.split()[0] in ("positive", "negative") and "P(positive)=" in line for line in lines
     )
     assert "skipping text 2 of 3" in stderr
+    # A word only the n-gram part knows is a word the model knows: no note.
+    model = keras.models.load_model(out / "model.keras")
+    vocabularies = [
+        set(layer.get_vocabulary())
+        for layer in text._nested_layers(model)
+        if isinstance(layer, keras.layers.TextVectorization)
+    ]
+    assert len(vocabularies) == 2
+    only_ngrams = sorted(w for w in vocabularies[1] - vocabularies[0] if w.isalpha())
+    assert only_ngrams and text.without_known_words(model, [only_ngrams[0], "zqx"]) == [1]
     # A text of words the model never saw gets a probability, and a note saying what it means.
     status, stdout, stderr = run_app("sentiment", "--load", out, "--predict", "A triumph.", "zqx")
     assert status == 0 and len(stdout.strip().splitlines()) == 2

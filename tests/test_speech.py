@@ -334,6 +334,27 @@ def test_both_networks_take_any_length_of_sound_and_reload_identically(clips, tm
         )
 
 
+def test_an_app_reads_a_saved_recognizer_before_anything_else_imported_speech(clips, tmp_path):
+    # An app imports its task module only when it first uses it; loading a run must still
+    # know the log-mel layers (load_model_from_dir loads every task first).
+    features = sp.Features.fit(clips.waves[:20])
+    sp.build_string_recognizer(features, units=4).save(tmp_path / "strings.keras")
+    code = (
+        "import apps._start, common, sys\n"
+        "from common.cli import load_model_from_dir\n"
+        "model = load_model_from_dir(sys.argv[1], 'strings.keras')\n"
+        "print(type(model.layers[1]).__name__)\n"
+    )
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", code, tmp_path], capture_output=True, text=True, cwd=REPO
+    )
+    assert result.returncode == 0, result.stderr[-500:]
+    assert result.stdout.strip() in ("LogMelSpectrogram", "UtteranceNormalization")
+
+
 def test_the_learning_rate_falls_along_a_cosine_over_time_or_over_rounds():
     by_rounds = sp.cosine_schedule(1e-2, seconds=None, epochs=10).schedule
     assert by_rounds(0) == pytest.approx(1e-2)

@@ -19,6 +19,7 @@ from common.cli.options import (
     positive_float,
     positive_int,
     positive_int_up_to,
+    refuse_missing,
     refuse_unused_with_load,
     seed_int,
     shrink_for_quick,

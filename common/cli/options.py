@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from common.cli.errors import EXIT_USER_ERROR, one_line
+from common.cli.errors import EXIT_USER_ERROR, UserError, one_line
 from common.quiet import import_tensorflow_quietly
 
 KEEP = object()  # an option that ``--quick`` leaves as it is
@@ -326,6 +326,19 @@ def was_typed(flag, argv):
     (``None``: the command line)."""
     given = sys.argv[1:] if argv is None else [str(arg) for arg in argv]
     return any(arg == flag or arg.startswith(flag + "=") for arg in given)
+
+
+def refuse_missing(flag, paths, kind="file"):
+    """Refuse a path that does not exist, before any work (TensorFlow takes seconds to load).
+
+    ``paths``: one path, several, or None; "-" (standard input) is left alone. What the path
+    holds is checked where it is read; this answers the commonest mistake, a typo, at once.
+    """
+    if paths is None:
+        return
+    for path in paths if isinstance(paths, (list, tuple)) else [paths]:
+        if str(path) != "-" and not Path(path).exists() and not Path(path).is_symlink():
+            raise UserError(f"{flag} {path}: no such {kind}")
 
 
 def refuse_unused_with_load(parser, argv, used):

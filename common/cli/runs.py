@@ -7,7 +7,6 @@ multi-worker run keeps its checkpoints beside its run folder.
 import argparse
 import contextlib
 import errno
-import importlib
 import itertools
 import json
 import math
@@ -224,7 +223,6 @@ def load_model_from_dir(directory, filename="model.keras", app=None):
 
     With ``app``, a run saved by another app is refused, naming that app.
     """
-    importlib.import_module("common").load()  # registers every task's layers: the model can be read
     path = Path(directory) / filename
     if not Path(directory).is_dir():
         raise UserError(f"--load {directory}: no such folder")
@@ -235,6 +233,9 @@ def load_model_from_dir(directory, filename="model.keras", app=None):
         raise UserError(f"--load {directory}: no {filename} in that folder")
     if not zipfile.is_zipfile(path):
         raise UserError(f"--load {directory}: {filename} is damaged (not a .keras zip archive)")
+    import common
+
+    common.load()  # TensorFlow, and every task's custom layers registered: the model can be read
     try:
         return keras.models.load_model(path)
     except Exception as error:  # Keras raises many types for a damaged zip/h5/config

@@ -168,8 +168,8 @@ def sniff_separator(text):
     ';'
     >>> sniff_separator("a\\tb\\n1\\t2\\n")
     '\\t'
-    >>> sniff_separator("sep=|\\nDate|Close\\n")
-    '|'
+    >>> sniff_separator("sep=|\\nDate|Close\\n"), sniff_separator("sep=\\t\\nDate\\tClose\\n")
+    ('|', '\\t')
     """
     if named := _excel_separator(text):
         return named
@@ -200,8 +200,9 @@ def table_from_text(text, name, separator=None, header=0):
     if not text.strip():
         raise ValueError(f"{name}: expected a header line and data rows; the file is empty")
     separator = separator or sniff_separator(text)
+    skipped = 0  # lines before the table
     if _excel_separator(text):  # "sep=;": Excel's note of the separator, not a row
-        text = text.split("\n", 1)[1] if "\n" in text else ""
+        text, skipped = (text.split("\n", 1)[1] if "\n" in text else ""), 1
     text = _without_trailing_separators(text, separator)
     try:
         return pd.read_csv(
@@ -212,7 +213,7 @@ def table_from_text(text, name, separator=None, header=0):
         if fields := re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", reason):
             expected, line, seen = fields.groups()
             reason = (
-                f"line {line} holds {seen} fields where the first holds {expected} (a "
+                f"line {int(line) + skipped} holds {seen} fields where the first holds {expected} (a "
                 f"{separator!r} inside a value must be within double quotes)"
             )
         raise ValueError(f"{name}: expected a table of {separator!r}-separated columns; {reason}")
@@ -220,7 +221,7 @@ def table_from_text(text, name, separator=None, header=0):
 
 def _excel_separator(text):
     """The separator named by Excel's "sep=;" first line, or None."""
-    first = text[:12].split("\n", 1)[0].strip().strip('"')
+    first = text[:12].split("\n", 1)[0].strip(' "')  # not .strip(): "sep=\t" names a tab
     return first[4] if len(first) == 5 and first.lower().startswith("sep=") else None
 
 

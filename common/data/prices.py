@@ -22,6 +22,8 @@ from common.data import files
 from common.data.files import MissingColumnError
 from common.data.csv_series import error_reason, parse_datetimes
 
+MAX_PRICE = 1e100  # sums and plot axes of prices near the largest float overflow
+
 
 def read_price_csv(path, date_col, target_col, name=None):
     """Read a CSV of prices into a float Series indexed by date.
@@ -102,7 +104,6 @@ def price_series(frame, date_col, target_col, name, decimal_comma=False):
             f"{name}: every price in '{target_col}' is {prices.iloc[0]:g}; a constant series "
             "has nothing to forecast"
         )
-    # Sums and plot axes of prices near the largest float overflow; no price comes near 1e100.
     huge = ~(np.abs(prices.to_numpy(dtype="float64")) < MAX_PRICE)
     if huge.any():
         first = frame.index[huge][0]
@@ -140,7 +141,6 @@ def price_series(frame, date_col, target_col, name, decimal_comma=False):
     return series
 
 
-MAX_PRICE = 1e100
 JUMP = 500  # no day's close is 500 times the one before: a decimal mark or thousands separator
 
 

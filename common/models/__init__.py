@@ -18,4 +18,4 @@ from common.models.recurrent import (
     recurrent_layer,
     recurrent_stack,
 )
-from common.models import ctc, lessons, seq2seq, steps, training, transformer  # noqa: E402, F401
+from common.models import audio, ctc, lessons, seq2seq, steps, training, transformer  # noqa: E402, F401

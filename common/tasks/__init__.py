@@ -20,4 +20,4 @@ Imports the layers below (models, data, report, scale), never :mod:`common.cli`.
 """
 
 from common.tasks import alarms, anomaly, charlm, detectors, forecast, sentiment  # noqa: F401
-from common.tasks import dna, translate, translate_baselines  # noqa: F401
+from common.tasks import dna, speech, translate, translate_baselines  # noqa: F401

@@ -38,7 +38,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from common.data.files import read_table
+from common.data.files import read_table, show
 from common.models.recurrent import build_many_to_one
 from common.models.training import set_seed
 
@@ -211,6 +211,7 @@ def split_names(values, origin="split", rows=None):
     Raises:
         ValueError: a value that names no split; a row is never dropped silently.
     """
+    values = list(values)
     cleaned = [str(value).strip().lower() for value in values]
     count, shown = _unknown(cleaned, SPLIT_NAMES)
     if count:
@@ -218,8 +219,8 @@ def split_names(values, origin="split", rows=None):
         row = first + 1 if rows is None else rows[first]
         raise ValueError(
             f"{origin}: expected the split values train, validation (or dev, val, valid) and "
-            f"test; received {shown}, first in row {row} (fix those rows, or rename the "
-            "'split' heading to split the file 80/10/10 instead)"
+            f"test; received {shown}, the first in row {row} ({show(values[first])}) (fix those "
+            "rows, or rename the 'split' heading to split the file 80/10/10 instead)"
         )
     return np.array([SPLIT_NAMES[value] for value in cleaned], dtype=object)
 
@@ -360,18 +361,20 @@ def shrink_for_quick_run(corpus, seed):
 
 # Accented Latin letters (lower case) and the letters an English text writes for them.
 LATIN_FOLDS = (
+    (r"([a-z])\pM+", r"\1"),  # an accent written as a separate combining mark
     ("[àáâãäåāăą]", "a"),
     ("[çćč]", "c"),
     ("[ďđð]", "d"),
     ("[èéêëēėęě]", "e"),
-    ("[ìíîïīį]", "i"),
+    ("ğ", "g"),
+    ("[ìíîïīįı]", "i"),
     ("[łľ]", "l"),
     ("[ñńň]", "n"),
-    ("[òóôõöøō]", "o"),
+    ("[òóôõöøōő]", "o"),
     ("[ŕř]", "r"),
-    ("[śšş]", "s"),
-    ("[ťţ]", "t"),
-    ("[ùúûüūů]", "u"),
+    ("[śšşș]", "s"),
+    ("[ťţț]", "t"),
+    ("[ùúûüūůű]", "u"),
     ("[ýÿ]", "y"),
     ("[źżž]", "z"),
     ("ß", "ss"),
@@ -390,7 +393,9 @@ def standardize_review(texts):
     them. HTML line breaks (common in IMDB reviews) become spaces. Letters of
     every script are kept (Cyrillic, Greek, Chinese ...); accented Latin letters
     are read as their base letters ("café" is "cafe", "naïve" is "naive"), as the
-    English vocabulary spells them, and any other Latin letter beyond a-z is dropped.
+    English vocabulary spells them, and any other Latin letter beyond a-z becomes a
+    space. (Models saved before accents were folded read "café" as "caf" in training
+    and now as "cafe": either way a word most vocabularies lack.)
     """
     texts = tf.strings.lower(texts, encoding="utf-8")
     for accented, base in LATIN_FOLDS:
@@ -1280,22 +1285,21 @@ def texts_to_label(texts):
 
 
 def without_known_words(model, texts):
-    """The positions in ``texts`` (0 = the first) of those holding no token of ``model``'s vocabulary.
+    """The positions in ``texts`` (0 = the first) of those holding no token that any of
+    ``model``'s vocabularies knows (the RNN's words, the n-gram part's words and pairs).
 
     The model's probability for such a text is its guess for an empty one: worth saying.
     """
-    vectorizer = next(
-        layer
-        for layer in _nested_layers(model)
-        if isinstance(layer, keras.layers.TextVectorization)
-    )
-    known = set(vectorizer.get_vocabulary()[2:])  # past the padding and "[UNK]"
-    standardized = standardize_review(tf.constant(np.asarray(texts, dtype=object))).numpy()
-    return [
-        position
-        for position, line in enumerate(standardized)
-        if not known.intersection(line.decode("utf-8").split())
-    ]
+    strings = tf.constant(np.asarray(texts, dtype=object))
+    known = np.zeros(len(texts), dtype=bool)
+    for layer in _nested_layers(model):
+        if isinstance(layer, keras.layers.TextVectorization):
+            output = np.asarray(layer(strings))
+            if layer.get_config()["output_mode"] == "int":  # ids: 0 pads, 1 is "[UNK]"
+                known |= (output > 1).any(axis=1)
+            else:  # a column per token, column 0 for what is outside the vocabulary
+                known |= (output[:, 1:] > 0).any(axis=1)
+    return np.flatnonzero(~known).tolist()
 
 
 def _nested_layers(model):
