@@ -493,7 +493,7 @@ def classify(model, waves, batch_size=128):
 def frame_logits(model, waves):
     """Per-frame logits (batch, frames, 11) of a padded batch, and each wave's frame count."""
     batch = pad_batch(waves, multiple=BUCKET)  # few lengths: predict compiles once for each
-    logits = model.predict(batch, batch_size=len(batch), verbose=0)
+    logits = np.asarray(model.predict_on_batch(batch))  # one batch: less set-up than predict
     return logits, output_frames([len(wave) for wave in waves])
 
 
