@@ -229,6 +229,11 @@ def read_config(argv):
         raise UserError("choose either --csv or --series, not both")
     if args.labels is not None and not args.csv:
         raise UserError("--labels needs --csv (bundled series carry their own labels)")
+    columns = ("--time-col", "--value-col", "--label-col", "--duplicates")
+    if not args.csv and (typed := [flag for flag in columns if was_typed(flag, argv)]):
+        raise UserError(
+            f"{', '.join(typed)}: only for --csv files (the bundled series are read as they are)"
+        )
     if args.load is not None and args.train_fraction is not None:
         raise UserError("--load already holds a fitted detector; drop --train-fraction")
     if args.train_fraction is not None:  # a monitor's threshold comes from held-out normal data

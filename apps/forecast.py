@@ -158,6 +158,11 @@ def read_config(argv):
         if not 0 < getattr(args, name) < 1:
             option_name = "--" + name.replace("_", "-")
             raise UserError(f"{option_name} must be between 0 and 1, got {getattr(args, name)}")
+    if args.target_col == args.date_col:
+        raise UserError(
+            f"--target-col and --date-col both name the column {args.target_col!r}: the prices "
+            "and their dates are two columns"
+        )
     if args.start and args.end and args.start > args.end:
         raise UserError(f"--start {args.start} is after --end {args.end}; no day lies between")
     if args.val_fraction + args.test_fraction >= 1:
@@ -407,6 +412,8 @@ def forecast_from_saved_run(config):
         saved = json.loads((Path(config.load) / "config.json").read_text())
         scaler = common.StandardScaler.from_dict(saved["scaler"])
         window, horizon = int(saved["window"]), int(saved["horizon"])
+        if not isinstance(saved.get("target_col", ""), str):
+            raise TypeError("target_col")
     except (OSError, ValueError, KeyError, TypeError, OverflowError, RecursionError) as error:
         raise UserError(
             f"--load {config.load}: config.json is missing or damaged ({type(error).__name__})"

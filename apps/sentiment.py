@@ -165,6 +165,8 @@ def read_config(argv):
         parser.error("--predict and --evaluate need --load DIR")
     if args.load and not (args.predict or args.evaluate):
         parser.error("--load needs --predict TEXT... or --evaluate FILE")
+    if args.predict and "-" in args.predict and len(args.predict) > 1:
+        raise UserError("--predict: '-' (read standard input) cannot be mixed with other texts")
     if not args.load:  # a new run: can it be saved? Check before training.
         args.out = prepare_out(args.out, "sentiment", args.overwrite)
         if args.quick:  # a smoke test: a small model, two short epochs with bigger steps, one seed
@@ -409,12 +411,13 @@ def use_saved_model(config):
     if config.evaluate:
         name = f"--evaluate {config.evaluate}"
         try:
-            result, correct, count = text.evaluate_file(
+            result, correct, count, notes = text.evaluate_file(
                 model, config.evaluate, config.text_col, config.label_col, name=name
             )
         except ValueError as error:
             raise user_error(error) from None
-        common.print_table({model.name: result}, title=f"{config.evaluate}: {count} texts")
+        title = f"{config.evaluate}: {count} texts" + "".join(f"; {note}" for note in notes)
+        common.print_table({model.name: result}, title=title)
         print(f"Accuracy {result['accuracy']:.4f} ({correct} of {count} correct)")
     if config.predict:
         try:

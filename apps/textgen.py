@@ -267,7 +267,11 @@ def load_text(config):
     except ValueError as error:
         raise UserError(str(error)) from None
     if not text.strip():
-        raise UserError(f"{name}: the file is empty")
+        raise UserError(
+            f"{name}: the file is empty"
+            if not text
+            else f"{name}: holds only spaces and line breaks"
+        )
     return text, source
 
 

@@ -783,3 +783,43 @@ def test_a_labels_file_for_other_series_leaves_this_one_unlabelled_and_says_so(t
     assert a.label_windows == [(100, 110)] and a.is_anomaly.sum() == 11
     assert b.is_anomaly is None and not b.label_windows
     assert "labels.json names no windows for this series" in b.notes[-1]
+
+
+def test_label_dates_are_read_day_first_like_the_series_they_label(tmp_path):
+    times = pd.date_range("2024-01-01", periods=3000, freq="h")
+    frame = pd.DataFrame({"timestamp": times.strftime("%d/%m/%Y %H:%M"), "value": np.arange(3000)})
+    frame.to_csv(tmp_path / "eu.csv", index=False)
+    (tmp_path / "labels.csv").write_text("start,end\n02/03/2024 00:00,04/03/2024 00:00\n")
+    found = anomaly.read_labelled(tmp_path / "eu.csv", "eu.csv", tmp_path / "labels.csv")
+    ((start, end),) = found.label_windows  # 2 to 4 March, not 3 February to 3 April
+    assert (str(found.times[start]), str(found.times[end])) == (
+        "2024-03-02 00:00:00",
+        "2024-03-04 00:00:00",
+    )
+
+
+def test_a_saved_run_scores_channels_by_name(run_app, tmp_path):
+    times = pd.date_range("2024-01-01", periods=600, freq="h").strftime("%Y-%m-%d %H:%M:%S")
+    temp, pressure = np.sin(np.arange(600) / 10), 100 + np.cos(np.arange(600) / 7)
+    for name, columns in {
+        "train": {"temp": temp, "pressure": pressure},
+        "swapped": {"pressure": pressure, "temp": temp},  # the same channels, other order
+        "other": {"rpm": temp, "humidity": pressure},
+    }.items():
+        pd.DataFrame({"timestamp": times, **columns}).to_csv(tmp_path / f"{name}.csv", index=False)
+    run = tmp_path / "run"
+    status, _, err = run_app(
+        "anomaly", "--csv", tmp_path / "train.csv", "--detector", "zscore", "--out", run
+    )
+    assert status == 0, err
+    status, _, err = run_app(
+        "anomaly", "--load", run, "--csv", tmp_path / "swapped.csv", "--out", tmp_path / "s"
+    )
+    assert status == 0, err
+    original = pd.read_csv(run / "scores.csv")
+    swapped = pd.read_csv(tmp_path / "s" / "scores.csv")
+    np.testing.assert_allclose(swapped["score"], original["score"], atol=1e-9)
+    status, _, err = run_app(
+        "anomaly", "--load", run, "--csv", tmp_path / "other.csv", "--out", tmp_path / "o"
+    )
+    assert status == 2 and "reads the channels temp, pressure; this series has rpm, humidity" in err

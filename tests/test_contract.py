@@ -397,7 +397,16 @@ def hostile_files(tmp_path_factory):
         "no_words.csv": "text,label\n" + "😀 😀,1\n😡,0\n" * 100,
         "one_column.tsv": "Go.\n" * 200,
         "few_pairs.tsv": "Go.\tVe.\n" * 99,
+        "clock_only.csv": "timestamp,value\n" + "".join(f"{h:02d}:00,{h}\n" for h in range(24)),
+        "labelled.csv": "timestamp,value,is_anomaly\n"
+        + "".join(f"2020-01-01 {h:02d}:00:00,{h},0\n" for h in range(24)),
+        "nul.csv": "Date,Close\x00\n" + "".join(f"2015-01-{d:02d},1\n" for d in range(1, 29)),
+        "repeated_text.csv": "text,label,text\n" + "id,1,good film\nid,0,bad film\n" * 20,
+        "blank.txt": " \n\t\n" * 1000,
+        "pipes/a.csv": "timestamp,value\n" + "".join(f"{h},{h}\n" for h in range(100)),
     }
+    (folder / "pipes").mkdir()
+    os.mkfifo(folder / "pipes" / "z.csv")  # opening it would wait for a writer for ever
     for name, content in files.items():
         if content is not None:
             (folder / name).write_text(content)
@@ -429,6 +438,19 @@ FOUND = {  # app, arguments (FILE/ is the folder above), the line it must print
     "only Spanish": ("translate", ["--direction", "spa-fra"], "from or to English"),
     "French without a file": ("translate", ["--direction", "fra-eng"], "give other languages'"),
     "nan penalty": ("translate", ["--length-penalty", "nan"], "between 0 and 5"),
+    # Found by the third attack (a stranger's inputs; issue 27).
+    "prices in the date column": ("forecast", ["--target-col", "Date"], "both name the column"),
+    "NUL bytes": ("forecast", ["--csv", "FILE/nul.csv"], "received NUL bytes (UTF-16 text"),
+    "clock times only": ("anomaly", ["--csv", "FILE/clock_only.csv"], "times of day only"),
+    "labels as values": (
+        "anomaly",
+        ["--csv", "FILE/labelled.csv", "--value-col", "is_anomaly"],
+        "received 'is_anomaly', the label column",
+    ),
+    "columns of no file": ("anomaly", ["--value-col", "cpu"], "only for --csv files"),
+    "a pipe in a folder": ("anomaly", ["--csv", "FILE/pipes"], "received a named pipe"),
+    "repeated heading": ("sentiment", ["--data", "FILE/repeated_text.csv"], "repeated: 'text'"),
+    "blank text": ("textgen", ["--text", "FILE/blank.txt"], "holds only spaces and line breaks"),
 }
 
 

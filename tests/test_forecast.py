@@ -2,6 +2,7 @@
 apps/forecast.py end to end: a seeded quick run, reloading, yfinance offline, bad input."""
 
 import json
+import shutil
 import sys
 import types
 
@@ -561,6 +562,12 @@ def test_corrupt_model_is_reported_and_left_alone(quick_run, run_app, tmp_path):
     status, _, err = run_app("forecast", "--load", damaged)
     assert status == 2 and "model.keras" in err and err.count("\n") == 1
     assert (damaged / "model.keras").stat().st_size == 2000
+    # A config.json edited by hand: a list where a column name belongs.
+    shutil.copy(out / "model.keras", damaged / "model.keras")
+    config = json.loads((out / "config.json").read_text()) | {"target_col": ["Close"]}
+    (damaged / "config.json").write_text(json.dumps(config))
+    status, _, err = run_app("forecast", "--load", damaged)
+    assert status == 2 and "config.json is missing or damaged" in err, err
 
 
 def test_a_failed_run_leaves_an_earlier_run_untouched(quick_run, run_app, tmp_path):

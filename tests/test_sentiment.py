@@ -160,6 +160,10 @@ def test_load_table_splits_a_file_and_refuses_too_little_data(tmp_path):
     corpus = text.load_table(path, text_col="review")
     assert [corpus.count(part) for part in ("train", "validation", "test")] == [80, 10, 10]
     assert set(corpus.splits["test"][0]) == {f"text {i}" for i in range(90, 100)}
+    # Rows with no text are skipped, and said (a heading with spaces is the same heading).
+    rows = {"text": ["", *(f"text {i}" for i in range(1, 100))], " label ": ["pos", "neg"] * 50}
+    pd.DataFrame(rows).to_csv(path, sep="\t", index=False)
+    assert "skipped 1 row with no text (first: row 1)" in str(text.load_table(path))
     few = tmp_path / "few.csv"
     pd.DataFrame({"text": ["good", "bad"] * 10, "label": [1, 0] * 10}).to_csv(few, index=False)
     with pytest.raises(ValueError, match=r"^few: too little data \(16 train, 2 validation"):
@@ -458,6 +462,9 @@ def test_predict_prints_label_and_probability_and_skips_empty_text(quick_run, ru
     assert len(vocabularies) == 2
     only_ngrams = sorted(w for w in vocabularies[1] - vocabularies[0] if w.isalpha())
     assert only_ngrams and text.without_known_words(model, [only_ngrams[0], "zqx"]) == [1]
+    # '-' reads standard input: mixed with texts, one of them would be lost.
+    status, _, stderr = run_app("sentiment", "--load", out, "--predict", "-", "A triumph.")
+    assert status == 2 and "'-' (read standard input) cannot be mixed" in stderr
     # A text of words the model never saw gets a probability, and a note saying what it means.
     status, stdout, stderr = run_app("sentiment", "--load", out, "--predict", "A triumph.", "zqx")
     assert status == 0 and len(stdout.strip().splitlines()) == 2

@@ -94,8 +94,13 @@ def test_every_common_wav_reads_as_the_same_8khz_sound(kind, rate, tmp_path):
         (lambda p: wavfile.write(p, 8000, np.zeros(0, "int16")), "holds no samples"),
         (lambda p: wavfile.write(p, 8000, np.zeros(8000, "int16")), "is silent"),
         (
-            lambda p: wavfile.write(p, 8000, np.array([0.1, np.nan, 0.2], "float32")),
+            lambda p: wavfile.write(p, 8000, np.array([0.1, np.nan] + [0.2] * 800, "float32")),
             "NaN or infinite",
+        ),
+        (lambda p: wavfile.write(p, 8000, np.array([20000], "int16")), "received 1 sample"),
+        (  # a stereo file whose channels are each other upside down: silent once mixed
+            lambda p: wavfile.write(p, 8000, np.outer(tone(), [1, -1]).astype("float32")),
+            "channels cancel out",
         ),
         (lambda p: wavfile.write(p, 1000, np.ones(1000 * 3601, "int16")), "at most 120 seconds"),
         (lambda p: write_pcm(p, np.full(1000 * 121, 0.5), 1000, 3), "at most 120 seconds"),

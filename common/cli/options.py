@@ -276,7 +276,8 @@ class OneLineErrorParser(argparse.ArgumentParser):
             if isinstance(arg, str) and arg.startswith("--") and arg.endswith("=--"):
                 self.error(f"argument {arg[:-3]}: expected a value, got '--'")
         namespace, extras = super().parse_known_args(args, namespace)
-        if getattr(namespace, "mixed_precision", False):
+        # Asking TensorFlow for a GPU takes seconds; with --load the option is refused anyway.
+        if getattr(namespace, "mixed_precision", False) and not getattr(namespace, "load", None):
             tf = import_tensorflow_quietly()
             if not tf.config.list_physical_devices("GPU"):
                 self.error("argument --mixed-precision: needs a GPU (float16 on a CPU is slower)")

@@ -18,6 +18,7 @@ MU_LAW_MAGIC = b"MULAW-CLIPS 1\n"
 MAX_SECONDS = 120.0  # longer files are refused: cut them into pieces first
 MIN_RATE, MAX_RATE = 1_000, 768_000  # sample rates (Hz) any recorder writes
 SILENT_PEAK = 1e-3  # a recording whose loudest sample is below this holds no speech (-60 dBFS)
+MIN_SECONDS = 0.1  # the shortest recording read: a spoken digit lasts 0.2-0.6 s
 
 
 def mu_law_encode(samples):
@@ -72,11 +73,21 @@ def read_wav(path, sample_rate=8000, name=None, max_seconds=MAX_SECONDS):
             f"Received: {rate:,} Hz"
         )
     if data.size == 0:
-        raise ValueError(f"{name}: expected some sound; the file holds no samples")
+        raise ValueError(f"{name}: expected some sound; its header says it holds no samples")
+    if len(data) < MIN_SECONDS * rate:  # shorter than any spoken digit
+        raise ValueError(
+            f"{name}: expected at least {MIN_SECONDS:g} s of sound; received {len(data)} "
+            f"sample{'s' if len(data) > 1 else ''} ({len(data) / rate:.3g} s)"
+        )
     _refuse_long(len(data) / rate, name, max_seconds)
     wave = _as_float(np.array(data), name)
     if wave.ndim == 2:  # (samples, channels): speech is the same in every channel, so average
-        wave = wave.mean(axis=1)
+        channels, wave = wave, wave.mean(axis=1)
+        if np.abs(wave).max() < SILENT_PEAK <= np.abs(channels).max():
+            raise ValueError(
+                f"{name}: expected speech; its channels cancel out when mixed into one (one is "
+                "the other upside down): keep one channel"
+            )
     if np.abs(wave).max() < SILENT_PEAK:
         raise ValueError(f"{name}: expected speech; the recording is silent")
     return resample(wave, rate, sample_rate)
@@ -101,6 +112,8 @@ def _read_samples(path, name):
         raise
     except Exception as error:  # scipy's reader fails on crafted headers in a dozen ways
         detail = str(error).split("\n")[0] or type(error).__name__
+        if not isinstance(error, ValueError):  # Python's own words (a division by zero ...)
+            detail = f"its header is damaged ({type(error).__name__})"
         raise ValueError(
             f"{name}: expected a WAV file (PCM or float); could not read it: {detail}"
         ) from None

@@ -39,6 +39,7 @@ from common.data.windows import runs_of_true
 
 MIN_POINTS = 16  # a detector needs at least 8 windows of 2 points to learn what is usual
 DUPLICATE_RULES = ("mean", "first", "last", "error")
+DAY_FIRST_NOTE = "read dates with the day first"  # how a series' notes say it was read so
 MAX_GRID_FACTOR = 10  # a regular grid may hold at most this many times the rows read
 LABEL_NAMES = ("is_anomaly", "label")  # never used as value channels unless asked for
 EMPTY_TEXTS = ("", "nan", "na", "n/a", "null", "none")  # compared in lower case
@@ -89,6 +90,8 @@ class Series:
         normal_end: length of a prefix known to be free of anomalies (bundled data sets);
             ``None`` otherwise.
         notes: one short sentence per repair made while reading.
+        dayfirst: the times were written day first ("02/03/2024" is 2 March); a labels file
+            for the series is read the same way.
     """
 
     name: str
@@ -99,6 +102,7 @@ class Series:
     label_windows: list[tuple[int, int]] | None = None
     normal_end: int | None = None
     notes: list[str] = field(default_factory=list)
+    dayfirst: bool = False
 
     def __len__(self):
         return len(self.values)
@@ -239,6 +243,7 @@ def series_from_frame(
         times = pd.DatetimeIndex(ticks.view(f"datetime64[{unit}]"), name=time_col)
     is_anomaly = None if labels is None else labels.astype(bool)
     return Series(
+        dayfirst=any(note.startswith(DAY_FIRST_NOTE) for note in notes),
         name=name,
         times=times,
         values=values.astype("float64"),
@@ -271,17 +276,23 @@ def _choose_columns(frame, time_col, value_cols, label_col, name, decimal_comma=
             )
 
     require(time_col)
+    labels = [column for column in frame.columns if column.lower() in LABEL_NAMES]  # Label too
     if label_col is not None:
         require(label_col)
-    elif "is_anomaly" in frame.columns:
-        label_col = "is_anomaly"
+    elif "is_anomaly" in map(str.lower, labels):
+        label_col = next(column for column in labels if column.lower() == "is_anomaly")
     if isinstance(value_cols, str):
         value_cols = [value_cols]
     if value_cols:
         for column in value_cols:
             require(column)
+            if column in (time_col, label_col):
+                raise ValueError(
+                    f"{name}: expected value columns besides the times and labels; "
+                    f"received '{column}', the {'time' if column == time_col else 'label'} column"
+                )
         return list(value_cols), label_col
-    skipped = {time_col, label_col, *LABEL_NAMES}
+    skipped = {time_col, label_col, *labels}
     value_cols = [
         column
         for column in frame.columns
@@ -441,6 +452,12 @@ def _parse_other_formats(text, name, column, notes):
     if both parse all, the one giving the more regular series. Stamps in yet another format
     are then parsed one by one (slow, so only for those).
     """
+    clock_only = text.str.fullmatch(r"\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*([AaPp]\.?[Mm]\.?)?")
+    if clock_only.all():  # pandas would put today's date before each
+        raise ValueError(
+            f"{name}: expected a date in each time of '{column}'; received times of day only "
+            f"(first: {files.show(text.iloc[0])}): write the date too, as 2024-01-31 13:45"
+        )
     readings = []
     for dayfirst in (False, True):
         guess = _to_utc(text, format=None, dayfirst=dayfirst)
@@ -459,7 +476,7 @@ def _parse_other_formats(text, name, column, notes):
         parsed = parsed.where(~left, _to_utc(text[left], format="mixed", dayfirst=dayfirst))
     if dayfirst:
         example = f"'{text.iloc[0]}' is {parsed.iloc[0].tz_localize(None)}"
-        notes.append(f"read dates with the day first ({example})")
+        notes.append(f"{DAY_FIRST_NOTE} ({example})")
     return parsed
 
 
@@ -730,6 +747,8 @@ def find_csv_files(paths):
             )
             if not csvs:
                 raise ValueError(f"{path}: expected .csv files in that folder; received none")
+            for pipe in (file for file in csvs if file.is_fifo()):  # reading one waits for ever
+                raise ValueError(f"{pipe}: expected a file; received a named pipe")
             found += [(file, file.relative_to(path).as_posix()) for file in csvs]
         elif path.exists() or path.is_symlink():
             files.check_file(path)  # a device, a socket or a symbolic link loop is said as such
@@ -751,7 +770,7 @@ def find_csv_files(paths):
 # ---------------------------------------------------------------- label windows
 
 
-def read_label_windows(path, series_key, times, one_series=True):
+def read_label_windows(path, series_key, times, one_series=True, dayfirst=False):
     """Read labelled ``[start, end]`` windows and map them onto a series' times.
 
     Three layouts are understood:
@@ -776,6 +795,7 @@ def read_label_windows(path, series_key, times, one_series=True):
         times: the series' times (``Series.times``), sorted.
         one_series: False when the same file labels several series: a list of pairs (JSON or
             CSV) names no series, so it is refused rather than given to each.
+        dayfirst: read dates such as "02/03/2024" day first, as the series' own were read.
 
     Returns:
         Sorted inclusive ``(start, end)`` index pairs into ``times``, overlapping ones merged;
@@ -803,8 +823,8 @@ def read_label_windows(path, series_key, times, one_series=True):
         )
     windows = []
     for start_value, end_value in pairs:
-        start = _window_bound(start_value, times, name)
-        end = _window_bound(end_value, times, name)
+        start = _window_bound(start_value, times, name, dayfirst)
+        end = _window_bound(end_value, times, name, dayfirst)
         if start > end:
             raise ValueError(
                 f"{name}: expected each window to start before it ends; "
@@ -897,7 +917,7 @@ def _is_bound(value, times):
     return True
 
 
-def _window_bound(value, times, name):
+def _window_bound(value, times, name, dayfirst=False):
     """A window's start or end in the units of ``times``: a naive UTC Timestamp or a number."""
     if isinstance(times, pd.DatetimeIndex):
         stamp = None
@@ -905,7 +925,7 @@ def _window_bound(value, times, name):
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    stamp = pd.to_datetime(value.strip(), utc=True)
+                    stamp = pd.to_datetime(value.strip(), utc=True, dayfirst=dayfirst)
             except (ValueError, TypeError, OverflowError):
                 stamp = None
         if stamp is None or pd.isna(stamp):

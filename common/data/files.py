@@ -55,10 +55,11 @@ def show(value, limit=SHOWN_LENGTH):
     "'2.537,00'"
     >>> show("x" * 100)
     "'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…' (100 characters)"
-    >>> show("  ")
-    'an empty value'
+    >>> show("  "), show("Close\\x00")
+    ('an empty value', "'Close\\\\x00'")
     """
-    text = str(value)
+    # Control and invisible characters are shown escaped: raw, they would act on the terminal.
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(value))
     if not text.strip():
         return "an empty value"
     if len(text) > limit:
@@ -199,11 +200,26 @@ def table_from_text(text, name, separator=None, header=0):
 
     if not text.strip():
         raise ValueError(f"{name}: expected a header line and data rows; the file is empty")
+    if "\x00" in text:
+        raise ValueError(
+            f"{name}: expected a text table; received NUL bytes (UTF-16 text saved without its "
+            "byte-order mark, or a binary file: re-save it as UTF-8)"
+        )
+    text = text.replace("\ufeff", "")  # byte-order marks left inside by joined exports
     separator = separator or sniff_separator(text)
     skipped = 0  # lines before the table
     if _excel_separator(text):  # "sep=;": Excel's note of the separator, not a row
         text, skipped = (text.split("\n", 1)[1] if "\n" in text else ""), 1
     text = _without_trailing_separators(text, separator)
+    if header == 0:  # pandas renames a repeated heading "text.1" and reads the first silently
+        names = [
+            cell.strip() for cell in next(csv.reader([text.split("\n", 1)[0]], delimiter=separator))
+        ]
+        repeated = sorted({cell for cell in names if cell and names.count(cell) > 1})
+        if repeated:
+            raise ValueError(
+                f"{name}: expected distinct column names; repeated: {', '.join(map(show, repeated))}"
+            )
     try:
         return pd.read_csv(
             io.StringIO(text), sep=separator, dtype=str, keep_default_na=False, header=header

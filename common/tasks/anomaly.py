@@ -96,7 +96,7 @@ def read_labelled(path, name, labels=None, one_series=True, **reading):
     found = read_series_csv(path, **reading, name=name)
     windows = None
     if labels is not None:
-        windows = read_label_windows(labels, name, found.times, one_series)
+        windows = read_label_windows(labels, name, found.times, one_series, found.dayfirst)
     if windows is not None:
         found.label_windows = windows
         found.is_anomaly = intervals_to_mask(windows, len(found))
@@ -777,11 +777,19 @@ def rescore_saved(series, folder, saved, model=None):
             f"{series.name}: the saved detector reads {channels} channel(s); "
             f"this series has {len(series.columns)}"
         )
+    values, names = series.values, [str(name) for name in saved["value_cols"]]
+    if channels > 1 and names != list(series.columns):  # one channel may be named anything
+        if sorted(names) != sorted(series.columns):  # each scaler must meet its own channel
+            raise ValueError(
+                f"{series.name}: the saved detector reads the channels {', '.join(names)}; this "
+                f"series has {', '.join(series.columns)}"
+            )
+        values = values[:, [series.columns.index(name) for name in names]]  # the saved order
     needed = (saved["window"] + 2) * settings.factor
     if len(series) < needed:
         raise ValueError(f"{series.name}: {len(series)} points; the saved detector needs {needed}")
     try:  # a saved run is a file like any other: a model and settings that do not match end here
-        return rescore(series.values, saved["detector"], detector, scaler, settings, threshold)
+        return rescore(values, saved["detector"], detector, scaler, settings, threshold)
     except Exception as error:  # noqa: BLE001  Keras and NumPy raise many types for a bad model
         reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
         raise ValueError(f"model.keras and config.json do not match ({reason})") from None

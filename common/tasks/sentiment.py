@@ -106,6 +106,12 @@ def read_text_table(
     origin = origin or str(path)
     tabs = path.name.lower().removesuffix(".gz").endswith((".tsv", ".tab"))
     frame = read_table(path, origin, separator="\t" if tabs else None)
+    frame.columns = [str(column).strip() for column in frame.columns]
+    repeated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
+    if repeated:  # pandas would rename the second one "text.1" and read the first silently
+        raise ValueError(
+            f"{origin}: expected distinct column names; repeated: {', '.join(repeated)}"
+        )
     columns = [text_col] + ([label_col] if need_labels else [])
     for column, role in zip(columns, ("text", "label")):
         if column not in frame.columns:
@@ -116,6 +122,13 @@ def read_text_table(
     texts = frame[text_col].astype(str)
     keep = texts.str.strip() != ""
     result = pd.DataFrame({"text": texts[keep].to_numpy()})
+    result.attrs["notes"] = []
+    if not keep.all():  # said, never dropped silently
+        first = int(np.flatnonzero(~keep.to_numpy())[0]) + 1
+        skipped = int((~keep).sum())
+        result.attrs["notes"].append(
+            f"skipped {skipped} row{'s' if skipped > 1 else ''} with no text (first: row {first})"
+        )
     if need_labels:
         labels = frame[label_col][keep]
         result["label"] = parse_labels(
@@ -150,6 +163,7 @@ class Corpus:
     unlabelled: np.ndarray  # texts without labels (pretraining only), maybe none
     source: str
     class_names: tuple = LABEL_NAMES  # the names of labels 0 and 1
+    notes: tuple = ()  # what reading the file skipped, in words
 
     def count(self, part):
         return len(self.splits[part][1])
@@ -160,6 +174,7 @@ class Corpus:
             f"{self.source}; texts: {counts['train']} train, {counts['validation']} "
             f"validation, {counts['test']} test"
             + (f", {len(self.unlabelled)} unlabelled" if len(self.unlabelled) else "")
+            + "".join(f"; {note}" for note in self.notes)
         )
 
 
@@ -283,7 +298,7 @@ def load_table(path, text_col="text", label_col="label", name=None):
         )
     if len(set(splits["train"][1].tolist())) < 2:
         raise ValueError(f"{name}: the training split holds only one class")
-    return Corpus(splits, np.array([], dtype=object), name)
+    return Corpus(splits, np.array([], dtype=object), name, notes=tuple(frame.attrs["notes"]))
 
 
 def load_imdb(cache_dir):
@@ -1319,7 +1334,8 @@ def label_lines(model, texts):
 
 
 def evaluate_file(model, path, text_col="text", label_col="label", name=None):
-    """``model``'s :func:`scores` on a labelled CSV/TSV, and how many of how many it got right.
+    """``model``'s :func:`scores` on a labelled CSV/TSV, how many of how many it got right, and
+    what reading the file skipped (a list of sentences).
 
     Raises:
         ValueError: as :func:`read_text_table` (one class alone is allowed here).
@@ -1327,7 +1343,8 @@ def evaluate_file(model, path, text_col="text", label_col="label", name=None):
     frame = read_text_table(path, text_col, label_col, origin=name, need_both=False)
     probabilities = predict_texts(model, frame["text"].to_numpy(dtype=object))
     labels = frame["label"].to_numpy()
-    return scores(labels, probabilities), int(np.sum((probabilities >= 0.5) == labels)), len(labels)
+    correct = int(np.sum((probabilities >= 0.5) == labels))
+    return scores(labels, probabilities), correct, len(labels), frame.attrs["notes"]
 
 
 # ---------------------------------------------------------------- plots
