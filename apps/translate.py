@@ -50,7 +50,7 @@ from common.cli import (
     shrink_for_quick,
     start_distribution,
 )
-from common.data.files import read_lines
+from common.data.files import pair_columns, read_lines
 
 # TensorFlow loads on first use: --help and option errors come first.
 mt = common.import_later("common.tasks.translate")
@@ -180,8 +180,8 @@ def read_config(argv):
     for flag, path in (("--data", args.data), ("--evaluate", args.evaluate)):
         refuse_missing(flag, path)
     refuse_missing("--load", args.load, "folder")
-    try:  # last: the check is the task module's, and loads TensorFlow
-        mt.columns(args.direction)
+    try:
+        pair_columns(args.direction)
     except ValueError as error:
         raise UserError(f"--direction: {error}") from None
     if args.data is None and not args.load and args.direction not in ("spa-eng", "eng-spa"):

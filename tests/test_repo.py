@@ -68,6 +68,8 @@ ANSWERED_BEFORE_TENSORFLOW = [
     ("sentiment", ["--load", "missing", "--predict", "fine"], "no such folder"),
     ("textgen", ["--text", "missing.txt"], "no such file"),
     ("translate", ["--length-penalty", "9"], "between 0 and 5"),
+    ("translate", ["--direction", "xx-yy"], "from or to English"),
+    ("forecast", ["--mixed-precision", "--load", "missing"], "not used with --load"),
     ("translate", ["--load", "missing", "--translate", "Hi."], "no such folder"),
     ("speech", ["--load", "missing", "--wav", "missing.wav"], "no such file"),
 ]

@@ -392,6 +392,22 @@ def _reason(error, timeout):
     return getattr(error, "strerror", None) or str(error)
 
 
+def pair_columns(direction):
+    """The (source, target) columns of a manythings.org sentence-pair file (English first)
+    for ``direction``, such as "spa-eng".
+
+    >>> pair_columns("spa-eng"), pair_columns("eng-fra")
+    ((1, 0), (0, 1))
+    """
+    match = re.fullmatch(r"([a-z]{2,3})-([a-z]{2,3})", str(direction))
+    if not match or (match[1] == "eng") == (match[2] == "eng"):
+        raise ValueError(
+            "Expected a direction from or to English, as language codes: 'spa-eng', 'eng-spa', "
+            f"'fra-eng' ... (the files hold English in the first column). Received: {direction!r}"
+        )
+    return (1, 0) if match[2] == "eng" else (0, 1)
+
+
 def read_lines(stream):
     """The lines of a text stream such as ``sys.stdin``, which must hold UTF-8.
 

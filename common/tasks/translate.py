@@ -38,6 +38,7 @@ from keras import layers
 import numpy as np
 import tensorflow as tf
 
+from common.data.files import pair_columns as columns  # in data: the app checks it before TF
 from common.data.files import read_text
 from common.models.seq2seq import BahdanauDecoder
 
@@ -100,21 +101,6 @@ def parse_pairs(text, direction="spa-eng", origin="pairs"):
     if not sources:
         raise ValueError(f"{origin}: expected sentence pairs; the file holds none")
     return Pairs(sources, targets, origin)
-
-
-def columns(direction):
-    """The (source, target) columns of a manythings.org file, English first, for ``direction``.
-
-    >>> columns("spa-eng"), columns("eng-fra")
-    ((1, 0), (0, 1))
-    """
-    match = re.fullmatch(r"([a-z]{2,3})-([a-z]{2,3})", str(direction))
-    if not match or (match[1] == "eng") == (match[2] == "eng"):
-        raise ValueError(
-            "Expected a direction from or to English, as language codes: 'spa-eng', 'eng-spa', "
-            f"'fra-eng' ... (the files hold English in the first column). Received: {direction!r}"
-        )
-    return (1, 0) if match[2] == "eng" else (0, 1)
 
 
 def language_names(direction):
