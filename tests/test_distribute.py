@@ -534,6 +534,6 @@ def test_mixed_precision_without_a_gpu_is_one_line(run_app, tmp_path):
     status, _, err = run_app("textgen", "--quick", "--mixed-precision", "--out", tmp_path / "r")
     assert status == 2 and err.count("\n") == 1
     assert "--mixed-precision: needs a GPU" in err
-    for app, saved in [("forecast", "--load"), ("anomaly", "--load")]:  # also when nothing trains
-        status, _, err = run_app(app, "--mixed-precision", saved, tmp_path)
-        assert status == 2 and "--mixed-precision: needs a GPU" in err
+    for app in ("forecast", "anomaly"):  # with --load it is refused without asking for a GPU
+        status, _, err = run_app(app, "--mixed-precision", "--load", tmp_path)
+        assert status == 2 and err.count("\n") == 1 and "--mixed-precision" in err, err
