@@ -262,8 +262,6 @@ def read_config(argv):
 
 def check_saved_run(directory):
     """The saved run's config.json, once it is known to be an anomaly run."""
-    if not Path(directory).is_dir():
-        raise UserError(f"--load {directory}: no such folder")
     try:
         return anomaly.read_saved_run(directory)
     except ValueError as error:

@@ -796,6 +796,10 @@ def test_label_dates_are_read_day_first_like_the_series_they_label(tmp_path):
         "2024-03-02 00:00:00",
         "2024-03-04 00:00:00",
     )
+    # ISO dates stay ISO (NAB's labels file): pandas swaps "2024-03-02" under dayfirst.
+    (tmp_path / "labels.json").write_text('[["2024-03-02 00:00:00.000000", "2024-03-04"]]')
+    found = anomaly.read_labelled(tmp_path / "eu.csv", "eu.csv", tmp_path / "labels.json")
+    assert str(found.times[found.label_windows[0][0]]) == "2024-03-02 00:00:00"
 
 
 def test_a_saved_run_scores_channels_by_name(run_app, tmp_path):

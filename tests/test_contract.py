@@ -444,12 +444,16 @@ FOUND = {  # app, arguments (FILE/ is the folder above), the line it must print
     "clock times only": ("anomaly", ["--csv", "FILE/clock_only.csv"], "times of day only"),
     "labels as values": (
         "anomaly",
-        ["--csv", "FILE/labelled.csv", "--value-col", "is_anomaly"],
+        ["--csv", "FILE/labelled.csv", "--value-col", "is_anomaly", "--label-col", "is_anomaly"],
         "received 'is_anomaly', the label column",
     ),
     "columns of no file": ("anomaly", ["--value-col", "cpu"], "only for --csv files"),
     "a pipe in a folder": ("anomaly", ["--csv", "FILE/pipes"], "received a named pipe"),
-    "repeated heading": ("sentiment", ["--data", "FILE/repeated_text.csv"], "repeated: 'text'"),
+    "repeated heading": (
+        "sentiment",
+        ["--data", "FILE/repeated_text.csv"],
+        "expected one column named 'text'; the file has several",
+    ),
     "blank text": ("textgen", ["--text", "FILE/blank.txt"], "holds only spaces and line breaks"),
 }
 

@@ -673,3 +673,16 @@ def test_spreadsheet_numbers_are_read_as_written(tmp_path):
     path.write_text(path.read_text().replace('"2,537.00"', "50 ms"))
     with pytest.raises(ValueError, match=r"received 1 other value \(first: '50 ms' in row 2\)"):
         series.read_series_csv(path)
+
+
+def test_a_repeated_heading_is_refused_only_where_it_is_used(tmp_path):
+    rows = "".join(f"2024-01-01 {h:02d}:00,{h},a,b\n" for h in range(20))
+    path = tmp_path / "notes.csv"
+    path.write_text("timestamp,value,note,note\n" + rows)  # two notes, never read: fine
+    assert series.read_series_csv(path, value_cols=["value"]).columns == ["value"]
+    path.write_text("\ntimestamp,value,value,note\n" + rows)  # a blank line first, as pandas skips
+    with pytest.raises(ValueError, match="expected one column named 'value'; the file has several"):
+        series.read_series_csv(path)
+    path.write_text("a" * 140_000 + ",value\n1,2\n")  # past the csv module's field limit
+    with pytest.raises(ValueError, match="expected a column 'timestamp'"):
+        series.read_series_csv(path)

@@ -76,14 +76,14 @@ def read_wav(path, sample_rate=8000, name=None, max_seconds=MAX_SECONDS):
         raise ValueError(f"{name}: expected some sound; its header says it holds no samples")
     if len(data) < MIN_SECONDS * rate:  # shorter than any spoken digit
         raise ValueError(
-            f"{name}: expected at least {MIN_SECONDS:g} s of sound; received {len(data)} "
-            f"sample{'s' if len(data) > 1 else ''} ({len(data) / rate:.3g} s)"
+            f"{name}: expected at least {MIN_SECONDS * 1000:g} ms of sound; received {len(data)} "
+            f"sample{'s' if len(data) > 1 else ''} ({len(data) / rate * 1000:.1f} ms)"
         )
     _refuse_long(len(data) / rate, name, max_seconds)
     wave = _as_float(np.array(data), name)
     if wave.ndim == 2:  # (samples, channels): speech is the same in every channel, so average
         channels, wave = wave, wave.mean(axis=1)
-        if np.abs(wave).max() < SILENT_PEAK <= np.abs(channels).max():
+        if np.abs(wave).max() < SILENT_PEAK <= np.abs(channels).max(axis=0).min():
             raise ValueError(
                 f"{name}: expected speech; its channels cancel out when mixed into one (one is "
                 "the other upside down): keep one channel"
@@ -112,7 +112,9 @@ def _read_samples(path, name):
         raise
     except Exception as error:  # scipy's reader fails on crafted headers in a dozen ways
         detail = str(error).split("\n")[0] or type(error).__name__
-        if not isinstance(error, ValueError):  # Python's own words (a division by zero ...)
+        if isinstance(error, OSError):  # the disk, not the file's content
+            detail = error.strerror or detail
+        elif not isinstance(error, ValueError):  # Python's own words (a division by zero ...)
             detail = f"its header is damaged ({type(error).__name__})"
         raise ValueError(
             f"{name}: expected a WAV file (PCM or float); could not read it: {detail}"

@@ -209,6 +209,9 @@ def series_from_frame(
     value_cols, label_col = _choose_columns(
         frame, time_col, value_cols, label_col, name, decimal_comma
     )
+    used = [time_col, label_col, *value_cols, *(column.rsplit(".", 1)[0] for column in value_cols)]
+    if repeated := files.repeated_heading(frame, used):  # pandas read one of them as "x.1"
+        raise ValueError(f"{name}: expected one column named '{repeated}'; the file has several")
     ticks, unit = _parse_times(frame[time_col], name, time_col, notes)
     values = np.column_stack(
         [_parse_numbers(frame[col], name, col, decimal_comma) for col in value_cols]
@@ -277,12 +280,13 @@ def _choose_columns(frame, time_col, value_cols, label_col, name, decimal_comma=
 
     require(time_col)
     labels = [column for column in frame.columns if column.lower() in LABEL_NAMES]  # Label too
-    if label_col is not None:
-        require(label_col)
-    elif "is_anomaly" in map(str.lower, labels):
-        label_col = next(column for column in labels if column.lower() == "is_anomaly")
     if isinstance(value_cols, str):
         value_cols = [value_cols]
+    if label_col is not None:
+        require(label_col)
+    elif "is_anomaly" in map(str.lower, labels):  # unless asked for as a value channel
+        label_col = next(column for column in labels if column.lower() == "is_anomaly")
+        label_col = None if label_col in (value_cols or ()) else label_col
     if value_cols:
         for column in value_cols:
             require(column)
@@ -453,10 +457,12 @@ def _parse_other_formats(text, name, column, notes):
     are then parsed one by one (slow, so only for those).
     """
     clock_only = text.str.fullmatch(r"\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*([AaPp]\.?[Mm]\.?)?")
-    if clock_only.all():  # pandas would put today's date before each
+    if clock_only.any():  # pandas would put today's date before it
+        first = clock_only.to_numpy().argmax()
         raise ValueError(
-            f"{name}: expected a date in each time of '{column}'; received times of day only "
-            f"(first: {files.show(text.iloc[0])}): write the date too, as 2024-01-31 13:45"
+            f"{name}: expected a date in each time of '{column}'; received a time of day alone "
+            f"({files.show(text.iloc[first])} in row {text.index[first] + 1}): write the date "
+            "too, as 2024-01-31 13:45"
         )
     readings = []
     for dayfirst in (False, True):
@@ -925,7 +931,10 @@ def _window_bound(value, times, name, dayfirst=False):
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    stamp = pd.to_datetime(value.strip(), utc=True, dayfirst=dayfirst)
+                    try:  # ISO 8601 first: pandas would swap "2024-03-02" under dayfirst
+                        stamp = pd.to_datetime(value.strip(), utc=True, format="ISO8601")
+                    except ValueError:
+                        stamp = pd.to_datetime(value.strip(), utc=True, dayfirst=dayfirst)
             except (ValueError, TypeError, OverflowError):
                 stamp = None
         if stamp is None or pd.isna(stamp):

@@ -211,17 +211,8 @@ def table_from_text(text, name, separator=None, header=0):
     if _excel_separator(text):  # "sep=;": Excel's note of the separator, not a row
         text, skipped = (text.split("\n", 1)[1] if "\n" in text else ""), 1
     text = _without_trailing_separators(text, separator)
-    if header == 0:  # pandas renames a repeated heading "text.1" and reads the first silently
-        names = [
-            cell.strip() for cell in next(csv.reader([text.split("\n", 1)[0]], delimiter=separator))
-        ]
-        repeated = sorted({cell for cell in names if cell and names.count(cell) > 1})
-        if repeated:
-            raise ValueError(
-                f"{name}: expected distinct column names; repeated: {', '.join(map(show, repeated))}"
-            )
     try:
-        return pd.read_csv(
+        table = pd.read_csv(
             io.StringIO(text), sep=separator, dtype=str, keep_default_na=False, header=header
         )
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
@@ -233,6 +224,24 @@ def table_from_text(text, name, separator=None, header=0):
                 f"{separator!r} inside a value must be within double quotes)"
             )
         raise ValueError(f"{name}: expected a table of {separator!r}-separated columns; {reason}")
+    # pandas renames a repeated heading ("text", "text.1"): a reader that uses one says so.
+    table.attrs["repeated"] = _repeated_headings(text, separator) if header == 0 else []
+    return table
+
+
+def repeated_heading(table, used):
+    """The first of ``used`` (column names) that ``table``'s header line repeats, or None."""
+    repeated = table.attrs.get("repeated", [])
+    return next((column for column in used if column in repeated), None)
+
+
+def _repeated_headings(text, separator):
+    header = text.lstrip().split("\n", 1)[0]  # pandas skips blank lines before the header
+    try:
+        names = [cell.strip() for cell in next(csv.reader([header], delimiter=separator), [])]
+    except csv.Error:  # a field past the csv module's limit: the table itself was read
+        return []
+    return sorted({cell for cell in names if cell and names.count(cell) > 1})
 
 
 def _excel_separator(text):

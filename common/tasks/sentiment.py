@@ -38,7 +38,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from common.data.files import read_table, show
+from common.data.files import read_table, repeated_heading, show
 from common.models.recurrent import build_many_to_one
 from common.models.training import set_seed
 
@@ -107,11 +107,8 @@ def read_text_table(
     tabs = path.name.lower().removesuffix(".gz").endswith((".tsv", ".tab"))
     frame = read_table(path, origin, separator="\t" if tabs else None)
     frame.columns = [str(column).strip() for column in frame.columns]
-    repeated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
-    if repeated:  # pandas would rename the second one "text.1" and read the first silently
-        raise ValueError(
-            f"{origin}: expected distinct column names; repeated: {', '.join(repeated)}"
-        )
+    if repeated := repeated_heading(frame, (text_col, label_col)):  # which one is meant?
+        raise ValueError(f"{origin}: expected one column named '{repeated}'; the file has several")
     columns = [text_col] + ([label_col] if need_labels else [])
     for column, role in zip(columns, ("text", "label")):
         if column not in frame.columns:
