@@ -441,7 +441,7 @@ FOUND = {  # app, arguments (FILE/ is the folder above), the line it must print
     # Found by the third attack (a stranger's inputs; issue 27).
     "prices in the date column": ("forecast", ["--target-col", "Date"], "both name the column"),
     "NUL bytes": ("forecast", ["--csv", "FILE/nul.csv"], "received NUL bytes (UTF-16 text"),
-    "clock times only": ("anomaly", ["--csv", "FILE/clock_only.csv"], "times of day only"),
+    "clock times only": ("anomaly", ["--csv", "FILE/clock_only.csv"], "a time of day alone"),
     "labels as values": (
         "anomaly",
         ["--csv", "FILE/labelled.csv", "--value-col", "is_anomaly", "--label-col", "is_anomaly"],

@@ -86,17 +86,21 @@ def test_apps_answer_help_and_option_errors_before_tensorflow_loads(tmp_path):
     cases = [(app.stem, ["--help"], None) for app in sorted((REPO / "apps").glob("[a-z]*.py"))]
     cases += [(app, ["--epochs", "0"], "argument --epochs") for app, _, _ in cases]
     cases += ANSWERED_BEFORE_TENSORFLOW
-    for app, arguments, message in cases:
-        arguments = [str(tmp_path / "full") if a == "FULL" else a for a in arguments]
-        result = subprocess.run(
+    running = [  # all at once: each is a fraction of a second
+        subprocess.Popen(
             [sys.executable, "-c", RUN_AND_SAY_IF_TENSORFLOW_LOADED, REPO / "apps" / f"{app}.py"]
-            + arguments,
-            capture_output=True,
+            + [str(tmp_path / "full") if a == "FULL" else a for a in arguments],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
             env=environment,
             cwd=tmp_path,  # where the "missing" paths are missing
-            timeout=120,
         )
+        for app, arguments, _ in cases
+    ]
+    for (app, arguments, message), process in zip(cases, running):
+        stdout, stderr = process.communicate(timeout=120)
+        result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
         said = result.stdout.splitlines()[-1] if result.stdout else ""
         assert said == "no tensorflow", f"{app} {arguments}: {said}; {result.stderr[-300:]}"
         # TensorFlow's start-up log noise never reaches the terminal either way.
