@@ -152,11 +152,9 @@ def read_series_csv(
     name = path.name if name is None else str(name)
     # The one reader of users' files: gzip by content, separators sniffed, an Excel workbook
     # or a folder named as such; every cell stays text so a bad value is shown as written.
-    text = files.read_text(path, name)
-    separator = files.sniff_separator(text)
-    frame = files.table_from_text(text, name, separator)
+    frame = files.read_table(path, name)
     # Files split by ";" (or tabs) are European spreadsheets' exports: "2.537,00" is 2537.
-    decimal_comma = separator != ","
+    decimal_comma = frame.attrs["separator"] != ","
     return series_from_frame(
         frame, time_col, value_cols, label_col, duplicates, name, decimal_comma
     )
@@ -764,7 +762,8 @@ def find_csv_files(paths):
     seen, unique = set(), []
     for file, key in found:
         try:
-            identity = (file.stat().st_dev, file.stat().st_ino)  # the file, whatever its path
+            info = file.stat()
+            identity = (info.st_dev, info.st_ino)  # the file, whatever its path
         except OSError:  # a broken link: reading it will say so
             identity = file
         if identity not in seen:

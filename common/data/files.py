@@ -226,6 +226,7 @@ def table_from_text(text, name, separator=None, header=0):
         raise ValueError(f"{name}: expected a table of {separator!r}-separated columns; {reason}")
     # pandas renames a repeated heading ("text", "text.1"): a reader that uses one says so.
     table.attrs["repeated"] = _repeated_headings(text, separator) if header == 0 else []
+    table.attrs["separator"] = separator  # ";" and tabs go with decimal commas
     return table
 
 

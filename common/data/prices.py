@@ -38,9 +38,7 @@ def read_price_csv(path, date_col, target_col, name=None):
     """
     path = Path(path)
     name = name or str(path)
-    text = files.read_text(path, name)
-    separator = files.sniff_separator(text)
-    raw = files.table_from_text(text, name, separator, header=None)
+    raw = files.read_table(path, name, header=None)
     if len(raw) < 2:
         raise ValueError(f"{name}: no data rows")
     header = [str(column).strip() for column in raw.iloc[0]]
@@ -57,7 +55,9 @@ def read_price_csv(path, date_col, target_col, name=None):
         rows = raw.iloc[3:] if has_date_row else raw.iloc[2:]
     frame = pd.DataFrame(rows.values, columns=header)
     # A decimal comma is only possible where the comma does not separate the columns.
-    return price_series(frame, date_col, target_col, name, decimal_comma=separator != ",")
+    return price_series(
+        frame, date_col, target_col, name, decimal_comma=raw.attrs["separator"] != ","
+    )
 
 
 def price_series(frame, date_col, target_col, name, decimal_comma=False):
