@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from common.cli import run_folder
+from common.models.training import set_seed
 
 # ---------------------------------------------------------------- event-level scoring, worked by hand
 
@@ -191,6 +192,36 @@ def test_bidirectional_lstm_scores_both_sides_and_reloads_its_error_scales():
     assert not np.isclose(part[300 - 17 :], scores[300 - 17 : 300], rtol=1e-5).any()
 
 
+def test_hybrid_mixes_the_lstm_and_holt_winters_in_robust_units_and_reloads():
+    values = seasonal_series(400)[:, None].astype("float32")
+    values[250:256, 0] += 3.0  # a jump both parts see
+    set_seed(0)
+    hybrid = detectors.LSTMHoltWinters(window=16, units=8, epochs=2).fit(values)
+    lstm, holt_winters = hybrid.parts(values)
+    # By hand: each part's median and MAD * 1.4826 on the fitted data, then 0.4 and 0.6.
+    scaled = []
+    for part in (lstm, holt_winters):
+        median = np.median(part)
+        scaled.append((part - median) / (1.4826 * np.median(np.abs(part - median))))
+    np.testing.assert_allclose(hybrid.score(values), 0.4 * scaled[0] + 0.6 * scaled[1], rtol=1e-6)
+    np.testing.assert_allclose(hybrid.score(values, weight=0.0), scaled[0], rtol=1e-6)
+    # Holt-Winters is the same as on its own; the LSTM part is the bidirectional detector's score.
+    np.testing.assert_allclose(
+        holt_winters, detectors.HoltWinters().fit(values).score(values), rtol=1e-6
+    )
+    assert hybrid.looks_ahead == 17 and hybrid.model is hybrid.lstm.model and hybrid.units == 8
+    assert 250 <= np.argmax(hybrid.score(values)) <= 256 + 16
+    # A saved run: the Keras model and the JSON state score identically.
+    twin = detectors.make_detector("hybrid", window=16, units=8, model=hybrid.model)
+    twin.set_state(json.loads(json.dumps(hybrid.state())))
+    np.testing.assert_allclose(twin.score(values), hybrid.score(values), rtol=1e-5)
+    # For Hundman's rule: the same mix not centred, never below 0 (where both LSTM heads reach,
+    # the score shifted by a constant).
+    errors = detectors.nonnegative_errors(hybrid, values)
+    shift = errors[17:-17] - hybrid.score(values)[17:-17]
+    assert (errors >= 0).all() and np.ptp(shift) < 1e-4 * np.abs(shift).max()
+
+
 def test_each_detector_says_how_far_ahead_it_looks_and_older_scores_are_final():
     values = seasonal_series(900)[:, None]
     fitted = {
@@ -360,15 +391,21 @@ def test_quick_default_run_on_the_bundled_nab_series(run_app, tmp_path):
     assert (scores["flagged"].to_numpy() == flagged).all()
     metrics = strict_json(tmp_path / "metrics.json")
     assert metrics["mode"] == "audit"
-    assert set(metrics["table"]) == {
+    # The default mixes the LSTM with Holt-Winters; its LSTM alone is shown beside it.
+    assert list(metrics["table"]) == [
+        "LSTM + Holt-Winters",
         "bidirectional LSTM",
         "rolling z-score",
         "MP discord",
         "Holt-Winters",
-    }
-    assert metrics["table"]["bidirectional LSTM"]["alarms"] == len(intervals) >= 1
+    ]
+    assert metrics["table"]["LSTM + Holt-Winters"]["alarms"] == len(intervals) >= 1
     config = strict_json(tmp_path / "config.json")
-    assert config["app"] == "anomaly"
+    assert (config["app"], config["detector"], config["state"]["weight"]) == (
+        "anomaly",
+        "hybrid",
+        0.6,
+    )
     assert (config["settings"]["rule"], config["settings"]["false_alarms"]) == ("rate", 0.5)
     assert "set for 0.5 false alarms per 1,000 readings" in out
     model = keras.models.load_model(tmp_path / "model.keras")  # plain Keras, no custom objects

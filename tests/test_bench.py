@@ -123,6 +123,20 @@ def test_anomaly_bench_scores_a_nab_layout_folder(tmp_path):
     # The honest figure: rules chosen on the other folders, and the synthetic check.
     lofo = re.search(r"\| Holt-Winters, seed 42 +\|(.+)", out).group(1).split("|")
     assert len(lofo) > 10 and "held out artificialWithAnomaly: {'rule'" in out
+    # The default hybrid: its LSTM alone and its weight chosen out of folder, from the same fits.
+    hybrid = run_bench(
+        "anomaly", "--nab", str(tmp_path), "--quick", "--lofo", "--detectors", "hybrid"
+    )
+    for row in (
+        "LSTM + Holt-Winters (ours)",
+        "bidirectional LSTM alone (the same fits)",
+        "bidirectional LSTM alone, seed 42",
+        "LSTM + Holt-Winters, weight chosen too, seed 42",
+    ):
+        assert f"| {row}" in hybrid, row
+    assert re.search(
+        r"weight chosen too, seed 42: held out artificialWithAnomaly: weight \d", hybrid
+    )
     monitor = run_bench(
         "anomaly", "--nab", str(tmp_path), "--quick", "--monitor", "--detectors", "holt-winters"
     )

@@ -322,7 +322,7 @@ def _fit_scaler(values):
 
 def audit(
     values,
-    name="bidirectional",
+    name="hybrid",
     window=48,
     settings=None,
     seed=42,
@@ -487,7 +487,7 @@ def choose_alarms(smoothed, settings, threshold=None):
 
 def detect(
     values,
-    name="bidirectional",
+    name="hybrid",
     window=48,
     normal_end=None,
     rule="rate",
@@ -511,6 +511,18 @@ def detect(
             **options,
         )
     return monitor(values, normal_end, name, window, **options)
+
+
+def lstm_alone(values, detection):
+    """An audit by a hybrid detection's LSTM alone, from the same fit: what the mix adds shows.
+
+    ``detection`` is a ``"hybrid"`` audit (:class:`common.tasks.detectors.LSTMHoltWinters`);
+    its LSTM scores ``values`` again and the same rule chooses that score's alarms.
+    """
+    lstm = detection.detector.lstm
+    alone = rescore(values, "bidirectional", lstm, detection.scaler, detection.settings, None)
+    alone.fitted_on, alone.fit_seconds = detection.fitted_on, detection.fit_seconds
+    return alone
 
 
 def score_delay(detection):

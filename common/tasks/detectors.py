@@ -10,6 +10,7 @@ how many must arrive before that score is final (a monitor's delay).
 
 | name              | class                    | a point's score                                        | looks ahead    |
 |-------------------|--------------------------|--------------------------------------------------------|----------------|
+| ``hybrid``        | ``LSTMHoltWinters``      | the two below mixed, each in robust z-units            | ``window + 1`` |
 | ``bidirectional`` | ``BidirectionalLSTM``    | its error when predicted from both sides (AER-style)   | ``window + 1`` |
 | ``forecaster``    | ``LSTMForecaster``       | its error when predicted from the ``window`` before it | 0              |
 | ``autoencoder``   | ``LSTMAutoencoder``      | its reconstruction error, mean over covering windows   | ``window - 1`` |
@@ -17,8 +18,8 @@ how many must arrive before that score is final (a monitor's delay).
 | ``discord``       | ``MatrixProfileDiscord`` | distance from its windows to their nearest others      | ``window - 1`` |
 | ``holt-winters``  | ``HoltWinters``          | the error of exponential smoothing's one-step forecast | 0              |
 
-Every score but the bidirectional LSTM's is an error of at least 0;
-:func:`nonnegative_errors` gives that one's uncentred error too, which is what
+Every score but the bidirectional LSTM's and the hybrid's is an error of at least 0;
+:func:`nonnegative_errors` gives those two's uncentred errors too, which is what
 Hundman et al.'s threshold (:func:`common.tasks.alarms.hundman_alarms`) reads.
 
 >>> make_detector("zscore", window=16).window
@@ -590,9 +591,92 @@ class BidirectionalLSTM(_RecurrentDetector):
         return self
 
 
+class LSTMHoltWinters:
+    """The bidirectional LSTM's score and the Holt-Winters residual, each robustly scaled, then weighted.
+
+    Two views of one point: the LSTM judges it from the windows on both sides
+    (it learns shapes, such as a changed daily pattern), Holt-Winters from its
+    smoothed level, trend and season (it catches a jump at once and has no
+    seed). Each part's scores on the fitted data give that part's median and
+    robust standard deviation, so both speak in robust z-units; a point scores
+    ``(1 - weight) * lstm + weight * holt_winters``. Chosen on NAB's development
+    folders by leaving one folder out (``bench/anomaly.py --lofo``): the mix
+    beat each part alone out of folder, and its Holt-Winters half makes it vary
+    less from seed to seed. ``weight=0`` is the LSTM alone, 1 Holt-Winters alone.
+    """
+
+    name = "LSTM + Holt-Winters"
+    quiet_below = 0.0  # robust z-scores, as the bidirectional LSTM's
+    weight = 0.6  # the Holt-Winters share, measured out of folder (README: anomaly detection)
+
+    def __init__(self, window=48, *training, weight=None, **options):
+        """``training``, ``options``: :class:`BidirectionalLSTM`'s (units, epochs, model, ...)."""
+        self.lstm = BidirectionalLSTM(window, *training, **options)
+        self.holt_winters = HoltWinters(window)
+        if weight is not None:
+            self.weight = float(weight)
+        self.centers, self.scales = None, None
+
+    # What the app and a saved run read from a recurrent detector: the LSTM's.
+    window = property(lambda self: self.lstm.window)
+    units = property(lambda self: self.lstm.units)
+    model = property(lambda self: self.lstm.model)
+    epochs_run = property(lambda self: self.lstm.epochs_run)
+    looks_ahead = property(lambda self: self.lstm.looks_ahead)
+
+    def fit(self, normal_series, validation_series=None, max_seconds=None):
+        self.lstm.fit(normal_series, validation_series, max_seconds)
+        self.holt_winters.fit(normal_series)
+        centers, scales = [], []
+        for scores in self.parts(normal_series):
+            scores = scores[np.isfinite(scores)]
+            center, scale = robust_center_and_scale(scores)
+            centers.append(float(center))
+            scales.append(float(scale) if scale > 1e-12 else float(scores.std()) or 1.0)
+        self.centers, self.scales = tuple(centers), tuple(scales)
+        return self
+
+    def parts(self, series):
+        """``(lstm, holt_winters)`` scores, each (timesteps,) in its own units."""
+        return self.lstm.score(series), self.holt_winters.score(series)
+
+    def score(self, series, weight=None):
+        """Per point, the weighted mix of both parts' robust z-scores (``weight``: another mix)."""
+        return self.mix(self.parts(series), weight)
+
+    def mix(self, parts, weight=None):
+        """The score from :meth:`parts`' output: each part robustly scaled, then weighted."""
+        weight = self.weight if weight is None else weight
+        lstm, holt_winters = [(p - c) / s for p, c, s in zip(parts, self.centers, self.scales)]
+        return (1 - weight) * lstm + weight * holt_winters
+
+    def errors(self, series):
+        """The same mix without centring, each part at least 0: what Hundman et al.'s rule reads."""
+        lstm = self.lstm.errors(series) / self.scales[0]
+        holt_winters = self.holt_winters.score(series) / self.scales[1]
+        return (1 - self.weight) * lstm + self.weight * holt_winters
+
+    def state(self):
+        return {
+            "lstm": self.lstm.state(),
+            "holt_winters": self.holt_winters.state(),
+            "centers": list(self.centers),
+            "scales": list(self.scales),
+            "weight": self.weight,
+        }
+
+    def set_state(self, state):
+        self.lstm.set_state(state["lstm"])
+        self.holt_winters.set_state(state["holt_winters"])
+        self.centers, self.scales = tuple(state["centers"]), tuple(state["scales"])
+        self.weight = float(state["weight"])
+        return self
+
+
 # ---------------------------------------------------------------- one registry
 
 DETECTORS = {
+    "hybrid": LSTMHoltWinters,
     "bidirectional": BidirectionalLSTM,
     "forecaster": LSTMForecaster,
     "autoencoder": LSTMAutoencoder,
@@ -600,7 +684,7 @@ DETECTORS = {
     "discord": MatrixProfileDiscord,
     "holt-winters": HoltWinters,
 }
-RECURRENT = ("bidirectional", "forecaster", "autoencoder")
+RECURRENT = ("hybrid", "bidirectional", "forecaster", "autoencoder")
 NAMES = {key: detector.name for key, detector in DETECTORS.items()}  # what tables call them
 
 
