@@ -22,8 +22,9 @@ gets a score from two views: how badly a bidirectional LSTM predicts it from the
 window after it and the window before it (after AER, the best published pipeline
 on NAB), and how far it lies from a Holt-Winters forecast (level, trend and
 season). Each view is put in robust standard deviations of its own scores and
-they are mixed 0.4 to 0.6 (--detector hybrid): out of folder on NAB's development
-folders the mix beat each view alone and varied less from seed to seed (README).
+they are mixed 0.4 to 0.6 (--detector hybrid): on NAB's development folders, each
+left out in turn, the mix averaged above each view alone and varied far less from
+seed to seed than the LSTM alone (README).
 Scores are smoothed over 1% of the series. An audit sets its threshold for a rate of
 false alarms (--false-alarms, per 1,000 readings, default 0.5): the clusters of scores
 above their median plus two robust standard deviations are counted and their peaks

@@ -192,6 +192,34 @@ def test_bidirectional_lstm_scores_both_sides_and_reloads_its_error_scales():
     assert not np.isclose(part[300 - 17 :], scores[300 - 17 : 300], rtol=1e-5).any()
 
 
+def test_holt_winters_scores_a_new_file_that_starts_elsewhere_in_the_cycle():
+    values = seasonal_series(1200)[:, None]
+    detector = detectors.HoltWinters().fit(values[:600])
+    # statsmodels often fits a season that never adapts (weight 0); pin it so, as on NAB files.
+    detector.params[0] |= {"smoothing_seasonal": 0.0, "smoothing_level": 0.05}
+    in_context = detector.score(values)[600:].mean()  # the fitted start, carried through
+    # A new file from point 600, half a cycle on from where the fit began: started from the fitted season it would be out of phase
+    # for good; its own starting state (the fitted weights kept) scores it as in context.
+    new_file = detector.score(values[600:])
+    assert new_file[48:].mean() < 2 * in_context
+    saved = json.loads(json.dumps(detector.state()))
+    twin = detectors.HoltWinters().set_state(saved)
+    np.testing.assert_allclose(twin.score(values[600:]), new_file)
+    np.testing.assert_allclose(twin.score(values), detector.score(values))
+    # A saved run from before the start was kept scores as it did: from the fitted start.
+    old = detectors.HoltWinters().set_state({k: v for k, v in saved.items() if k != "start"})
+    assert old.score(values[600:])[48:].mean() > 5 * in_context
+
+
+def test_hybrid_ignores_round_off_on_a_noise_free_series():
+    values = np.sin(2 * np.pi * np.arange(960) / 48)[:, None].astype("float32")
+    hybrid = detectors.LSTMHoltWinters(window=16, units=4, epochs=1).fit(values)
+    _, holt_winters = hybrid.parts(values)
+    assert holt_winters[48:].max() < 1e-5  # a perfect forecast, up to round-off
+    assert hybrid.scales[1] == hybrid.min_scale  # not the round-off's own spread
+    assert np.abs((holt_winters[48:] - hybrid.centers[1]) / hybrid.scales[1]).max() < 1e-2
+
+
 def test_hybrid_mixes_the_lstm_and_holt_winters_in_robust_units_and_reloads():
     values = seasonal_series(400)[:, None].astype("float32")
     values[250:256, 0] += 3.0  # a jump both parts see
@@ -220,6 +248,12 @@ def test_hybrid_mixes_the_lstm_and_holt_winters_in_robust_units_and_reloads():
     errors = detectors.nonnegative_errors(hybrid, values)
     shift = errors[17:-17] - hybrid.score(values)[17:-17]
     assert (errors >= 0).all() and np.ptp(shift) < 1e-4 * np.abs(shift).max()
+    # A saved run whose threshold Hundman's rule set on those errors is rescored on errors too.
+    scaler = anomaly.StandardScaler().fit(values)
+    settings = anomaly.Settings.for_length(len(values), rule="hundman")
+    audited = anomaly.rescore(values, "hybrid", hybrid, scaler, settings, threshold=None)
+    again = anomaly.rescore(values, "hybrid", twin, scaler, settings, audited.threshold)
+    np.testing.assert_allclose(again.smoothed, audited.smoothed, rtol=1e-4, atol=1e-5)
 
 
 def test_each_detector_says_how_far_ahead_it_looks_and_older_scores_are_final():

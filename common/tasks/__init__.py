@@ -5,7 +5,7 @@ notebook, benchmark and tests import.
   drift (apps/forecast.py, notebook 08)
 - :mod:`sentiment`: text classification, wide & deep (apps/sentiment.py, notebook 09)
 - :mod:`charlm`: the character language model and its sampler (apps/textgen.py, notebook 10)
-- :mod:`anomaly` (the audit and monitor pipelines), :mod:`detectors` (six of them) and
+- :mod:`anomaly` (the audit and monitor pipelines), :mod:`detectors` (seven of them) and
   :mod:`alarms` (scores turned into alarm intervals, and how those are scored)
   (apps/anomaly.py, notebook 11)
 - :mod:`translate`: sentence pairs, a split by source sentence, word vocabularies, the GRU

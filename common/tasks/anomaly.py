@@ -424,14 +424,16 @@ def rescore(values, name, detector, scaler, settings, threshold, scored_from=0):
     """Score ``values`` with a fitted detector and scaler; alarm above ``threshold``.
 
     ``threshold=None`` chooses one from the scores (an audit) by ``settings.rule``;
-    with ``"hundman"`` the scores are the detector's errors of at least 0
+    with ``"hundman"`` (set by an audit, or kept by a saved one) the scores are the
+    detector's errors of at least 0
     (:func:`common.tasks.detectors.nonnegative_errors`). Alarms before
     ``scored_from`` (a raw index) are dropped: those points were the detector's
     training data.
     """
     values = as_2d(values, "float64")
     coarse = scaler.transform(aggregate(values, settings.factor)).astype("float32")
-    hundman = threshold is None and settings.rule == "hundman"  # it reads errors, not scores
+    # Hundman's rule reads errors, not scores; so does a saved run's threshold set by it.
+    hundman = settings.rule == "hundman"
     started = time.perf_counter()
     scores = nonnegative_errors(detector, coarse) if hundman else detector.score(coarse)
     score_seconds = time.perf_counter() - started

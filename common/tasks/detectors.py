@@ -212,8 +212,16 @@ class HoltWinters:
     with an additive trend, and an additive season when the fitted series has
     one (:func:`dominant_period`). Its smoothing weights are fitted once; new
     data is then run through the same weights, so scores of a monitored series
-    use nothing learned from it.
+    use nothing learned from it. A series that starts where the fitted one did
+    (an audit, a monitor's continuation) starts from the fitted level, trend and
+    season; one that starts elsewhere (a new file, which may begin anywhere in the
+    cycle) has its starting state estimated from itself, the weights held fixed:
+    started from the fitted state, its season would be out of phase for good.
     """
+
+    start_points = (
+        16  # the fitted series' first points, kept to recognise a series that starts there
+    )
 
     name = "Holt-Winters"
     quiet_below = 0.1  # standard deviations of the scaled series, as for the LSTM forecaster
@@ -221,7 +229,7 @@ class HoltWinters:
 
     def __init__(self, window=48):
         self.window = int(window)  # unused: exponential smoothing looks at the whole past
-        self.period, self.params = None, None
+        self.period, self.params, self.start = None, None, None
 
     def _model(self, values, params=None):
         from statsmodels.tsa.holtwinters import ExponentialSmoothing
@@ -260,25 +268,44 @@ class HoltWinters:
         if self.period:  # without a season statsmodels reports NaN for its weight: no JSON for it
             keys += ["smoothing_seasonal", "initial_seasons"]
         self.params = [{key: np.asarray(p[key]).tolist() for key in keys} for p in fitted]
+        self.start = series[: self.start_points].tolist()
         return self
+
+    def starts_like_fitted(self, series):
+        """Whether ``series`` begins with the fitted series' first points (saved runs without them: yes)."""
+        if self.start is None:
+            return True
+        start = np.asarray(self.start)
+        return len(series) >= len(start) and np.allclose(series[: len(start)], start)
 
     def score(self, series):
         series = as_2d(series).astype("float64")
+        known_start = self.starts_like_fitted(series)
         errors = []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for channel, params in enumerate(self.params):
-                model = self._model(series[:, channel], params)
                 weights = {key: params[key] for key in params if key.startswith("smoothing")}
-                fitted = model.fit(optimized=False, **weights).fittedvalues
+                fitted = None
+                if not known_start:
+                    model = self._model(series[:, channel])  # its own starting state ...
+                    try:
+                        with model.fix_params(weights):  # ... and the fitted weights
+                            fitted = model.fit().fittedvalues
+                    except ValueError:  # too short to estimate a season from: the fitted start
+                        fitted = None
+                if fitted is None:
+                    model = self._model(series[:, channel], params)
+                    fitted = model.fit(optimized=False, **weights).fittedvalues
                 errors.append(np.abs(series[:, channel] - fitted))
         return np.mean(errors, axis=0)
 
     def state(self):
-        return {"period": self.period, "params": self.params}
+        return {"period": self.period, "params": self.params, "start": self.start}
 
     def set_state(self, state):
         self.period, self.params = state["period"], state["params"]
+        self.start = state.get("start")  # runs saved before it was kept: None
         return self
 
 
@@ -599,15 +626,19 @@ class LSTMHoltWinters:
     smoothed level, trend and season (it catches a jump at once and has no
     seed). Each part's scores on the fitted data give that part's median and
     robust standard deviation, so both speak in robust z-units; a point scores
-    ``(1 - weight) * lstm + weight * holt_winters``. Chosen on NAB's development
-    folders by leaving one folder out (``bench/anomaly.py --lofo``): the mix
-    beat each part alone out of folder, and its Holt-Winters half makes it vary
-    less from seed to seed. ``weight=0`` is the LSTM alone, 1 Holt-Winters alone.
+    ``(1 - weight) * lstm + weight * holt_winters``. The weight was chosen on
+    NAB's development folders; scored by leaving one folder out
+    (``bench/anomaly.py --lofo``), the mix averaged above each part alone over
+    three seeds and varied far less from seed to seed than the LSTM alone, since
+    its Holt-Winters half has no seed. ``weight=0`` is the LSTM alone, 1 Holt-Winters alone.
     """
 
     name = "LSTM + Holt-Winters"
     quiet_below = 0.0  # robust z-scores, as the bidirectional LSTM's
-    weight = 0.6  # the Holt-Winters share, measured out of folder (README: anomaly detection)
+    weight = 0.6  # the Holt-Winters share, chosen on NAB's development folders (README)
+    # A part's scale is at least this: on a noise-free series Holt-Winters' errors are
+    # round-off (1e-17), and in units of their own spread round-off would look like news.
+    min_scale = 0.01
 
     def __init__(self, window=48, *training, weight=None, **options):
         """``training``, ``options``: :class:`BidirectionalLSTM`'s (units, epochs, model, ...)."""
@@ -632,7 +663,9 @@ class LSTMHoltWinters:
             scores = scores[np.isfinite(scores)]
             center, scale = robust_center_and_scale(scores)
             centers.append(float(center))
-            scales.append(float(scale) if scale > 1e-12 else float(scores.std()) or 1.0)
+            if scale <= 1e-12:  # more than half the scores are equal: fall back to the spread
+                scale = scores.std()
+            scales.append(max(float(scale), self.min_scale))
         self.centers, self.scales = tuple(centers), tuple(scales)
         return self
 
@@ -692,8 +725,8 @@ def nonnegative_errors(detector, series):
     """Per-point errors of at least 0 from a fitted detector: what Hundman et al.'s rule reads.
 
     Every detector's score is already such an error but the bidirectional
-    LSTM's, a robust z-score centred on 0; its :meth:`BidirectionalLSTM.errors`
-    drops the centring.
+    LSTM's and the hybrid's, robust z-scores centred on 0; their ``errors``
+    methods drop the centring.
     """
     if hasattr(detector, "errors"):
         return detector.errors(series)
