@@ -175,7 +175,7 @@ def leave_one_folder_out(files, variants):
     return row, chosen
 
 
-# The Holt-Winters shares a fold may choose for the hybrid detector (0: its LSTM alone).
+# The Holt-Winters shares a fold may choose for the hybrid detector (0: its LSTM half, re-centred).
 WEIGHTS = (0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0)
 
 
