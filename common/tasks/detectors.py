@@ -46,6 +46,19 @@ def as_2d(series, dtype="float32"):
     return series[:, None] if series.ndim == 1 else series
 
 
+def robust_units(scores):
+    """``(median, robust std)`` of the finite ``scores``, as floats: the unit of a robust z-score.
+
+    Where more than half the scores are equal (a MAD of 0), the standard deviation instead.
+
+    >>> robust_units(np.array([1.0, 1.0, 1.0, 4.0, np.nan]))
+    (1.0, 1.299038105676658)
+    """
+    scores = scores[np.isfinite(scores)]
+    center, scale = robust_center_and_scale(scores)
+    return float(center), float(scale if scale > 1e-12 else scores.std())
+
+
 def point_scores_from_window_errors(errors, starts, length):
     """Per-point score: the mean, over every window covering a point, of that window's error at it.
 
@@ -219,9 +232,8 @@ class HoltWinters:
     started from the fitted state, its season would be out of phase for good.
     """
 
-    start_points = (
-        16  # the fitted series' first points, kept to recognise a series that starts there
-    )
+    # The fitted series' first points, kept to recognise a series that starts there.
+    start_points = 16
 
     name = "Holt-Winters"
     quiet_below = 0.1  # standard deviations of the scaled series, as for the LSTM forecaster
@@ -286,19 +298,22 @@ class HoltWinters:
             warnings.simplefilter("ignore")
             for channel, params in enumerate(self.params):
                 weights = {key: params[key] for key in params if key.startswith("smoothing")}
-                fitted = None
-                if not known_start:
-                    model = self._model(series[:, channel])  # its own starting state ...
-                    try:
-                        with model.fix_params(weights):  # ... and the fitted weights
-                            fitted = model.fit().fittedvalues
-                    except ValueError:  # too short to estimate a season from: the fitted start
-                        fitted = None
+                fitted = None if known_start else self._from_own_start(series[:, channel], weights)
                 if fitted is None:
                     model = self._model(series[:, channel], params)
                     fitted = model.fit(optimized=False, **weights).fittedvalues
                 errors.append(np.abs(series[:, channel] - fitted))
         return np.mean(errors, axis=0)
+
+    def _from_own_start(self, values, weights):
+        """One-step forecasts of ``values`` from a starting state estimated on them, ``weights``
+        held fixed; None when they are too short to estimate a season from."""
+        model = self._model(values)
+        try:
+            with model.fix_params(weights):
+                return model.fit().fittedvalues
+        except ValueError:
+            return None
 
     def state(self):
         return {"period": self.period, "params": self.params, "start": self.start}
@@ -575,12 +590,9 @@ class BidirectionalLSTM(_RecurrentDetector):
         super().fit(normal_series, validation_series, max_seconds)
         centers, scales = [], []
         for errors in self._errors(as_2d(normal_series)):  # forward, then backward
-            errors = errors[np.isfinite(errors)]
-            center, scale = robust_center_and_scale(errors)
-            if scale <= 1e-12:  # more than half the errors are equal: fall back to the spread
-                scale = errors.std() or 1.0
-            centers.append(float(center))
-            scales.append(float(scale))
+            center, scale = robust_units(errors)
+            centers.append(center)
+            scales.append(scale or 1.0)  # every error equal: any unit will do
         self.centers, self.scales = tuple(centers), tuple(scales)
         return self
 
@@ -660,12 +672,9 @@ class LSTMHoltWinters:
         self.holt_winters.fit(normal_series)
         centers, scales = [], []
         for scores in self.parts(normal_series):
-            scores = scores[np.isfinite(scores)]
-            center, scale = robust_center_and_scale(scores)
-            centers.append(float(center))
-            if scale <= 1e-12:  # more than half the scores are equal: fall back to the spread
-                scale = scores.std()
-            scales.append(max(float(scale), self.min_scale))
+            center, scale = robust_units(scores)
+            centers.append(center)
+            scales.append(max(scale, self.min_scale))
         self.centers, self.scales = tuple(centers), tuple(scales)
         return self
 
