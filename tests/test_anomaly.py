@@ -242,6 +242,9 @@ def test_hybrid_mixes_the_lstm_and_holt_winters_in_robust_units_and_reloads():
     # A saved run: the Keras model and the JSON state score identically.
     twin = detectors.make_detector("hybrid", window=16, units=8, model=hybrid.model)
     twin.set_state(json.loads(json.dumps(hybrid.state())))
+    for weight in ("nan", float("nan"), 1.5, -0.1, None):  # a hand-edited config.json
+        with pytest.raises(ValueError, match="Expected a weight between 0 and 1"):
+            detectors.LSTMHoltWinters().set_state(hybrid.state() | {"weight": weight})
     np.testing.assert_allclose(twin.score(values), hybrid.score(values), rtol=1e-5)
     # For Hundman's rule: the same mix not centred, never below 0 (where both LSTM heads reach,
     # the score shifted by a constant).

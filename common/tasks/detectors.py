@@ -657,8 +657,14 @@ class LSTMHoltWinters:
         self.lstm = BidirectionalLSTM(window, *training, **options)
         self.holt_winters = HoltWinters(window)
         if weight is not None:
-            self.weight = float(weight)
+            self.weight = self._checked(weight)
         self.centers, self.scales = None, None
+
+    @staticmethod
+    def _checked(weight):
+        if not isinstance(weight, (int, float)) or not 0 <= weight <= 1:  # NaN fails too
+            raise ValueError(f"Expected a weight between 0 and 1. Received: weight={weight!r}")
+        return float(weight)
 
     # What the app and a saved run read from a recurrent detector: the LSTM's.
     window = property(lambda self: self.lstm.window)
@@ -711,7 +717,7 @@ class LSTMHoltWinters:
         self.lstm.set_state(state["lstm"])
         self.holt_winters.set_state(state["holt_winters"])
         self.centers, self.scales = tuple(state["centers"]), tuple(state["scales"])
-        self.weight = float(state["weight"])
+        self.weight = self._checked(state["weight"])
         return self
 
 
