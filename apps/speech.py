@@ -4,8 +4,9 @@
     python apps/speech.py --test-speaker nicolas --minutes 5
     python apps/speech.py --load runs/speech/<run>/ --wav my_phone_number.wav
 
-Two networks, both reading log-mel spectrograms that a layer inside the model
-computes from the waveform (the saved .keras files take sound, nothing else):
+Two networks, both reading MFCCs (the log-mel spectrum's broad shape) that
+layers inside the model compute from the waveform (the saved .keras files take
+sound, nothing else):
 
   digits.keras   one digit per clip (many-to-one): a bidirectional GRU reads
                  the frames (40 ms steps) and answers once, beside two

@@ -5,6 +5,7 @@ import struct
 import wave as wavemodule
 
 import numpy as np
+import scipy.fft
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -180,9 +181,12 @@ def test_the_log_mel_layer_equals_a_numpy_computation():
 def test_features_are_fit_on_the_training_voices_only(clips):
     split = sp.split_speakers(clips, "theo")
     features = sp.Features.fit(split.train.waves)
-    # Each recording's mean frame is taken away first, so the spread is what is fit.
+    # Each recording's mean frame is taken away first, so the spread is what is fit, of the
+    # first 13 cepstral coefficients (the cosine transform across the bands).
     frames = np.concatenate([f - f.mean(axis=0) for f in sp.log_mels(split.train.waves)])
-    np.testing.assert_allclose(features.std, frames.std(axis=0), rtol=1e-4)
+    cepstra = scipy.fft.dct(frames, type=2, norm="ortho", axis=-1)[:, :13]
+    assert features.std.shape == (13,) == features.mean.shape
+    np.testing.assert_allclose(features.std, cepstra.std(axis=0), rtol=1e-4)
     every = sp.Features.fit(clips.waves)
     assert np.abs(every.std - features.std).max() > 1e-3  # the test voice would move them
 
@@ -197,6 +201,29 @@ def test_the_saved_models_scale_bands_with_training_voices_only(quick_runs, clip
         layer = keras.models.load_model(out / name).get_layer("normalize")
         variance = keras.ops.convert_to_numpy(layer.variance).ravel()
         np.testing.assert_allclose(variance, expected.std**2, rtol=1e-4)
+
+
+def test_the_cepstrum_layer_is_the_cosine_transform_of_the_bands_first_terms():
+    from common.models.audio import Cepstrum
+
+    rng = np.random.default_rng(0)
+    frames = rng.normal(0, 1, (2, 7, 40)).astype("float32")
+    got = keras.ops.convert_to_numpy(Cepstrum(13)(frames))
+    # By hand: the orthonormal DCT-II of each frame, c_k = s_k sum_n x_n cos(pi k (2n + 1) / 80).
+    n, k = np.arange(40), np.arange(13)[:, None]
+    basis = np.cos(np.pi * k * (2 * n + 1) / 80) * np.where(
+        k == 0, np.sqrt(1 / 40), np.sqrt(2 / 40)
+    )
+    np.testing.assert_allclose(got, frames @ basis.T, atol=1e-4)
+    assert got.shape == (2, 7, 13)
+    # A constant shift of every band (a louder recording) moves the 0th coefficient only.
+    shifted = keras.ops.convert_to_numpy(Cepstrum(13)(frames + 3.0))
+    np.testing.assert_allclose(shifted[..., 1:], got[..., 1:], atol=1e-4)
+    np.testing.assert_allclose(shifted[..., 0] - got[..., 0], 3.0 * np.sqrt(40), rtol=1e-4)
+    with pytest.raises(ValueError, match="at most as many coefficients as mel bands"):
+        Cepstrum(41)(frames)
+    with pytest.raises(ValueError, match="coefficients >= 1"):
+        Cepstrum(0)
 
 
 def test_utterance_normalization_ignores_padding_frames():
@@ -348,7 +375,7 @@ def test_an_app_reads_a_saved_recognizer_before_anything_else_imported_speech(cl
         "import apps._start, common, sys\n"
         "from common.cli import load_model_from_dir\n"
         "model = load_model_from_dir(sys.argv[1], 'strings.keras')\n"
-        "print(type(model.layers[1]).__name__)\n"
+        "print(' '.join(type(layer).__name__ for layer in model.layers))\n"
     )
     import subprocess
     import sys
@@ -357,7 +384,8 @@ def test_an_app_reads_a_saved_recognizer_before_anything_else_imported_speech(cl
         [sys.executable, "-c", code, tmp_path], capture_output=True, text=True, cwd=REPO
     )
     assert result.returncode == 0, result.stderr[-500:]
-    assert result.stdout.strip() in ("LogMelSpectrogram", "UtteranceNormalization")
+    custom = {"LogMelSpectrogram", "UtteranceNormalization", "Cepstrum"}
+    assert custom <= set(result.stdout.split()), result.stdout
 
 
 def test_the_learning_rate_falls_along_a_cosine_over_time_or_over_rounds():

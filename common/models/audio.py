@@ -120,3 +120,39 @@ class UtteranceNormalization(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "floor": self.floor}
+
+
+@keras.saving.register_keras_serializable(package="rnn_workshop")
+class Cepstrum(layers.Layer):
+    """Log-mel frames ``(batch, frames, mels)`` -> their first ``coefficients`` cepstral
+    coefficients ``(batch, frames, coefficients)``: MFCCs, with the 0th (loudness) kept.
+
+    The cosine transform (DCT-II, orthonormal) of each frame's log band energies
+    describes the spectrum's shape from coarse to fine. The first terms hold its
+    broad outline, the resonances of the mouth that tell one vowel from another;
+    the later ones hold fine ripple across the bands, much of it the harmonics of
+    the speaker's pitch. Keeping only the first terms keeps what is said and drops
+    part of who says it.
+    """
+
+    def __init__(self, coefficients=13, **kwargs):
+        super().__init__(**kwargs)
+        if coefficients < 1:
+            raise ValueError(f"Expected coefficients >= 1. Received: {coefficients}")
+        self.coefficients = coefficients
+
+    def call(self, frames):
+        mels = frames.shape[-1]
+        if mels is not None and self.coefficients > mels:
+            raise ValueError(
+                f"Expected at most as many coefficients as mel bands ({mels}). "
+                f"Received: {self.coefficients}"
+            )
+        cepstra = tf.signal.dct(tf.cast(frames, "float32"), type=2, norm="ortho")
+        return cepstra[..., : self.coefficients]
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.coefficients)
+
+    def get_config(self):
+        return {**super().get_config(), "coefficients": self.coefficients}

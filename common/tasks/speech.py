@@ -21,8 +21,9 @@ sums over every way of placing the spoken digits on the frames, so it learns
 where the words are by itself. Reading the answer: take the likeliest symbol at
 each frame, merge repeats, drop blanks (greedy), or keep several prefixes (beam).
 
-The custom layer a saved model holds (:class:`~common.models.audio.LogMelSpectrogram`)
-is registered with Keras under the package ``rnn_workshop``.
+The custom layers a saved model holds (:class:`~common.models.audio.LogMelSpectrogram`,
+``UtteranceNormalization``, ``Cepstrum``) are registered with Keras under the package
+``rnn_workshop``.
 """
 
 import time
@@ -34,7 +35,7 @@ import numpy as np
 from keras import layers
 
 from common.data.audio import read_digit_clips
-from common.models.audio import LogMelSpectrogram, UtteranceNormalization
+from common.models.audio import Cepstrum, LogMelSpectrogram, UtteranceNormalization
 from common.models.ctc import ctc_decode, ctc_labels, symbol_error_rate
 from common.models.training import CosineDecayInTime, cosine_factor, fit
 
@@ -46,6 +47,11 @@ STRING_LENGTHS = (3, 10)  # digits in a scored string, both included
 TRAINING_LENGTHS = (1, 10)  # training strings may be shorter: single digits teach CTC fastest
 CONV_STRIDES = (2, 2)  # the front end's two convolutions: 10 ms frames become 40 ms steps
 BUCKET = 4 * SAMPLE_RATE  # strings are padded to whole multiples of 4 s: few shapes to compile
+# The networks read 13 MFCCs, not the 40 log-mel bands: on voices training never heard, the
+# digit network alone got 86% of digits with 13 (10: 85%, 16: 83%, 20: 83%) and 77% with the
+# 40 bands (leave-one-speaker-out, 40 s of training, seed 42): the finer ripple across the
+# bands is more the speaker's pitch than the word.
+CEPSTRAL_COEFFICIENTS = 13
 
 
 def read_clips(path=BUNDLED, name=None):
@@ -304,22 +310,29 @@ class StringBatches:
 
 @dataclass
 class Features:
-    """Log-mel frames, each recording's mean taken away, then scaled by training-voice statistics."""
+    """MFCC frames: log-mel bands, each recording's mean taken away, the first ``coefficients``
+    cepstral coefficients, then scaled by statistics of the training voices."""
 
-    mean: np.ndarray  # (mels,), of the training voices' normalised frames
+    mean: np.ndarray  # (coefficients,), of the training voices' normalised frames
     std: np.ndarray
+    coefficients: int = CEPSTRAL_COEFFICIENTS
 
     @classmethod
-    def fit(cls, waves, sample_rate=SAMPLE_RATE):
+    def fit(cls, waves, sample_rate=SAMPLE_RATE, coefficients=CEPSTRAL_COEFFICIENTS):
+        from scipy.fft import dct
+
         frames = np.concatenate([f - f.mean(axis=0) for f in log_mels(waves, sample_rate)])
-        return cls(frames.mean(axis=0), frames.std(axis=0) + 1e-6)
+        frames = dct(frames, type=2, norm="ortho", axis=-1)[:, :coefficients]
+        return cls(frames.mean(axis=0), frames.std(axis=0) + 1e-6, coefficients)
 
     def layers(self, sample_rate=SAMPLE_RATE):
         """waveform (batch, samples) -> log-mel (batch, frames, mels) -> minus the recording's
-        mean frame -> scaled band by band with the training voices' statistics."""
+        mean frame -> first cepstral coefficients (batch, frames, coefficients) -> scaled
+        one by one with the training voices' statistics."""
         return [
             LogMelSpectrogram(sample_rate, name="log_mel"),
             UtteranceNormalization(name="utterance_normalization"),
+            Cepstrum(self.coefficients, name="cepstrum"),
             layers.Normalization(axis=-1, mean=self.mean, variance=self.std**2, name="normalize"),
         ]
 
@@ -342,7 +355,7 @@ def log_mels(waves, sample_rate=SAMPLE_RATE, batch_size=256):
 
 
 def _front_end(features, units, dropout):
-    """waveform (batch, samples) -> normalised log-mel (batch, frames, mels) -> two Conv1D of
+    """waveform (batch, samples) -> normalised MFCCs (batch, frames, 13) -> two Conv1D of
     stride 2 -> (batch, frames / 4, units): 40 ms steps, a quarter of the recurrent work.
 
     The convolutions use SiLU (x * sigmoid(x)), not ReLU: with ReLU, 3 of 18
@@ -352,7 +365,8 @@ def _front_end(features, units, dropout):
     x = waves
     for layer in features.layers():
         x = layer(x)
-    x = layers.SpatialDropout1D(dropout, name="band_dropout")(x)  # SpecAugment-like: whole bands
+    # SpecAugment-like: a coefficient dropped for a whole clip, not frame by frame
+    x = layers.SpatialDropout1D(dropout, name="feature_dropout")(x)
     for depth, (width, stride) in enumerate(zip((5, 3), CONV_STRIDES), start=1):
         x = layers.Conv1D(
             units, width, strides=stride, padding="same", activation="silu", name=f"conv_{depth}"
