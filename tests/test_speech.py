@@ -182,17 +182,31 @@ def test_features_are_fit_on_the_training_voices_only(clips):
     split = sp.split_speakers(clips, "theo")
     features = sp.Features.fit(split.train.waves)
     # Each recording's mean frame is taken away first, so the spread is what is fit, of the
-    # first 13 cepstral coefficients (the cosine transform across the bands).
+    # first cepstral coefficients (the cosine transform across the bands).
     frames = np.concatenate([f - f.mean(axis=0) for f in sp.log_mels(split.train.waves)])
-    cepstra = scipy.fft.dct(frames, type=2, norm="ortho", axis=-1)[:, :13]
-    assert features.std.shape == (13,) == features.mean.shape
-    np.testing.assert_allclose(features.std, cepstra.std(axis=0), rtol=1e-4)
+    cepstra = scipy.fft.dct(frames, type=2, norm="ortho", axis=-1)[:, : sp.CEPSTRAL_COEFFICIENTS]
+    assert features.std.shape == (sp.CEPSTRAL_COEFFICIENTS,) == features.mean.shape
+    np.testing.assert_allclose(features.std, cepstra.std(axis=0), rtol=1e-3)
     every = sp.Features.fit(clips.waves)
     assert np.abs(every.std - features.std).max() > 1e-3  # the test voice would move them
 
 
+def test_the_statistics_are_of_what_the_models_own_layers_compute(clips):
+    waves = clips.waves[::50]  # 50 recordings of every voice and digit, of many lengths
+    features = sp.Features.fit(waves, batch=16)  # several batches, each padded to its longest
+    frames = []
+    for wave in waves:  # one at a time through the model's layers, no padding at all
+        x = wave[None]
+        for layer in features.layers()[:-1]:  # log-mel, minus the mean frame, cepstrum
+            x = layer(x)
+        frames.append(keras.ops.convert_to_numpy(x)[0])
+    frames = np.concatenate(frames)
+    np.testing.assert_allclose(features.mean, frames.mean(axis=0), atol=1e-3)
+    np.testing.assert_allclose(features.std, frames.std(axis=0) + 1e-6, rtol=1e-4)
+
+
 @pytest.mark.slow  # the shared --quick run
-def test_the_saved_models_scale_bands_with_training_voices_only(quick_runs, clips):
+def test_the_saved_models_scale_their_inputs_with_training_voices_only(quick_runs, clips):
     status, _, err, out = quick_runs("speech")
     assert status == 0, err
     quick = sp.split_speakers(clips.subset(clips.takes < 10), "george")  # as --quick splits
@@ -222,6 +236,8 @@ def test_the_cepstrum_layer_is_the_cosine_transform_of_the_bands_first_terms():
     np.testing.assert_allclose(shifted[..., 0] - got[..., 0], 3.0 * np.sqrt(40), rtol=1e-4)
     with pytest.raises(ValueError, match="at most as many coefficients as mel bands"):
         Cepstrum(41)(frames)
+    with pytest.raises(ValueError, match="at most as many coefficients as mel bands"):
+        Cepstrum(41)(keras.Input((None, 40)))  # when the model is built, before any sound
     with pytest.raises(ValueError, match="coefficients >= 1"):
         Cepstrum(0)
 
@@ -368,7 +384,7 @@ def test_both_networks_take_any_length_of_sound_and_reload_identically(clips, tm
 
 def test_an_app_reads_a_saved_recognizer_before_anything_else_imported_speech(clips, tmp_path):
     # An app imports its task module only when it first uses it; loading a run must still
-    # know the log-mel layers (load_model_from_dir loads every task first).
+    # know the custom audio layers (load_model_from_dir loads every task first).
     features = sp.Features.fit(clips.waves[:20])
     sp.build_string_recognizer(features, units=4).save(tmp_path / "strings.keras")
     code = (

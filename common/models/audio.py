@@ -141,17 +141,29 @@ class Cepstrum(layers.Layer):
             raise ValueError(f"Expected coefficients >= 1. Received: {coefficients}")
         self.coefficients = coefficients
 
-    def call(self, frames):
-        mels = frames.shape[-1]
+    def _check(self, mels):
         if mels is not None and self.coefficients > mels:
             raise ValueError(
                 f"Expected at most as many coefficients as mel bands ({mels}). "
                 f"Received: {self.coefficients}"
             )
+
+    def build(self, input_shape):
+        self._check(input_shape[-1])  # when the model is built, not when it first predicts
+
+    def call(self, frames):
+        self._check(frames.shape[-1])
+        if frames.shape[-1] is None:  # bands known only at run time
+            tf.debugging.assert_less_equal(
+                self.coefficients,
+                tf.shape(frames)[-1],
+                message="Expected at most as many coefficients as mel bands",
+            )
         cepstra = tf.signal.dct(tf.cast(frames, "float32"), type=2, norm="ortho")
         return cepstra[..., : self.coefficients]
 
     def compute_output_shape(self, input_shape):
+        self._check(input_shape[-1])
         return (*input_shape[:-1], self.coefficients)
 
     def get_config(self):
