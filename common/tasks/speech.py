@@ -35,7 +35,7 @@ import numpy as np
 from keras import layers
 
 from common.data.audio import read_digit_clips
-from common.models.audio import FLOOR, Cepstrum, LogMelSpectrogram, UtteranceNormalization
+from common.models.audio import Cepstrum, LogMelSpectrogram, UtteranceNormalization
 from common.models.ctc import ctc_decode, ctc_labels, symbol_error_rate
 from common.models.training import CosineDecayInTime, cosine_factor, fit
 
@@ -321,18 +321,8 @@ class Features:
     def fit(cls, waves, sample_rate=SAMPLE_RATE, coefficients=CEPSTRAL_COEFFICIENTS, batch=256):
         """The mean and spread of the training recordings' frames, computed by the model's own
         layers (:meth:`layers` without the last): the statistics of what the network reads."""
-        normalize, cepstrum = UtteranceNormalization(), Cepstrum(coefficients)
-        spectrograms, frames = log_mels(waves, sample_rate), []
-        for start in range(0, len(spectrograms), batch):
-            chunk = spectrograms[start : start + batch]
-            # Padded with the log of the floor, as silence after a recording comes out of the
-            # log-mel layer: the per-recording mean does not count those frames.
-            padded = np.full((len(chunk), max(map(len, chunk)), chunk[0].shape[1]), np.log(FLOOR))
-            for row, spectra in enumerate(chunk):
-                padded[row, : len(spectra)] = spectra
-            found = keras.ops.convert_to_numpy(cepstrum(normalize(padded.astype("float32"))))
-            frames += [cepstra[: len(spectra)] for cepstra, spectra in zip(found, chunk)]
-        frames = np.concatenate(frames)
+        steps = [UtteranceNormalization(), Cepstrum(coefficients)]
+        frames = np.concatenate(log_mels(waves, sample_rate, batch, then=steps))
         return cls(frames.mean(axis=0), frames.std(axis=0) + 1e-6, coefficients)
 
     def layers(self, sample_rate=SAMPLE_RATE):
@@ -347,18 +337,23 @@ class Features:
         ]
 
 
-def log_mels(waves, sample_rate=SAMPLE_RATE, batch_size=256):
-    """Each waveform's (frames, mels) log-mel spectrogram, as the models compute it.
+def log_mels(waves, sample_rate=SAMPLE_RATE, batch_size=256, then=()):
+    """Each waveform's (frames, mels) log-mel spectrogram, as the models compute it, passed
+    through the layers ``then`` if any (e.g. the per-recording mean and the cepstrum).
 
     Computed in batches of similar lengths; zero padding at the end changes no
-    frame a wave has (the last frame is padded with zeros anyway).
+    frame a wave has (the last frame is padded with zeros anyway), and the
+    per-recording mean does not count padding frames.
     """
     spectrogram = LogMelSpectrogram(sample_rate)
     order = np.argsort([len(wave) for wave in waves])
     found = [None] * len(waves)
     for start in range(0, len(waves), batch_size):
         rows = order[start : start + batch_size]
-        batch = keras.ops.convert_to_numpy(spectrogram(pad_batch([waves[r] for r in rows], 1)))
+        batch = spectrogram(pad_batch([waves[r] for r in rows], 1))
+        for layer in then:
+            batch = layer(batch)
+        batch = keras.ops.convert_to_numpy(batch)
         for row, spectra in zip(rows, batch):
             found[row] = spectra[: spectrogram.frames(len(waves[row]))]
     return found
